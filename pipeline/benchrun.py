@@ -1,0 +1,79 @@
+"""Measure one artifact in a fresh process, so its peak memory is its own: `python -m pipeline.benchrun ...`.
+
+Prints one JSON line: load_ms, latency p50/p90/p99 (ms, after warm-up), throughput (sequences/s),
+rss_before_load_mb and peak_rss_mb (resident set size of this process, MiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _status_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process. Not ru_maxrss: Linux carries that across exec from the
+    parent that forked us, so a child of a big process would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _import_runtime(kind: str) -> None:
+    """Import the runtime before the baseline reading, so the model's own memory is peak minus baseline."""
+    for module in {"torch": ("torch", "transformers"), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}[kind]:
+        __import__(module)
+
+
+def feed(names: list[str], batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fixed pseudo-random token ids at full length: the profile's worst case, same for every artifact."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, 20000, size=(batch, seq), dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 101, 102
+    out = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    return {n: out[n] for n in names}
+
+
+def measure(kind: str, path: Path, threads: int, batch: int, seq: int, warmup: int, iterations: int, providers: tuple[str, ...]) -> dict[str, float]:
+    from pipeline.runtimes import open_session
+
+    _import_runtime(kind)
+    before = _status_mb("VmRSS")
+    start = time.perf_counter()
+    session = open_session(kind, path, threads, providers)
+    load_ms = (time.perf_counter() - start) * 1000
+    inputs = feed(session.input_names, batch, seq)
+    for _ in range(warmup):
+        session.run(inputs)
+    times = []
+    for _ in range(iterations):
+        t = time.perf_counter()
+        session.run(inputs)
+        times.append((time.perf_counter() - t) * 1000)
+    p50, p90, p99 = np.percentile(times, [50, 90, 99])
+    peak = _status_mb("VmHWM")
+    return {"load_ms": load_ms, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "mean_ms": float(np.mean(times)),
+            "throughput": batch * 1000 / float(np.mean(times)), "rss_before_load_mb": before, "peak_rss_mb": peak}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--runtime", required=True, choices=["torch", "onnxruntime", "openvino"])
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--providers", default="CPUExecutionProvider")
+    a = p.parse_args()
+    result = measure(a.runtime, a.model, a.threads, a.batch, a.seq, a.warmup, a.iterations, tuple(a.providers.split(",")))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

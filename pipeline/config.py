@@ -1,0 +1,165 @@
+"""Recipes and profiles are data: YAML on disk, frozen pydantic models in memory, unknown keys are errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import EdgesmithError
+
+Task = Literal["classification", "embedding"]
+Branch = Literal["structured", "sparse"]
+Precision = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def canonical_json(self) -> str:
+        """Stable JSON used for cache keys and manifests."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+class TeacherConfig(Frozen):
+    model: str = Field(description="local model directory (safetensors), or 'minilm' for the packaged all-MiniLM-L6-v2")
+    allow_pickle: bool = False
+    finetune_epochs: float = Field(1.0, gt=0)
+    finetune_lr: float = Field(5e-5, gt=0)
+    finetune_max_samples: int | None = Field(20000, gt=0)
+
+
+class DataConfig(Frozen):
+    source: str = Field(description="folder with train/dev files, a file, a `datasets` name, or 'pydoc'")
+    text_columns: tuple[str, ...] | None = None
+    label_column: str = "label"
+    max_length: int = Field(128, ge=8, le=512)
+    max_train_samples: int | None = Field(None, gt=0)
+    max_eval_samples: int | None = Field(None, gt=0)
+    eval_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+class StructuredConfig(Frozen):
+    keep_heads: float = Field(0.5, gt=0, description="share of heads kept (<=1) or a total head count (>1)")
+    keep_ffn: float = Field(0.5, gt=0, description="share of FFN neurons kept (<=1) or a total count (>1)")
+    min_heads_per_layer: int = Field(1, ge=1)
+    ffn_multiple_of: int = Field(16, ge=1, description="round kept FFN widths to this (int8 GEMM tiles)")
+    importance_samples: int = Field(512, ge=8)
+
+
+class SparseConfig(Frozen):
+    sparsity: float = Field(0.8, gt=0, lt=1)
+
+
+class PruneConfig(Frozen):
+    branches: tuple[Branch, ...] = ("structured",)
+    structured: StructuredConfig = StructuredConfig()
+    sparse: SparseConfig = SparseConfig()
+
+    @model_validator(mode="after")
+    def _branches(self) -> "PruneConfig":
+        if not self.branches or len(set(self.branches)) != len(self.branches):
+            raise ValueError("prune.branches must list 'structured' and/or 'sparse' once each")
+        return self
+
+
+class DistillConfig(Frozen):
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)
+    batch_size: int = Field(32, ge=1)
+    temperature: float = Field(2.0, gt=0)
+    hidden_weight: float = Field(1.0, ge=0, description="weight of the hidden-state MSE term")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    seed: int = 0
+
+
+class ExportConfig(Frozen):
+    opset: int = Field(17, ge=14)
+    formats: tuple[Literal["onnx", "openvino"], ...] = ("onnx", "openvino")
+
+
+class QuantizeConfig(Frozen):
+    calibration_samples: int = Field(200, ge=8)
+    accuracy_budget: float = Field(1.5, ge=0, description="largest allowed drop vs the teacher, in points")
+
+
+class BenchConfig(Frozen):
+    warmup: int = Field(10, ge=1)
+    iterations: int = Field(100, ge=5)
+    eval_samples: int | None = Field(None, gt=0)
+
+
+class Recipe(Frozen):
+    name: str = "edgesmith"
+    task: Task = "classification"
+    teacher: TeacherConfig
+    data: DataConfig
+    prune: PruneConfig = PruneConfig()
+    distill: DistillConfig = DistillConfig()
+    export: ExportConfig = ExportConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
+    bench: BenchConfig = BenchConfig()
+    profiles: tuple[str, ...] = ("mobile-cpu", "embedded")
+
+
+class Budgets(Frozen):
+    p90_ms: float | None = Field(None, gt=0)
+    peak_memory_mb: float | None = Field(None, gt=0)
+    size_mb: float | None = Field(None, gt=0)
+
+
+class Profile(Frozen):
+    name: str
+    description: str
+    device: Literal["cpu", "cuda"] = "cpu"
+    runtime: Literal["onnxruntime", "openvino"]
+    execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    precisions: tuple[Precision, ...] = Field(description="candidates; the fastest one within budget ships")
+    threads: int = Field(ge=1)
+    batch: int = Field(1, ge=1)
+    seq_len: int = Field(128, ge=8, le=512)
+    budgets: Budgets = Budgets()
+
+
+def _format_error(err: ValidationError, what: str) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{what}: unknown key {where!r}; remove it or fix its spelling"
+    return f"{what}: {where}: {first['msg']}; fix that value"
+
+
+def parse(cls: type[Frozen], data: Any, what: str) -> Any:
+    """Validate data into cls, turning pydantic's report into one actionable line."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise EdgesmithError(_format_error(err, what)) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise EdgesmithError(f"{path}: file not found; pass the path of an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())  # safe_load: no custom tags, no code
+    except yaml.YAMLError as err:
+        raise EdgesmithError(f"{path}: not valid YAML ({str(err).splitlines()[0]}); fix the syntax") from None
+    if not isinstance(data, dict):
+        raise EdgesmithError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def load_recipe(path: Path | None, overrides: dict[str, Any]) -> Recipe:
+    """A recipe from YAML (or the quickstart defaults) with CLI overrides merged in, then validated."""
+    data = read_yaml(path) if path else {}
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return parse(Recipe, data, str(path or "recipe"))

@@ -1,0 +1,58 @@
+"""Quality on held-out rows, the same for every artifact: accuracy for classifiers; for sentence encoders,
+fidelity to the teacher (mean cosine of embeddings and nearest-neighbour agreement), all in points (0-100)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+
+def batches(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, batch_size: int = 32) -> Iterator[dict[str, np.ndarray]]:
+    """Tokenized batches padded to their longest row (real lengths, not the profile's fixed length)."""
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i : i + batch_size]
+        pair = len(chunk[0]["text"]) == 2
+        first = [r["text"][0] for r in chunk]
+        second = [r["text"][1] for r in chunk] if pair else None
+        enc = tokenizer(first, second, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        yield {k: v.astype(np.int64) for k, v in enc.items()}
+
+
+def outputs(session: Any, rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> np.ndarray:
+    """Stacked model outputs ([rows, classes] logits or [rows, dim] embeddings)."""
+    return np.concatenate([session.run(feed) for feed in batches(rows, tokenizer, max_length)])
+
+
+def quality(out: np.ndarray, rows: list[dict[str, Any]], task: str, reference: np.ndarray | None) -> dict[str, float]:
+    """Task metrics in points. `reference` is the teacher's embeddings for the same rows (embedding task)."""
+    if task == "classification":
+        labels = np.array([r["label"] for r in rows])
+        acc = float((out.argmax(-1) == labels).mean() * 100)
+        return {"metric": acc, "accuracy": acc}
+    assert reference is not None, "embedding quality needs the teacher's embeddings"
+    a, b = _unit(out), _unit(reference)
+    cosine = float((a * b).sum(-1).mean() * 100)
+    return {"metric": cosine, "cosine": cosine, "nn_agreement": nn_agreement(a, b)}
+
+
+def nn_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of rows whose nearest other row (by cosine) is the same under both models, in points."""
+    sa, sb = a @ a.T, b @ b.T
+    np.fill_diagonal(sa, -np.inf)
+    np.fill_diagonal(sb, -np.inf)
+    return float((sa.argmax(1) == sb.argmax(1)).mean() * 100)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def compare(candidate: np.ndarray, reference: np.ndarray, task: str) -> dict[str, float]:
+    """Agreement of an exported model with its PyTorch source on the same inputs (validation)."""
+    out = {"max_abs_diff": float(np.abs(candidate - reference).max())}
+    if task == "classification":
+        out["argmax_agreement"] = float((candidate.argmax(-1) == reference.argmax(-1)).mean())
+    else:
+        out["min_cosine"] = float((_unit(candidate) * _unit(reference)).sum(-1).min())
+    return out

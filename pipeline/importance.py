@@ -1,0 +1,96 @@
+"""First-order (Fisher) importance of attention heads and FFN neurons, and the keep-plan they imply.
+
+A mask of ones is multiplied into the input of each layer's attention output projection (per head) and FFN
+output projection (per neuron); the squared gradient of a distillation loss with respect to those masks,
+summed over batches, is the empirical Fisher score (Kwon et al., 2022). The loss needs no labels: for
+classifiers it is cross-entropy against the teacher's own predicted class (a KL term would have zero
+gradient while student == teacher); for sentence encoders it is an in-batch contrastive loss between the
+model's embeddings and the teacher's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .arch import dims, get, arch_for, encoder_layers
+from .config import StructuredConfig
+
+
+def fisher_scores(model: Any, batches: list[dict[str, Any]], task: str) -> tuple[Any, Any]:
+    """Returns (head_scores [layers, heads], ffn_scores [layers, ffn]), both non-negative."""
+    import torch
+
+    a, d = arch_for(model.config), dims(model.config)
+    head_mask = torch.ones(d["layers"], d["heads"], requires_grad=True)
+    ffn_mask = torch.ones(d["layers"], d["ffn"], requires_grad=True)
+    hooks = []
+    for i, layer in enumerate(encoder_layers(model)):
+        hooks.append(get(layer, a.attn_out).register_forward_pre_hook(_scale(head_mask, i, d["head_size"])))
+        hooks.append(get(layer, a.ffn_out).register_forward_pre_hook(_scale(ffn_mask, i, 1)))
+    head_f, ffn_f = torch.zeros_like(head_mask), torch.zeros_like(ffn_mask)
+    model.eval()
+    try:
+        for batch in batches:
+            loss = _label_free_loss(model, batch, task)
+            gh, gf = torch.autograd.grad(loss, [head_mask, ffn_mask])
+            head_f += gh.detach() ** 2
+            ffn_f += gf.detach() ** 2
+    finally:
+        for h in hooks:
+            h.remove()
+    return head_f, ffn_f
+
+
+def _scale(mask: Any, layer: int, repeat: int) -> Any:
+    def hook(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (args[0] * mask[layer].repeat_interleave(repeat),) + args[1:]
+
+    return hook
+
+
+def _label_free_loss(model: Any, batch: dict[str, Any], task: str) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    from exporters.onnx import mean_pool
+
+    out = model(**batch)
+    if task == "classification":
+        return F.cross_entropy(out.logits, out.logits.detach().argmax(-1))
+    emb = mean_pool(out.last_hidden_state, batch["attention_mask"])
+    sims = emb @ emb.detach().T / 0.05
+    return F.cross_entropy(sims, torch.arange(len(emb)))
+
+
+def _keep_count(spec: float, total: int) -> int:
+    """spec <= 1 is a share of total; spec > 1 is an absolute count."""
+    return max(1, min(total, round(spec * total) if spec <= 1 else int(spec)))
+
+
+def select(head_scores: Any, ffn_scores: Any, cfg: StructuredConfig) -> list[dict[str, list[int]]]:
+    """Global top-k over layer-normalised scores, at least `min_heads_per_layer` heads per layer, FFN widths
+    rounded to `ffn_multiple_of` (GEMM tiles). Returns per layer the kept head and neuron ids, ascending."""
+    import torch
+
+    hs = head_scores / head_scores.sum(1, keepdim=True).clamp(min=1e-20)
+    fs = ffn_scores / ffn_scores.sum(1, keepdim=True).clamp(min=1e-20)
+    layers, heads = hs.shape
+    n_heads = _keep_count(cfg.keep_heads, layers * heads)
+    floor = min(cfg.min_heads_per_layer, heads)
+    boosted = hs.clone()
+    boosted[torch.arange(layers)[:, None], hs.argsort(1, descending=True)[:, :floor]] = float("inf")
+    head_keep = torch.zeros_like(hs, dtype=torch.bool).flatten()
+    head_keep[boosted.flatten().argsort(descending=True)[: max(n_heads, floor * layers)]] = True
+    head_keep = head_keep.view(layers, heads)
+
+    n_ffn = _keep_count(cfg.keep_ffn, fs.numel())
+    ffn_keep_flat = torch.zeros(fs.numel(), dtype=torch.bool)
+    ffn_keep_flat[fs.flatten().argsort(descending=True)[:n_ffn]] = True
+    widths = ffn_keep_flat.view(fs.shape).sum(1).tolist()
+    m, width = cfg.ffn_multiple_of, fs.shape[1]
+    widths = [min(width, max(m, int(round(w / m)) * m)) for w in widths]
+    plan = []
+    for i in range(layers):
+        ffn_ids = fs[i].argsort(descending=True)[: widths[i]].sort().values.tolist()
+        plan.append({"heads": torch.nonzero(head_keep[i]).flatten().tolist(), "ffn": ffn_ids})
+    return plan

@@ -1,0 +1,34 @@
+"""One registry idiom: a decorator that fills a plain dict keyed by stage name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .config import Frozen
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    fn: Callable[..., dict[str, Any]]
+    config: type[Frozen]
+    version: int  # bump when the stage's behaviour changes: cached outputs then rerun
+
+
+STAGES: dict[str, Stage] = {}
+
+
+def stage(name: str, config: type[Frozen], version: int = 1) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    """Register `fn(cfg, inputs: dict[str, Artifact], out: Path) -> dict` as a stage.
+
+    The function writes only under `out` and returns the facts that go into its manifest.
+    """
+
+    def register(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        if name in STAGES:
+            raise RuntimeError(f"stage {name!r} registered twice")
+        STAGES[name] = Stage(name, fn, config, version)
+        return fn
+
+    return register

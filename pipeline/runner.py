@@ -1,0 +1,91 @@
+"""The stage graph of one run:
+
+    data -> teacher -> per branch: prune -> distill -> shrink -> export
+                    -> per profile: quantize (each branch) -> bench -> bundle
+                    -> report
+
+Each node writes RUN/NN-stage[-branch][-profile]/ with a manifest; unchanged nodes are skipped on proof.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from .artifacts import Artifact, run_stage, sha256_file
+from .config import Profile, Recipe
+from .modeling import resolve_model_dir
+
+
+def source_digest(source: str) -> str:
+    """Content hash of local data (so edited files rerun the graph); the name itself for other sources."""
+    path = Path(source)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        return source
+    return hashlib.sha256("".join(sha256_file(p) for p in files).encode()).hexdigest()[:16]
+
+
+def model_digest(model: str) -> str:
+    folder = resolve_model_dir(model)
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) + sorted(folder.glob("config.json"))
+    return hashlib.sha256("".join(sha256_file(p) for p in files).encode()).hexdigest()[:16] if files else model
+
+
+def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log: Callable[[str], None]) -> dict[str, Artifact]:
+    from . import stages  # noqa: F401  (registers the stages)
+    from .stages.bench import BenchStageConfig
+    from .stages.bundle import BundleStageConfig
+    from .stages.data import DataStageConfig
+    from .stages.distill import DistillStageConfig
+    from .stages.export import ExportStageConfig
+    from .stages.prune import PruneStageConfig
+    from .stages.quantize import QuantizeStageConfig
+    from .stages.report import ReportStageConfig
+    from .stages.shrink import ShrinkStageConfig
+    from .stages.teacher import TeacherStageConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(recipe.model_dump(mode="json"), indent=1))
+    task, max_len = recipe.task, recipe.data.max_length
+    arts: dict[str, Artifact] = {}
+
+    def node(name: str, folder: str, cfg: Any, inputs: dict[str, Artifact]) -> Artifact:
+        arts[folder] = run_stage(name, cfg, inputs, out / folder, name in force, log)
+        return arts[folder]
+
+    data = node("data", "00-data", DataStageConfig(data=recipe.data, task=task, source_digest=source_digest(recipe.data.source)), {})
+    teacher = node("teacher", "01-teacher", TeacherStageConfig(
+        teacher=recipe.teacher, task=task, max_length=max_len, train=recipe.distill, model_digest=model_digest(recipe.teacher.model)),
+        {"data": data})
+    base = {"data": data, "teacher": teacher}
+    branch_arts: dict[str, Artifact] = {}
+    for b in recipe.prune.branches:
+        prune = node("prune", f"02-prune-{b}", PruneStageConfig(
+            branch=b, structured=recipe.prune.structured, sparse=recipe.prune.sparse, task=task, max_length=max_len), base)
+        distill = node("distill", f"03-distill-{b}", DistillStageConfig(branch=b, distill=recipe.distill, task=task, max_length=max_len),
+                       base | {"prune": prune})
+        shrink = node("shrink", f"04-shrink-{b}", ShrinkStageConfig(branch=b), {"teacher": teacher, "distill": distill})
+        export = node("export", f"05-export-{b}", ExportStageConfig(export=recipe.export, task=task, max_length=max_len),
+                      {"data": data, "shrink": shrink})
+        branch_arts |= {f"prune-{b}": prune, f"shrink-{b}": shrink, f"export-{b}": export}
+    per_profile: dict[str, Artifact] = {}
+    for p in profiles:
+        quants = {f"quantize-{b}": node("quantize", f"06-quantize-{b}-{p.name}", QuantizeStageConfig(
+            quantize=recipe.quantize, profile=p, task=task, max_length=max_len),
+            base | {"export": branch_arts[f"export-{b}"], "shrink": branch_arts[f"shrink-{b}"]}) for b in recipe.prune.branches}
+        bench = node("bench", f"07-bench-{p.name}", BenchStageConfig(
+            bench=recipe.bench, profile=p, task=task, max_length=max_len, branches=recipe.prune.branches),
+            base | branch_arts | quants)
+        bundle = node("bundle", f"08-bundle-{p.name}", BundleStageConfig(
+            profile=p, task=task, max_length=max_len, budget=recipe.quantize.accuracy_budget, recipe_json=recipe.canonical_json()),
+            base | branch_arts | {"bench": bench})
+        per_profile |= {f"bench-{p.name}": bench, f"bundle-{p.name}": bundle}
+    report = node("report", "09-report", ReportStageConfig(recipe=recipe, profiles=tuple(p.name for p in profiles)),
+                  base | branch_arts | per_profile)
+    for name in ("report.md", "report.html", "summary.json"):
+        shutil.copy2(report.path / name, out / name)
+    return arts

@@ -1,0 +1,103 @@
+"""Stage `bench` (per profile): the teacher in PyTorch FP32 and every compressed artifact, in one run, at the
+profile's threads, batch and sequence length. Each latency/memory measurement runs in its own process
+(pipeline.benchrun); quality comes from the quantize stage or is measured here for the FP32 exports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import BenchConfig, Frozen, Profile, Task
+from ..evaluate import outputs, quality
+from ..modeling import load_tokenizer
+from ..registry import stage
+from ..runtimes import open_session
+from .common import read_rows
+
+
+class BenchStageConfig(Frozen):
+    bench: BenchConfig
+    profile: Profile
+    task: Task
+    max_length: int
+    branches: tuple[str, ...]
+
+
+def hardware_gap(profile: Profile) -> str | None:
+    """Why this machine cannot measure the profile, or None when it can."""
+    if profile.device == "cuda":
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "no CUDA GPU / onnxruntime-gpu on this machine"
+    return None
+
+
+def effective_threads(profile: Profile) -> tuple[int, str | None]:
+    cores = os.cpu_count() or 1
+    if profile.threads > cores:
+        return cores, f"threads clamped from {profile.threads} to {cores} (this machine's cores)"
+    return profile.threads, None
+
+
+@stage("bench", BenchStageConfig)
+def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
+    threads, clamp = effective_threads(cfg.profile)
+    gap = hardware_gap(cfg.profile)
+    rows = [_row("teacher", "pytorch-fp32", "torch", inputs["teacher"].path / "model", inputs["teacher"].facts["quality"], None)]
+    for b in cfg.branches:
+        export, quant = inputs[f"export-{b}"], inputs[f"quantize-{b}"]
+        runtime = cfg.profile.runtime
+        fp32 = export.path / export.facts["files"][runtime]
+        rows.append(_row(b, f"{runtime}-fp32", runtime, fp32, _fp32_quality(cfg, runtime, fp32, inputs, b), export.facts))
+        for c in quant.facts["candidates"]:
+            rows.append(_row(b, f"{runtime}-{c['precision']}", runtime, quant.path / c["file"], c["quality"], c))
+    for r in rows:
+        r["latency"] = {"not_measured": gap} if gap else _measure(r, cfg, threads)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    return {"rows": rows, "threads": threads, "thread_clamp": clamp, "not_measured": gap, "cpu": _cpu_name()}
+
+
+def _row(branch: str, name: str, runtime: str, path: Path, q: dict[str, Any], facts: dict[str, Any] | None) -> dict[str, Any]:
+    from exporters.quantize import model_bytes
+
+    size = model_bytes(path) if path.is_file() else sum(p.stat().st_size for p in path.glob("*.safetensors"))
+    return {"branch": branch, "artifact": name, "runtime": runtime, "path": str(path), "bytes": size, "quality": q}
+
+
+def _fp32_quality(cfg: BenchStageConfig, runtime: str, path: Path, inputs: dict[str, Any], branch: str) -> dict[str, Any]:
+    tokenizer = load_tokenizer(inputs[f"shrink-{branch}"].path / "model")
+    evals = read_rows(inputs["data"].path / "eval.jsonl")[: cfg.bench.eval_samples]
+    reference = np.load(inputs["teacher"].path / "eval_outputs.npy")[: len(evals)]
+    return quality(outputs(open_session(runtime, path, threads=2), evals, tokenizer, cfg.max_length), evals, cfg.task, reference)
+
+
+def _measure(row: dict[str, Any], cfg: BenchStageConfig, threads: int) -> dict[str, Any]:
+    p = cfg.profile
+    cmd = [sys.executable, "-m", "pipeline.benchrun", "--runtime", row["runtime"], "--model", row["path"],
+           "--threads", str(threads), "--batch", str(p.batch), "--seq", str(p.seq_len), "--warmup", str(cfg.bench.warmup),
+           "--iterations", str(cfg.bench.iterations), "--providers", ",".join(p.execution_providers)]
+    root = str(Path(__file__).resolve().parents[2])
+    env = os.environ | {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        return {"not_measured": f"benchmark process failed: {done.stderr.strip().splitlines()[-1][:200] if done.stderr.strip() else done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()

@@ -1,0 +1,120 @@
+"""Stage `bundle` (per profile): the fastest measured artifact within the accuracy budget, packed with its
+tokenizer, labels, manifest (sha256 of every file, versions, profile, recipe, inputs, metrics) and standalone
+predict.py / bench.py, as a folder and a .tar.gz."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import file_hashes, library_versions
+from ..config import Frozen, Profile, Task
+from ..errors import EdgesmithError
+from ..modeling import load_model, load_tokenizer
+from ..registry import stage
+from .common import read_rows
+from .teacher import TorchModelSession
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "bundle_templates"
+REFERENCE_ROWS = 8
+
+
+class BundleStageConfig(Frozen):
+    profile: Profile
+    task: Task
+    max_length: int
+    budget: float
+    recipe_json: str
+
+
+def choose(rows: list[dict[str, Any]], teacher_metric: float, budget: float) -> tuple[dict[str, Any], bool]:
+    """(row, within_budget): fastest p50 among rows within the quality budget; else the best-quality row."""
+    compressed = [r for r in rows if r["branch"] != "teacher" and "metric" in r["quality"]]
+    if not compressed:
+        raise EdgesmithError("bundle: no artifact could be evaluated on this machine; see the bench stage output")
+    ok = [r for r in compressed if teacher_metric - r["quality"]["metric"] <= budget]
+    if not ok:
+        return max(compressed, key=lambda r: r["quality"]["metric"]), False
+    timed = [r for r in ok if "p50_ms" in r["latency"]]
+    if timed:
+        return min(timed, key=lambda r: r["latency"]["p50_ms"]), True
+    return min(ok, key=lambda r: r["bytes"]), True  # profile hardware absent: smallest within budget
+
+
+@stage("bundle", BundleStageConfig)
+def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
+    bench, teacher = inputs["bench"], inputs["teacher"]
+    row, within = choose(bench.facts["rows"], teacher.facts["quality"]["metric"], cfg.budget)
+    folder = out / f"edgesmith-{cfg.profile.name}"
+    folder.mkdir()
+    model_file = _copy_model(Path(row["path"]), folder)
+    student_dir = inputs[f"shrink-{row['branch']}"].path / "model"
+    tokenizer = load_tokenizer(student_dir)
+    tokenizer.save_pretrained(folder)
+    for name in ("predict.py", "bench.py"):
+        shutil.copy2(TEMPLATES / name, folder / name)
+    labels = teacher.facts["label_names"]
+    (folder / "labels.json").write_text(json.dumps(labels))
+    manifest = _manifest(cfg, row, within, model_file, tokenizer, labels, bench.facts, teacher.facts)
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    _write_reference(folder, student_dir, read_rows(inputs["data"].path / "eval.jsonl")[:REFERENCE_ROWS], cfg)
+    manifest["files"] = file_hashes(folder)
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    with tarfile.open(out / f"{folder.name}.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return {"bundle": folder.name, "chosen": {k: row[k] for k in ("branch", "artifact", "bytes", "quality", "latency")},
+            "within_budget": within, "tar_bytes": (out / f"{folder.name}.tar.gz").stat().st_size}
+
+
+def _copy_model(src: Path, folder: Path) -> str:
+    if src.suffix == ".xml":
+        shutil.copy2(src, folder / "model.xml")
+        shutil.copy2(src.with_suffix(".bin"), folder / "model.bin")
+        return "model.xml"
+    shutil.copy2(src, folder / "model.onnx")
+    return "model.onnx"
+
+
+def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_file: str, tokenizer: Any, labels: list[str], bench: dict[str, Any], teacher: dict[str, Any]) -> dict[str, Any]:
+    teacher_row = next(r for r in bench["rows"] if r["branch"] == "teacher")
+    return {
+        "format": "edgesmith-bundle/1", "task": cfg.task, "runtime": row["runtime"], "model_file": model_file,
+        "artifact": row["artifact"], "branch": row["branch"], "labels": labels,
+        "inputs": {"names": _input_names(row, model_file), "max_length": cfg.max_length, "dynamic_axes": ["batch", "sequence"],
+                   "pad_token": tokenizer.pad_token, "pad_token_id": tokenizer.pad_token_id},
+        "output": "logits" if cfg.task == "classification" else "sentence_embedding",
+        "profile": cfg.profile.model_dump(mode="json"), "recipe": json.loads(cfg.recipe_json),
+        "metrics": {"quality": row["quality"], "latency": row["latency"], "bytes": row["bytes"], "within_budget": within,
+                    "threads_used": bench["threads"], "thread_clamp": bench["thread_clamp"], "cpu": bench["cpu"]},
+        "teacher": {"quality": teacher["quality"], "latency": teacher_row["latency"], "bytes": teacher["bytes"]},
+        "libraries": library_versions(),
+    }
+
+
+def _input_names(row: dict[str, Any], model_file: str) -> list[str]:
+    from ..runtimes import open_session
+
+    return open_session(row["runtime"], Path(row["path"]), threads=1).input_names
+
+
+def _write_reference(folder: Path, student_dir: Path, rows: list[dict[str, Any]], cfg: BundleStageConfig) -> None:
+    """Sentences with the bundle's own outputs (integrity) and the PyTorch student's (fidelity), for verify."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bundle_predict", folder / "predict.py")
+    predict = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(predict)
+    texts = [r["text"][0] for r in rows]
+    pairs = [r["text"][1] for r in rows] if len(rows[0]["text"]) == 2 else None
+    model = predict.Predictor(folder)
+    feed = model.encode(texts, pairs)
+    expected = model.predict(texts, pairs)
+    torch_out = TorchModelSession(load_model(student_dir), cfg.task).run(feed)
+    (folder / "reference.json").write_text(json.dumps({
+        "texts": texts, "pairs": pairs, "expected": np.asarray(expected).tolist(), "pytorch": np.asarray(torch_out).tolist(),
+    }))

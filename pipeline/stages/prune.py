@@ -1,0 +1,59 @@
+"""Stage `prune`: decide what goes. Structured: heads and FFN neurons by Fisher importance (a keep-plan).
+Sparse: global magnitude masks to a target sparsity. Nothing is removed yet: distill and shrink do that."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from ..config import Frozen, SparseConfig, StructuredConfig, Task
+from ..modeling import load_model, load_tokenizer
+from ..registry import stage
+from .common import read_rows
+
+
+class PruneStageConfig(Frozen):
+    branch: Literal["structured", "sparse"]
+    structured: StructuredConfig
+    sparse: SparseConfig
+    task: Task
+    max_length: int
+
+
+@stage("prune", PruneStageConfig)
+def run(cfg: PruneStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
+    teacher_dir = inputs["teacher"].path / "model"
+    model = load_model(teacher_dir)
+    if cfg.branch == "sparse":
+        return _sparse(cfg, model, out)
+    return _structured(cfg, model, load_tokenizer(teacher_dir), read_rows(inputs["data"].path / "train.jsonl"), out)
+
+
+def _structured(cfg: PruneStageConfig, model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    import torch
+
+    from ..evaluate import batches
+    from ..importance import fisher_scores, select
+
+    rows = rows[: cfg.structured.importance_samples]
+    feeds = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches(rows, tokenizer, cfg.max_length, 8)]
+    head_scores, ffn_scores = fisher_scores(model, feeds, cfg.task)
+    plan = select(head_scores, ffn_scores, cfg.structured)
+    (out / "plan.json").write_text(json.dumps({
+        "layers": plan, "head_scores": head_scores.tolist(), "ffn_scores_sum": ffn_scores.sum(1).tolist(),
+    }))
+    return {"heads_per_layer": [len(p["heads"]) for p in plan], "ffn_per_layer": [len(p["ffn"]) for p in plan],
+            "heads_total": head_scores.numel(), "ffn_total": ffn_scores.numel(), "importance_rows": len(rows)}
+
+
+def _sparse(cfg: PruneStageConfig, model: Any, out: Path) -> dict[str, Any]:
+    from safetensors.torch import save_file
+
+    from ..sparse import magnitude_masks
+
+    masks = magnitude_masks(model, cfg.sparse.sparsity)
+    save_file({k: v.contiguous() for k, v in masks.items()}, str(out / "masks.safetensors"))
+    kept = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    return {"sparsity": 1 - kept / total, "masked_tensors": len(masks)}

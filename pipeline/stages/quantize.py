@@ -1,0 +1,61 @@
+"""Stage `quantize` (per branch and profile): one candidate per precision the profile allows, each measured
+again for quality on the held-out rows and checked against the recipe's accuracy budget. A breach is
+recorded, never hidden; the bundle stage ships the fastest candidate within budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Frozen, Profile, QuantizeConfig, Task
+from ..evaluate import batches, outputs, quality
+from ..modeling import load_tokenizer
+from ..registry import stage
+from ..runtimes import open_session
+from .common import read_rows
+
+
+class QuantizeStageConfig(Frozen):
+    quantize: QuantizeConfig
+    profile: Profile
+    task: Task
+    max_length: int
+
+
+@stage("quantize", QuantizeStageConfig)
+def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
+    from exporters.quantize import model_bytes, quantize
+
+    export = inputs["export"]
+    tokenizer = load_tokenizer(inputs["shrink"].path / "model")
+    feeds = _calibration(inputs["data"].path, tokenizer, cfg, export.facts["input_names"])
+    evals = read_rows(inputs["data"].path / "eval.jsonl")
+    reference = np.load(inputs["teacher"].path / "eval_outputs.npy")
+    teacher_metric = inputs["teacher"].facts["quality"]["metric"]
+    runtime = cfg.profile.runtime
+    candidates = []
+    for precision in cfg.profile.precisions:
+        path = quantize(runtime, precision, export.path, export.facts["files"], out, feeds)
+        q = _quality(runtime, path, evals, tokenizer, cfg, reference)
+        drop = teacher_metric - q["metric"] if "metric" in q else None
+        candidates.append({
+            "precision": precision, "runtime": runtime, "file": str(path.relative_to(out)), "bytes": model_bytes(path),
+            "quality": q, "drop": drop, "within_budget": drop is not None and drop <= cfg.quantize.accuracy_budget,
+        })
+    return {"candidates": candidates, "teacher_metric": teacher_metric, "budget": cfg.quantize.accuracy_budget}
+
+
+def _calibration(data_dir: Path, tokenizer: Any, cfg: QuantizeStageConfig, names: list[str]) -> list[dict[str, Any]]:
+    rows = read_rows(data_dir / "train.jsonl")[: cfg.quantize.calibration_samples]
+    return [{n: b[n] for n in names} for b in batches(rows, tokenizer, cfg.max_length, batch_size=1)]
+
+
+def _quality(runtime: str, path: Path, rows: list[dict[str, Any]], tokenizer: Any, cfg: QuantizeStageConfig, reference: np.ndarray) -> dict[str, Any]:
+    """Quality on this machine's CPU. FP16 graphs may use kernels the CPU provider lacks: then say so."""
+    try:
+        session = open_session(runtime, path, threads=2)
+        return quality(outputs(session, rows, tokenizer, cfg.max_length), rows, cfg.task, reference)
+    except Exception as err:  # onnxruntime raises bare RuntimeError/Fail subclasses for missing kernels
+        return {"not_measured": f"cannot run {path.name} on this machine's CPU: {str(err).splitlines()[0][:160]}"}

@@ -1,0 +1,183 @@
+"""Stage `report`: summary.json, report.md and a self-contained report.html (plots inlined as PNG data URIs),
+with pass/fail against each profile's budgets. Sections are built once and rendered to both formats."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from ..config import Frozen, Recipe
+from ..registry import stage
+
+MB = 2**20
+
+
+class ReportStageConfig(Frozen):
+    recipe: Recipe
+    profiles: tuple[str, ...]
+
+
+def _fmt(v: Any, nd: int = 2) -> str:
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return "—" if v is None else str(v)
+
+
+def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict[str, Any], budget: float) -> dict[str, Any]:
+    """One profile's line of summary.json: chosen bundle vs the teacher, and each budget's verdict."""
+    teacher = next(r for r in bench["rows"] if r["branch"] == "teacher")
+    chosen = bundle["chosen"]
+    lat, t_lat = chosen["latency"], teacher["latency"]
+    measured = "p50_ms" in lat
+    row = {
+        "status": "measured" if measured else "not measured", "reason": lat.get("not_measured"),
+        "bundle": bundle["bundle"], "artifact": f"{chosen['branch']}:{chosen['artifact']}",
+        "quality": chosen["quality"].get("metric"), "quality_drop": _drop(teacher, chosen),
+        "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "size_mb": chosen["bytes"] / MB,
+        "peak_memory_mb": lat.get("peak_rss_mb"), "tar_gz_mb": bundle["tar_bytes"] / MB,
+        "speedup_p50_vs_teacher": t_lat["p50_ms"] / lat["p50_ms"] if measured and "p50_ms" in t_lat else None,
+        "size_ratio_vs_teacher": chosen["bytes"] / teacher["bytes"],
+        "threads": bench["threads"], "thread_clamp": bench["thread_clamp"],
+        "teacher": {"quality": teacher["quality"].get("metric"), "p50_ms": t_lat.get("p50_ms"), "p90_ms": t_lat.get("p90_ms"),
+                    "size_mb": teacher["bytes"] / MB, "peak_memory_mb": t_lat.get("peak_rss_mb")},
+    }
+    b = profile["budgets"]
+    checks = {"quality_drop": (row["quality_drop"], budget), "p90_ms": (row["p90_ms"], b.get("p90_ms")),
+              "peak_memory_mb": (row["peak_memory_mb"], b.get("peak_memory_mb")), "size_mb": (row["size_mb"], b.get("size_mb"))}
+    row["budgets"] = {k: {"value": v, "limit": lim, "verdict": "not measured" if v is None else ("pass" if v <= lim else "FAIL")}
+                      for k, (v, lim) in checks.items() if lim is not None}
+    return row
+
+
+def _drop(teacher: dict[str, Any], row: dict[str, Any]) -> float | None:
+    if "metric" in row["quality"] and "metric" in teacher["quality"]:
+        return teacher["quality"]["metric"] - row["quality"]["metric"]
+    return None
+
+
+def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tuple[list[str], list[list[str]]]:
+    head = ["branch", "artifact", "quality", "p50 ms", "p90 ms", "p99 ms", "seq/s", "size MB", "peak RSS MB", "load ms", "speed-up"]
+    body = []
+    for r in rows:
+        lat = r["latency"]
+        speed = teacher_p50 / lat["p50_ms"] if teacher_p50 and "p50_ms" in lat else None
+        body.append([r["branch"], r["artifact"], _fmt(r["quality"].get("metric", r["quality"].get("not_measured"))),
+                     _fmt(lat.get("p50_ms")), _fmt(lat.get("p90_ms")), _fmt(lat.get("p99_ms")), _fmt(lat.get("throughput"), 1),
+                     _fmt(r["bytes"] / MB), _fmt(lat.get("peak_rss_mb"), 0), _fmt(lat.get("load_ms"), 0),
+                     f"{speed:.2f}x" if speed else lat.get("not_measured", "—")])
+    return head, body
+
+
+@stage("report", ReportStageConfig)
+def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
+    from .. import plots
+
+    rec = cfg.recipe
+    metric = "accuracy" if rec.task == "classification" else "fidelity (mean cosine x100)"
+    profiles = {p: json.loads(json.dumps(inputs[f"bundle-{p}"].facts)) for p in cfg.profiles}
+    benches = {p: inputs[f"bench-{p}"].facts for p in cfg.profiles}
+    prof_json = {p: json.loads((inputs[f"bundle-{p}"].path / inputs[f"bundle-{p}"].facts["bundle"] / "manifest.json").read_text())["profile"] for p in cfg.profiles}
+    summary = {"recipe": rec.name, "task": rec.task, "metric": metric, "accuracy_budget": rec.quantize.accuracy_budget,
+               "profiles": {p: profile_summary(benches[p], profiles[p], prof_json[p], rec.quantize.accuracy_budget) for p in cfg.profiles}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    sections = _sections(cfg, inputs, summary, benches, metric)
+    figures = _figures(cfg, inputs, benches, summary, metric)
+    (out / "report.md").write_text(_markdown(rec.name, sections, list(figures)))
+    for name, png in figures.items():
+        (out / f"{name}.png").write_bytes(png)
+    (out / "report.html").write_text(_html(rec.name, sections, figures))
+    return {"profiles": {p: s["status"] for p, s in summary["profiles"].items()}}
+
+
+def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str, Any], benches: dict[str, Any], metric: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    head = ["profile", "bundle artifact", metric, "drop", "p50 ms", "p90 ms", "speed-up", "size MB", "size ratio", "peak RSS MB", "budgets"]
+    body = []
+    for p, s in summary["profiles"].items():
+        verdicts = ", ".join(f"{k} {v['verdict']}" for k, v in s["budgets"].items())
+        body.append([p, s["artifact"], _fmt(s["quality"]), _fmt(s["quality_drop"]), _fmt(s["p50_ms"]), _fmt(s["p90_ms"]),
+                     f"{s['speedup_p50_vs_teacher']:.2f}x" if s["speedup_p50_vs_teacher"] else (s["reason"] or "—"),
+                     _fmt(s["size_mb"]), _fmt(s["size_ratio_vs_teacher"]), _fmt(s["peak_memory_mb"], 0), verdicts])
+    out.append(("Bundles against budgets", (head, body)))
+    for p, bench in benches.items():
+        teacher_p50 = next(r for r in bench["rows"] if r["branch"] == "teacher")["latency"].get("p50_ms")
+        note = f"CPU: {bench['cpu']}; threads used: {bench['threads']}" + (f" ({bench['thread_clamp']})" if bench["thread_clamp"] else "")
+        if bench["not_measured"]:
+            note += f". Latency and memory not measured: {bench['not_measured']}."
+        out.append((f"Profile {p}: every artifact, measured in one run", note))
+        out.append(("", _artifact_table(bench["rows"], teacher_p50)))
+    for b in cfg.recipe.prune.branches:
+        shrink, export = inputs[f"shrink-{b}"].facts, inputs[f"export-{b}"].facts
+        lines = [f"parameters {shrink['params']:,} of the teacher's {shrink['teacher_params']:,} "
+                 f"({shrink['params'] / shrink['teacher_params']:.0%}); weights file {shrink['bytes'] / MB:.1f} MB vs {shrink['teacher_bytes'] / MB:.1f} MB; {shrink['note']}",
+                 f"fused ONNX ops: {export['fused_ops']}" + (f"; WARNING: {'; '.join(export['warnings'])}" if export["warnings"] else ""),
+                 f"export validation against PyTorch: {export['validation']}"]
+        if b == "structured":
+            lines.append("heads kept per layer: " + str([l["heads"] for l in shrink["shape_plan"]]) +
+                         "; FFN width per layer: " + str([l["ffn"] for l in shrink["shape_plan"]]))
+        out.append((f"Branch {b}", " \n".join(f"- {line}" for line in lines)))
+    return out
+
+
+def _figures(cfg: ReportStageConfig, inputs: dict[str, Any], benches: dict[str, Any], summary: dict[str, Any], metric: str) -> dict[str, bytes]:
+    from .. import plots
+
+    rows = {p: b["rows"] for p, b in benches.items() if not b["not_measured"]}
+    figs = {}
+    if rows:
+        figs["latency"] = plots.latency_bars(rows)
+        figs["quality_vs_latency"] = plots.quality_vs_latency(rows, metric)
+    first = cfg.profiles[0]
+    chosen = inputs[f"bundle-{first}"].facts["chosen"]
+    branch = chosen["branch"]
+    shrink = inputs[f"shrink-{branch}"].facts
+    figs["size_waterfall"] = plots.size_waterfall([
+        ("teacher FP32", shrink["teacher_bytes"] / MB), (f"{branch} FP32", shrink["bytes"] / MB),
+        (f"{first}: {chosen['artifact']}", chosen["bytes"] / MB), (".tar.gz bundle", summary["profiles"][first]["tar_gz_mb"]),
+    ])
+    if "structured" in cfg.recipe.prune.branches:
+        prune = inputs["prune-structured"].facts
+        layers = len(prune["heads_per_layer"])
+        figs["kept_per_layer"] = plots.kept_per_layer(prune["heads_per_layer"], prune["heads_total"] // layers,
+                                                      prune["ffn_per_layer"], prune["ffn_total"] // layers)
+    return figs
+
+
+def _markdown(name: str, sections: list[tuple[str, Any]], figures: list[str]) -> str:
+    parts = [f"# edgesmith report: {name}\n"]
+    for title, content in sections:
+        if title:
+            parts.append(f"## {title}\n")
+        if isinstance(content, str):
+            parts.append(content + "\n")
+        else:
+            head, body = content
+            parts.append("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+            parts += ["| " + " | ".join(row) + " |" for row in body]
+            parts.append("")
+    parts += [f"![{f}]({f}.png)" for f in figures]
+    return "\n".join(parts) + "\n"
+
+
+def _html(name: str, sections: list[tuple[str, Any]], figures: dict[str, bytes]) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><meta charset='utf-8'><title>edgesmith: {e(name)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px}th{background:#eee}td:nth-child(n+3){text-align:right}</style>",
+             f"<h1>edgesmith report: {e(name)}</h1>"]
+    for title, content in sections:
+        if title:
+            parts.append(f"<h2>{e(title)}</h2>")
+        if isinstance(content, str):
+            parts.append("<p>" + "<br>".join(e(line) for line in content.splitlines()) + "</p>")
+        else:
+            head, body = content
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in body]
+            parts.append("</table>")
+    for fname, png in figures.items():
+        parts.append(f"<h3>{e(fname)}</h3><img alt='{e(fname)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    return "\n".join(parts)

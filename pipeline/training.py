@@ -1,0 +1,103 @@
+"""Training on the Hugging Face Trainer: teacher fine-tuning and knowledge distillation.
+
+The Trainer gives the progress bar, LR schedule and multi-device support (`accelerate launch` / `torchrun`)
+without edgesmith code; distillation only overrides `compute_loss`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .config import DistillConfig
+
+
+def tokenize(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels: bool) -> list[dict[str, Any]]:
+    pair = len(rows[0]["text"]) == 2
+    enc = tokenizer(
+        [r["text"][0] for r in rows], [r["text"][1] for r in rows] if pair else None,
+        truncation=True, max_length=max_length,
+    )
+    items = [{k: enc[k][i] for k in enc.keys()} for i in range(len(rows))]
+    if labels:
+        for item, r in zip(items, rows):
+            item["labels"] = r["label"]
+    return items
+
+
+def training_args(out: Path, cfg: DistillConfig, epochs: float, lr: float) -> Any:
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(out / "trainer"), per_device_train_batch_size=cfg.batch_size, num_train_epochs=epochs,
+        max_steps=cfg.max_steps or -1, learning_rate=lr, warmup_ratio=cfg.warmup_ratio, weight_decay=0.01,
+        lr_scheduler_type="linear", logging_steps=50, save_strategy="no", report_to=[], seed=cfg.seed,
+        dataloader_num_workers=0, remove_unused_columns=False, group_by_length=True,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
+    )
+
+
+def finetune(model: Any, tokenizer: Any, items: list[dict[str, Any]], args: Any) -> dict[str, float]:
+    """Plain supervised fine-tuning (for a teacher whose classification head is untrained)."""
+    from transformers import DataCollatorWithPadding, Trainer
+
+    trainer = Trainer(model=model.train(), args=args, train_dataset=items, data_collator=DataCollatorWithPadding(tokenizer))
+    result = trainer.train()
+    shutil.rmtree(args.output_dir, ignore_errors=True)
+    model.eval()
+    return {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
+
+
+def distill(student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, Any]], args: Any, task: str, cfg: DistillConfig) -> dict[str, float]:
+    """Train the student against the teacher's outputs and hidden states."""
+    from transformers import DataCollatorWithPadding
+
+    trainer = _distill_trainer_class()(
+        model=student.train(), args=args, train_dataset=items, data_collator=DataCollatorWithPadding(tokenizer),
+    )
+    trainer.setup_kd(teacher.eval(), task, cfg.temperature, cfg.hidden_weight)
+    result = trainer.train()
+    shutil.rmtree(args.output_dir, ignore_errors=True)
+    student.eval()
+    return {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
+
+
+def kd_loss(s: Any, t: Any, mask: Any, task: str, temperature: float, hidden_weight: float) -> Any:
+    """Logit KD at a temperature (classifiers) or cosine of pooled embeddings (encoders), plus hidden-state MSE.
+
+    Width pruning keeps depth and hidden size, so student layer i is matched to teacher layer i.
+    """
+    import torch.nn.functional as F
+
+    from exporters.onnx import mean_pool
+
+    if task == "classification":
+        T = temperature
+        main = F.kl_div(F.log_softmax(s.logits / T, -1), F.softmax(t.logits / T, -1), reduction="batchmean") * T * T
+    else:
+        main = (1 - (mean_pool(s.last_hidden_state, mask) * mean_pool(t.last_hidden_state, mask)).sum(-1)).mean()
+    m = mask.unsqueeze(-1).to(s.hidden_states[0].dtype)
+    hidden = sum(((hs - ht) ** 2 * m).sum() / (m.sum() * hs.shape[-1]) for hs, ht in zip(s.hidden_states[1:], t.hidden_states[1:]))
+    return main + hidden_weight * hidden / (len(s.hidden_states) - 1)
+
+
+def _distill_trainer_class() -> Any:
+    import torch
+    from transformers import Trainer
+
+    class DistillTrainer(Trainer):
+        def setup_kd(self, teacher: Any, task: str, temperature: float, hidden_weight: float) -> None:
+            self.kd = (teacher.to(self.args.device), task, temperature, hidden_weight)
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+            teacher, task, temperature, hidden_weight = self.kd
+            inputs = {k: v for k, v in inputs.items() if k != "labels"}  # the teacher is the target; labels optional
+            with torch.no_grad():
+                t = teacher(**inputs, output_hidden_states=True)
+            s = model(**inputs, output_hidden_states=True)
+            loss = kd_loss(s, t, inputs["attention_mask"], task, temperature, hidden_weight)
+            return (loss, s) if return_outputs else loss
+
+    return DistillTrainer
