@@ -57,6 +57,14 @@ def load_tokenizer(path: Path) -> Any:
     return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
 
+def _from_config(cls: Any, config: Any, attn: str) -> Any:
+    """SDPA where the architecture has it (faster training), eager otherwise (ELECTRA in transformers 4.x)."""
+    try:
+        return cls.from_config(config, attn_implementation=attn)
+    except ValueError:
+        return cls.from_config(config, attn_implementation="eager")
+
+
 def _model_class(task: str) -> Any:
     from transformers import AutoModel, AutoModelForSequenceClassification
 
@@ -73,7 +81,7 @@ def load_pretrained(path: Path, task: str, kind: str, num_labels: int | None = N
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(path, trust_remote_code=False, **extra)
-        model = cls.from_config(config, attn_implementation=attn)
+        model = _from_config(cls, config, attn)
         state = {}
         for f in sorted(path.glob("pytorch_model*.bin")):
             state.update(torch.load(f, map_location="cpu", weights_only=True))
@@ -137,7 +145,7 @@ def build_from_plan(config: Any, plan: dict[str, Any], task: str, attn: str = "e
     """Stock transformers model with the plan's per-layer shapes (weights uninitialised until loaded)."""
     import torch.nn as nn
 
-    model = _model_class(task).from_config(config, attn_implementation=attn)
+    model = _from_config(_model_class(task), config, attn)
     a, d = arch_for(config), dims(config)
     require(len(plan["layers"]) == d["layers"], "shape plan and config disagree on the layer count; re-run shrink")
     for layer, shape in zip(encoder_layers(model), plan["layers"]):

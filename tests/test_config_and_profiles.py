@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+import profiles
+from pipeline.config import Profile, Recipe, load_recipe
+from pipeline.errors import EdgesmithError
+
+
+def test_builtin_profiles_validate_and_cover_the_three_device_classes():
+    names = profiles.available()
+    assert {"mobile-cpu", "embedded", "server-gpu"} <= set(names)
+    loaded = {n: profiles.load(n) for n in names}
+    assert loaded["mobile-cpu"].runtime == "onnxruntime" and loaded["mobile-cpu"].batch == 1 and loaded["mobile-cpu"].seq_len == 128
+    assert loaded["embedded"].threads == 1 and loaded["embedded"].seq_len < 128
+    assert loaded["server-gpu"].device == "cuda" and "fp16" in loaded["server-gpu"].precisions
+
+
+def test_unknown_profile_names_the_known_ones():
+    with pytest.raises(EdgesmithError, match="unknown profile 'phone'.*mobile-cpu"):
+        profiles.load("phone")
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("teacher: {model: x}\ndata: {source: y}\nprune: {structured: {keep_head: 0.5}}\n")
+    with pytest.raises(EdgesmithError, match="unknown key 'prune.structured.keep_head'"):
+        load_recipe(path, {})
+
+
+def test_bad_value_names_the_field(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("teacher: {model: x}\ndata: {source: y}\nprune: {sparse: {sparsity: 1.5}}\n")
+    with pytest.raises(EdgesmithError, match="prune.sparse.sparsity"):
+        load_recipe(path, {})
+
+
+def test_recipe_round_trips_through_canonical_json(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("teacher: {model: x}\ndata: {source: y}\n")
+    recipe = load_recipe(path, {"distill.epochs": 2.0, "profiles": ["embedded"]})
+    again = Recipe.model_validate(json.loads(recipe.canonical_json()))
+    assert again == recipe and again.distill.epochs == 2.0 and again.profiles == ("embedded",)
+
+
+def test_configs_are_frozen():
+    p = profiles.load("embedded")
+    with pytest.raises(Exception):
+        p.threads = 4  # type: ignore[misc]
+    assert isinstance(p, Profile)
+
+
+def test_importing_pipeline_is_cheap():
+    import subprocess
+    import sys
+
+    code = "import sys, pipeline, pipeline.cli, pipeline.config, profiles; print(sorted(m for m in ('torch','onnxruntime','openvino','transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
