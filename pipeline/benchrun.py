@@ -29,16 +29,16 @@ def _import_runtime(kind: str) -> None:
         __import__(module)
 
 
-def feed(names: list[str], batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+def feed(names: list[str], batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Fixed pseudo-random token ids at full length: the profile's worst case, same for every artifact."""
     rng = np.random.default_rng(seed)
-    ids = rng.integers(1000, 20000, size=(batch, seq), dtype=np.int64)
+    ids = rng.integers(min(1000, vocab // 2), vocab, size=(batch, seq), dtype=np.int64)
     ids[:, 0], ids[:, -1] = 101, 102
     out = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
     return {n: out[n] for n in names}
 
 
-def measure(kind: str, path: Path, threads: int, batch: int, seq: int, warmup: int, iterations: int, providers: tuple[str, ...]) -> dict[str, float]:
+def measure(kind: str, path: Path, threads: int, batch: int, seq: int, vocab: int, warmup: int, iterations: int, providers: tuple[str, ...]) -> dict[str, float]:
     from pipeline.runtimes import open_session
 
     _import_runtime(kind)
@@ -46,7 +46,7 @@ def measure(kind: str, path: Path, threads: int, batch: int, seq: int, warmup: i
     start = time.perf_counter()
     session = open_session(kind, path, threads, providers)
     load_ms = (time.perf_counter() - start) * 1000
-    inputs = feed(session.input_names, batch, seq)
+    inputs = feed(session.input_names, batch, seq, vocab)
     for _ in range(warmup):
         session.run(inputs)
     times = []
@@ -67,11 +67,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--vocab", type=int, default=30522, help="token ids are drawn below this")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--providers", default="CPUExecutionProvider")
     a = p.parse_args()
-    result = measure(a.runtime, a.model, a.threads, a.batch, a.seq, a.warmup, a.iterations, tuple(a.providers.split(",")))
+    result = measure(a.runtime, a.model, a.threads, a.batch, a.seq, a.vocab, a.warmup, a.iterations, tuple(a.providers.split(",")))
     print(json.dumps(result))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -49,10 +50,11 @@ def _preflight(recipe: Any, profiles: list[Any]) -> None:
     from transformers import AutoConfig
 
     from .arch import dims
-    from .modeling import check_model_dir, resolve_model_dir
+    from .modeling import check_model_dir, check_tokenizer_files, resolve_model_dir
 
     folder = resolve_model_dir(recipe.teacher.model)
     check_model_dir(folder, recipe.teacher.allow_pickle)
+    check_tokenizer_files(folder)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     embed_mb = config.vocab_size * dims(config)["hidden"] / 2**20  # INT8 word embedding: a floor on file size
     for p in profiles:
@@ -80,7 +82,13 @@ def cmd_run(a: argparse.Namespace) -> int:
     out = a.out or Path("runs") / recipe.name
     start = time.time()
     log = lambda msg: print(f"[{time.time() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    runner.run(recipe, chosen, out, set(a.force), log)
+    fresh = not out.exists()
+    try:
+        runner.run(recipe, chosen, out, set(a.force), log)
+    except EdgesmithError:
+        if fresh:  # a run that failed before any stage finished leaves nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     summary = json.loads((out / "summary.json").read_text())
     print(json.dumps(summary["profiles"], indent=1))
     print(f"report: {out / 'report.html'}  summary: {out / 'summary.json'}")

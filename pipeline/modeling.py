@@ -49,11 +49,15 @@ def check_model_dir(path: Path, allow_pickle: bool) -> str:
     raise EdgesmithError(f"{path} has no model weights (*.safetensors); add them or fix --model")
 
 
+def check_tokenizer_files(path: Path) -> None:
+    has_tok = any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model"))
+    require(has_tok, f"{path} has no tokenizer files (tokenizer.json or vocab.txt); save the tokenizer beside the model")
+
+
 def load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
-    has_tok = any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer_config.json"))
-    require(has_tok, f"{path} has no tokenizer files (tokenizer.json or vocab.txt); save the tokenizer beside the model")
+    check_tokenizer_files(path)
     return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
 

@@ -27,7 +27,8 @@ def main() -> None:
     a = p.parse_args()
     model = Predictor(threads=a.threads)
     rng = np.random.default_rng(0)
-    ids = rng.integers(1000, 20000, size=(a.batch, a.seq), dtype=np.int64)
+    vocab = model.tokenizer.get_vocab_size()
+    ids = rng.integers(min(1000, vocab // 2), vocab, size=(a.batch, a.seq), dtype=np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
     feed = {n: feed[n] for n in model.names}
     for _ in range(a.warmup):

@@ -49,6 +49,7 @@ def effective_threads(profile: Profile) -> tuple[int, str | None]:
 @stage("bench", BenchStageConfig)
 def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     threads, clamp = effective_threads(cfg.profile)
+    vocab = load_tokenizer(inputs["teacher"].path / "model").vocab_size
     gap = hardware_gap(cfg.profile)
     rows = [_row("teacher", "pytorch-fp32", "torch", inputs["teacher"].path / "model", inputs["teacher"].facts["quality"], None)]
     for b in cfg.branches:
@@ -59,7 +60,7 @@ def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, A
         for c in quant.facts["candidates"]:
             rows.append(_row(b, f"{runtime}-{c['precision']}", runtime, quant.path / c["file"], c["quality"], c))
     for r in rows:
-        r["latency"] = {"not_measured": gap} if gap else _measure(r, cfg, threads)
+        r["latency"] = {"not_measured": gap} if gap else _measure(r, cfg, threads, vocab)
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     return {"rows": rows, "threads": threads, "thread_clamp": clamp, "not_measured": gap, "cpu": _cpu_name()}
 
@@ -78,10 +79,10 @@ def _fp32_quality(cfg: BenchStageConfig, runtime: str, path: Path, inputs: dict[
     return quality(outputs(open_session(runtime, path, threads=2), evals, tokenizer, cfg.max_length), evals, cfg.task, reference)
 
 
-def _measure(row: dict[str, Any], cfg: BenchStageConfig, threads: int) -> dict[str, Any]:
+def _measure(row: dict[str, Any], cfg: BenchStageConfig, threads: int, vocab: int) -> dict[str, Any]:
     p = cfg.profile
     cmd = [sys.executable, "-m", "pipeline.benchrun", "--runtime", row["runtime"], "--model", row["path"],
-           "--threads", str(threads), "--batch", str(p.batch), "--seq", str(p.seq_len), "--warmup", str(cfg.bench.warmup),
+           "--threads", str(threads), "--batch", str(p.batch), "--seq", str(p.seq_len), "--vocab", str(vocab), "--warmup", str(cfg.bench.warmup),
            "--iterations", str(cfg.bench.iterations), "--providers", ",".join(p.execution_providers)]
     root = str(Path(__file__).resolve().parents[2])
     env = os.environ | {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -1,0 +1,141 @@
+"""The whole stage graph on a tiny random BERT: every stage runs, caches, bundles verify, predict.py works."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.registry import STAGES
+from pipeline.verify import verify
+
+RECIPE = """
+name: tiny
+task: classification
+teacher: {{model: {model}}}
+data: {{source: {data}, max_length: 32}}
+prune:
+  branches: [structured, sparse]
+  structured: {{keep_heads: 0.5, keep_ffn: 0.5, importance_samples: 16, ffn_multiple_of: 8}}
+  sparse: {{sparsity: 0.7}}
+distill: {{max_steps: 3, batch_size: 8}}
+quantize: {{calibration_samples: 8, accuracy_budget: 100}}
+bench: {{warmup: 1, iterations: 5}}
+profiles: [{ort}, {ov}]
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_bert, tiny_data, tiny_profiles, capsys_module=None):
+    root = tmp_path_factory.mktemp("run")
+    recipe = root / "tiny.yaml"
+    recipe.write_text(RECIPE.format(model=tiny_bert, data=tiny_data, ort=tiny_profiles / "tiny-ort.yaml", ov=tiny_profiles / "tiny-ov.yaml"))
+    out = root / "out"
+    assert main(["run", str(recipe), "--out", str(out)]) == 0
+    return recipe, out
+
+
+def _manifests(out: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/manifest.json")}
+
+
+def test_every_registered_stage_ran_and_wrote_a_complete_manifest(tiny_run):
+    _, out = tiny_run
+    manifests = _manifests(out)
+    assert {m["stage"] for m in manifests.values()} == set(STAGES)
+    for name, m in manifests.items():
+        assert m["files"], name
+        assert {"torch", "onnxruntime", "openvino"} <= set(m["libraries"]), name
+        assert all(len(h) == 64 for h in m["files"].values())
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_structured_branch_is_physically_smaller_and_fused(tiny_run):
+    _, out = tiny_run
+    shrink = _manifests(out)["04-shrink-structured"]["facts"]
+    assert shrink["params"] < shrink["teacher_params"] and shrink["bytes"] < shrink["teacher_bytes"]
+    export = _manifests(out)["05-export-structured"]["facts"]
+    assert export["fused_ops"].get("Attention") == 2 and export["fused_ops"].get("SkipLayerNormalization", 0) >= 2
+    assert export["validation"]["onnxruntime"]["argmax_agreement"] == 1.0
+    assert export["validation"]["openvino"]["max_abs_diff"] < 1e-3
+
+
+def test_sparse_branch_reports_density_and_no_speed_claim(tiny_run):
+    _, out = tiny_run
+    facts = _manifests(out)["04-shrink-sparse"]["facts"]
+    assert facts["encoder_density"] == pytest.approx(0.3, abs=0.02)
+    assert "no speed-up" in facts["note"]
+
+
+def test_quantized_candidates_are_measured_against_the_budget(tiny_run):
+    _, out = tiny_run
+    cands = _manifests(out)["06-quantize-structured-tiny-ort"]["facts"]["candidates"]
+    assert [c["precision"] for c in cands] == ["int8-dynamic", "int8-static"]
+    assert all("metric" in c["quality"] and c["within_budget"] for c in cands)
+
+
+def test_bench_measures_teacher_and_every_artifact_with_thread_clamp(tiny_run):
+    _, out = tiny_run
+    facts = _manifests(out)["07-bench-tiny-ort"]["facts"]
+    assert [r["branch"] for r in facts["rows"]].count("teacher") == 1 and len(facts["rows"]) == 7
+    for r in facts["rows"]:
+        lat = r["latency"]
+        assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] and lat["peak_rss_mb"] > lat["rss_before_load_mb"] > 0
+    assert facts["threads"] <= 8 and (facts["thread_clamp"] is not None) == (facts["threads"] < 8)
+
+
+def test_summary_and_report(tiny_run):
+    _, out = tiny_run
+    summary = json.loads((out / "summary.json").read_text())
+    for name in ("tiny-ort", "tiny-ov"):
+        s = summary["profiles"][name]
+        assert s["status"] == "measured" and s["p50_ms"] > 0 and s["teacher"]["p50_ms"] > 0 and s["size_mb"] > 0
+    assert set(summary["profiles"]["tiny-ort"]["budgets"]) == {"quality_drop", "p90_ms", "peak_memory_mb", "size_mb"}
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 and "tiny-ov" in html
+    assert "| profile |" in (out / "report.md").read_text()
+
+
+def test_bundles_verify_and_run_standalone(tiny_run):
+    _, out = tiny_run
+    for profile, model_file in (("tiny-ort", "model.onnx"), ("tiny-ov", "model.xml")):
+        folder = out / f"08-bundle-{profile}" / f"edgesmith-{profile}"
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["model_file"] == model_file and manifest["inputs"]["max_length"] == 32
+        assert set(manifest["files"]) >= {model_file, "tokenizer.json", "predict.py", "bench.py", "labels.json", "reference.json"}
+        assert any("sha256" in line for line in verify(folder))
+        assert verify(folder.parent / f"edgesmith-{profile}.tar.gz")
+        done = subprocess.run([sys.executable, "predict.py", "a good movie", "an awful film"], cwd=folder, capture_output=True, text=True, check=True)
+        lines = [json.loads(x) for x in done.stdout.splitlines()]
+        assert len(lines) == 2 and lines[0]["label"] in manifest["labels"]
+        bench = json.loads(subprocess.run([sys.executable, "bench.py", "--iterations", "5"], cwd=folder, capture_output=True, text=True, check=True).stdout)
+        assert bench["p50_ms"] > 0
+
+
+def test_tampered_bundle_fails_verification(tiny_run, tmp_path):
+    import shutil
+
+    from pipeline.errors import EdgesmithError
+
+    _, out = tiny_run
+    copy = tmp_path / "b"
+    shutil.copytree(out / "08-bundle-tiny-ort" / "edgesmith-tiny-ort", copy)
+    with open(copy / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(EdgesmithError, match="model.onnx does not match its sha256"):
+        verify(copy)
+
+
+def test_rerun_skips_everything_and_force_redoes_a_stage(tiny_run, capsys):
+    recipe, out = tiny_run
+    before = _manifests(out)
+    assert main(["run", str(recipe), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("skipped") == len(before) and "running" not in err
+    assert main(["run", str(recipe), "--out", str(out), "--force", "prune"]) == 0
+    err = capsys.readouterr().err
+    assert "[02-prune-structured] running" in err and "[02-prune-sparse] running" in err and "[00-data] skipped" in err
