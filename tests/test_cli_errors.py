@@ -1,0 +1,88 @@
+"""Bad input: one clear line naming the problem and the fix, exit status 2, nothing half-written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import make_model_dir
+from pipeline.cli import main
+
+
+def _run(capsys, args, out):
+    code = main(["run", *args, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def _recipe(tmp_path, model, data, extra=""):
+    """A recipe for the tiny model, whose 64 positions need a short-sequence profile."""
+    prof = tmp_path / "short.yaml"
+    prof.write_text("description: short\nruntime: onnxruntime\nprecisions: [int8-dynamic]\nthreads: 1\nseq_len: 16\n")
+    path = tmp_path / "r.yaml"
+    path.write_text(f"task: classification\nteacher: {{model: {model}}}\ndata: {{source: {data}}}\nprofiles: [{prof}]\n{extra}")
+    return path
+
+
+def test_missing_model_directory(tmp_path, capsys, tiny_data):
+    code, err = _run(capsys, [str(_recipe(tmp_path, tmp_path / "nope", tiny_data))], tmp_path / "out")
+    assert code == 2 and err.count("\n") == 0 and "not found" in err and "--model" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_tokenizer(tmp_path, capsys, tiny_data):
+    folder = make_model_dir(tmp_path / "m")
+    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        (folder / f).unlink(missing_ok=True)
+    code, err = _run(capsys, [str(_recipe(tmp_path, folder, tiny_data))], tmp_path / "out")
+    assert code == 2 and "no tokenizer files" in err and not (tmp_path / "out").exists()
+
+
+def test_unknown_profile_and_unknown_key(tmp_path, capsys, tiny_bert, tiny_data):
+    code, err = _run(capsys, [str(_recipe(tmp_path, tiny_bert, tiny_data)), "--profile", "toaster"], tmp_path / "out")
+    assert code == 2 and "unknown profile 'toaster'" in err
+    code, err = _run(capsys, [str(_recipe(tmp_path, tiny_bert, tiny_data, "distil: {epochs: 1}\n"))], tmp_path / "out")
+    assert code == 2 and "unknown key 'distil'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_impossible_budget(tmp_path, capsys, tiny_bert, tiny_data):
+    prof = tmp_path / "tight.yaml"
+    prof.write_text("description: t\nruntime: onnxruntime\nprecisions: [int8-dynamic]\nthreads: 1\nseq_len: 16\nbudgets: {size_mb: 0.01}\n")
+    code, err = _run(capsys, [str(_recipe(tmp_path, tiny_bert, tiny_data)), "--profile", str(prof)], tmp_path / "out")
+    assert code == 2 and "impossible" in err and "size_mb" in err
+
+
+def test_empty_dataset_leaves_nothing(tmp_path, capsys, tiny_bert):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.tsv").write_text("sentence\tlabel\n")
+    (tmp_path / "data" / "dev.tsv").write_text("sentence\tlabel\n")
+    code, err = _run(capsys, [str(_recipe(tmp_path, tiny_bert, tmp_path / "data"))], tmp_path / "out")
+    assert code == 2 and "no rows" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_label_column(tmp_path, capsys, tiny_bert, tiny_data):
+    text = _recipe(tmp_path, tiny_bert, tiny_data).read_text().replace(f"source: {tiny_data}}}", f"source: {tiny_data}, label_column: stars}}")
+    (tmp_path / "r2.yaml").write_text(text)
+    code, err = _run(capsys, [str(tmp_path / "r2.yaml")], tmp_path / "out")
+    assert code == 2 and "label column" in err
+
+
+def test_unknown_force_stage(tmp_path, capsys, tiny_bert, tiny_data):
+    code, err = _run(capsys, [str(_recipe(tmp_path, tiny_bert, tiny_data)), "--force", "distil"], tmp_path / "out")
+    assert code == 2 and "unknown stage" in err
+
+
+def test_console_script_exit_status(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("edgesmith: error:") and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_profiles_command_lists_builtins(capsys):
+    assert main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("mobile-cpu", "embedded", "server-gpu"))
