@@ -38,7 +38,8 @@ def feed(names: list[str], batch: int, seq: int, vocab: int, seed: int = 0) -> d
     return {n: out[n] for n in names}
 
 
-def measure(kind: str, path: Path, threads: int, batch: int, seq: int, vocab: int, warmup: int, iterations: int, providers: tuple[str, ...]) -> dict[str, float]:
+def measure(kind: str, path: Path, threads: int, batch: int, seq: int, vocab: int, warmup: int, iterations: int,
+            providers: tuple[str, ...], lengths: list[int] | None = None) -> dict[str, float]:
     from pipeline.runtimes import open_session
 
     _import_runtime(kind)
@@ -56,8 +57,21 @@ def measure(kind: str, path: Path, threads: int, batch: int, seq: int, vocab: in
         times.append((time.perf_counter() - t) * 1000)
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
     peak = _status_mb("VmHWM")
+    real = _real_lengths(session, lengths, vocab) if lengths else {}
     return {"load_ms": load_ms, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "mean_ms": float(np.mean(times)),
-            "throughput": batch * 1000 / float(np.mean(times)), "rss_before_load_mb": before, "peak_rss_mb": peak}
+            "throughput": batch * 1000 / float(np.mean(times)), "rss_before_load_mb": before, "peak_rss_mb": peak} | real
+
+
+def _real_lengths(session: object, lengths: list[int], vocab: int) -> dict[str, float]:
+    """Batch-1 latency over a list of real token lengths (e.g. every dev sentence): p50/p90 in ms."""
+    times = []
+    for n in lengths:
+        inputs = feed(session.input_names, 1, n, vocab)  # type: ignore[attr-defined]
+        t = time.perf_counter()
+        session.run(inputs)  # type: ignore[attr-defined]
+        times.append((time.perf_counter() - t) * 1000)
+    p50, p90 = np.percentile(times, [50, 90])
+    return {"real_p50_ms": float(p50), "real_p90_ms": float(p90), "real_mean_len": float(np.mean(lengths))}
 
 
 def main() -> None:
@@ -71,8 +85,10 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--providers", default="CPUExecutionProvider")
+    p.add_argument("--lengths", type=Path, help="JSON list of token lengths: also measure batch-1 latency at these")
     a = p.parse_args()
-    result = measure(a.runtime, a.model, a.threads, a.batch, a.seq, a.vocab, a.warmup, a.iterations, tuple(a.providers.split(",")))
+    result = measure(a.runtime, a.model, a.threads, a.batch, a.seq, a.vocab, a.warmup, a.iterations, tuple(a.providers.split(",")),
+                     json.loads(a.lengths.read_text()) if a.lengths else None)
     print(json.dumps(result))
 
 

@@ -95,7 +95,7 @@ def load_pretrained(path: Path, task: str, kind: str, num_labels: int | None = N
             path, output_loading_info=True, trust_remote_code=False, attn_implementation=attn,
             ignore_mismatched_sizes=bool(extra), **extra,
         )
-        missing = info["missing_keys"] + [k for k, *_ in info.get("mismatched_keys", [])]
+        missing = list(info["missing_keys"]) + [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
     head_missing = any(not k.startswith(model.base_model_prefix) for k in missing)
     return model.eval(), not head_missing
 

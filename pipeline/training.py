@@ -27,15 +27,24 @@ def tokenize(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels
 
 
 def training_args(out: Path, cfg: DistillConfig, epochs: float, lr: float) -> Any:
+    import inspect
+
     import torch
     from transformers import TrainingArguments
 
+    accepted = inspect.signature(TrainingArguments.__init__).parameters
+    # transformers 5 folded warmup_ratio into warmup_steps (a float < 1 is a ratio) and group_by_length into
+    # train_sampling_strategy; 4.x has the old names. Length grouping matters on CPU: far less padding.
+    version_specific = (
+        {"warmup_ratio": cfg.warmup_ratio, "group_by_length": True} if "warmup_ratio" in accepted
+        else {"warmup_steps": cfg.warmup_ratio, "train_sampling_strategy": "group_by_length"}
+    )
     return TrainingArguments(
         output_dir=str(out / "trainer"), per_device_train_batch_size=cfg.batch_size, num_train_epochs=epochs,
-        max_steps=cfg.max_steps or -1, learning_rate=lr, warmup_ratio=cfg.warmup_ratio, weight_decay=0.01,
+        max_steps=cfg.max_steps or -1, learning_rate=lr, weight_decay=0.01,
         lr_scheduler_type="linear", logging_steps=50, save_strategy="no", report_to=[], seed=cfg.seed,
-        dataloader_num_workers=0, remove_unused_columns=False, group_by_length=True,
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
+        dataloader_num_workers=0, remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False, **version_specific,
     )
 
 

@@ -1,0 +1,158 @@
+"""edgesmith against what users pick today, measured side by side in one run on this machine.
+
+    python benchmarks/compare.py            (needs `pip install -e .[bench]`; `make bench` does both)
+
+On SST-2 dev with the teacher in ../shared/models/minilm-sst2, at the mobile-cpu profile's settings (threads
+clamped to this machine, batch 1, sequence 128): accuracy, p50/p90 latency at seq 128 and at the dev sentences'
+real lengths, throughput at batch 8, file size, peak memory, ratios to the teacher and to the best peer, and the
+physical floor (FLOPs / measured GEMM throughput). Writes docs/benchmarks.md and docs/benchmarks.png.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+SHARED = ROOT.parent / "shared"
+TEACHER, DATA = SHARED / "models" / "minilm-sst2", SHARED / "data" / "sst2"
+WORK = ROOT / "runs" / "compare"
+LEVELS = {"light": 0.6, "medium": 0.4, "heavy": 0.25}  # share of heads and FFN neurons kept
+MB = 2**20
+
+
+def edgesmith_runs() -> list[dict[str, Any]]:
+    """One edgesmith run per compression level (the medium one also runs the sparse branch)."""
+    from pipeline.cli import main
+
+    base = yaml.safe_load((ROOT / "recipes" / "sst2.yaml").read_text())
+    entries = []
+    for level, keep in LEVELS.items():
+        recipe = json.loads(json.dumps(base))
+        recipe["teacher"]["model"], recipe["data"]["source"] = str(TEACHER), str(DATA)
+        recipe["prune"]["structured"] |= {"keep_heads": keep, "keep_ffn": keep}
+        recipe["prune"]["branches"] = ["structured", "sparse"] if level == "medium" else ["structured"]
+        recipe["name"] = f"edgesmith-{level}"
+        path = WORK / f"{level}.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        out = WORK / f"edgesmith-{level}"
+        if main(["run", str(path), "--out", str(out)]) != 0:
+            raise SystemExit(f"edgesmith run {level} failed")
+        for profile, runtime, model in (("mobile-cpu", "onnxruntime", "model.onnx"), ("embedded", "openvino", "model.xml")):
+            manifest = json.loads((out / f"08-bundle-{profile}" / f"edgesmith-{profile}" / "manifest.json").read_text())
+            entries.append({"name": f"edgesmith {level} ({profile} bundle)", "group": "edgesmith", "runtime": runtime,
+                            "path": out / f"08-bundle-{profile}" / f"edgesmith-{profile}" / model, "plan": out / "04-shrink-structured" / "model",
+                            "note": f"keep {keep:.0%} heads/FFN; {manifest['artifact']}", "level": level, "profile": profile})
+        if level == "medium":
+            entries.append({"name": "edgesmith sparse 80% (ORT INT8)", "group": "edgesmith", "runtime": "onnxruntime",
+                            "path": out / "06-quantize-sparse-mobile-cpu" / "model.int8-dynamic.onnx", "plan": out / "01-teacher" / "model",
+                            "note": "unstructured 80% of encoder weights; dense kernels"})
+    return entries
+
+
+def peer_entries(teacher_dir: Path, sentences: list[str]) -> list[dict[str, Any]]:
+    import peers
+
+    (WORK / "peers").mkdir(parents=True, exist_ok=True)
+    dyn = peers.optimum_dynamic(TEACHER, WORK / "peers")
+    o2 = peers.optimum_o2_int8(WORK / "peers")
+    ov32, ov8 = peers.openvino_fp32_int8(TEACHER, WORK / "peers", sentences)
+    plan = {"plan": teacher_dir}
+    return [
+        {"name": "teacher PyTorch FP32", "group": "teacher", "runtime": "torch", "path": teacher_dir, "note": "where users start"} | plan,
+        {"name": "Optimum ONNX + ORTQuantizer INT8", "group": "peer", "runtime": "onnxruntime"} | dyn | plan,
+        {"name": "Optimum O2 fusions + INT8", "group": "peer", "runtime": "onnxruntime"} | o2 | plan,
+        {"name": "optimum-intel OpenVINO FP32", "group": "peer", "runtime": "openvino"} | ov32 | plan,
+        {"name": "optimum-intel OpenVINO NNCF INT8", "group": "peer", "runtime": "openvino"} | ov8 | plan,
+    ]
+
+
+def bench(entry: dict[str, Any], threads: int, lengths_file: Path) -> dict[str, Any]:
+    """Three runs of pipeline.benchrun, each in a fresh process: seq 128 + real lengths, batch 8."""
+    def call(*extra: str) -> dict[str, Any]:
+        cmd = [sys.executable, "-m", "pipeline.benchrun", "--runtime", entry["runtime"], "--model", str(entry["path"]),
+               "--threads", str(threads), "--warmup", "20", *extra]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)})
+        if done.returncode:
+            raise RuntimeError(f"{entry['name']}: {done.stderr.strip()[-300:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    one = call("--batch", "1", "--seq", "128", "--iterations", "300", "--lengths", str(lengths_file))
+    eight = call("--batch", "8", "--seq", "128", "--iterations", "40")
+    return one | {"throughput_b8": eight["throughput"]}
+
+
+def accuracy(entry: dict[str, Any], rows: list[dict[str, Any]], tokenizer: Any) -> float:
+    from pipeline.evaluate import outputs, quality
+    from pipeline.runtimes import open_session
+
+    session = open_session(entry["runtime"], Path(entry["path"]), threads=2)
+    return quality(outputs(session, rows, tokenizer, 128), rows, "classification", None)["metric"]
+
+
+def size_bytes(entry: dict[str, Any]) -> int:
+    p = Path(entry["path"])
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.glob("*.safetensors"))
+    return p.stat().st_size + (p.with_suffix(".bin").stat().st_size if p.suffix == ".xml" else 0)
+
+
+def main() -> None:
+    from gemm import encoder_gflop, gemm_gflops
+
+    from pipeline.data import encode_labels, load_splits, normalize
+    from pipeline.modeling import load_tokenizer
+
+    start = time.time()
+    WORK.mkdir(parents=True, exist_ok=True)
+    threads = min(4, os.cpu_count() or 1)  # the mobile-cpu profile's 4 threads, clamped like edgesmith does
+    ours = edgesmith_runs()
+    teacher_dir = WORK / "edgesmith-light" / "01-teacher" / "model"
+    splits = load_splits(str(DATA), 0.1)
+    rows, _ = normalize(splits["eval"], None, "label", "dev")
+    encode_labels(rows, None, "dev")
+    train_sentences = [r["sentence"] for r in splits["train"][:300]]
+    entries = peer_entries(teacher_dir, train_sentences) + ours
+    tokenizer = load_tokenizer(teacher_dir)
+    lengths = [len(x) for x in tokenizer([r["text"][0] for r in rows], truncation=True, max_length=128)["input_ids"]]
+    lengths_file = WORK / "dev_lengths.json"
+    lengths_file.write_text(json.dumps(lengths))
+    gemm = gemm_gflops(threads)
+    for e in entries:
+        print(f"measuring {e['name']}", file=sys.stderr, flush=True)
+        e |= bench(e, threads, lengths_file)
+        e["accuracy"] = accuracy(e, rows, tokenizer)
+        e["bytes"] = size_bytes(e)
+        plan = json.loads((Path(e["plan"]) / "shape_plan.json").read_text())
+        e["gflop"] = encoder_gflop(plan, 384, 128)
+        int8 = "int8" in str(e["path"]).lower() or "quantized" in str(e["path"]) or e["group"] == "edgesmith"
+        e["floor_ms"] = e["gflop"] / gemm["int8" if int8 else "fp32"] * 1000
+    write_report(entries, gemm, threads, time.time() - start)
+
+
+def write_report(entries: list[dict[str, Any]], gemm: dict[str, float], threads: int, seconds: float) -> None:
+    import importlib.metadata as md
+
+    from pipeline.stages.bench import _cpu_name
+    from report import render
+
+    teacher = next(e for e in entries if e["group"] == "teacher")
+    best_peer = min((e for e in entries if e["group"] == "peer"), key=lambda e: e["p50_ms"])
+    versions = {p: md.version(p) for p in ("torch", "transformers", "onnxruntime", "openvino", "nncf", "optimum", "optimum-onnx", "optimum-intel")}
+    meta = {"cpu": _cpu_name(), "threads": threads, "date": str(datetime.date.today()), "versions": versions,
+            "gemm_gflops": gemm, "seconds": seconds, "best_peer": best_peer["name"], "teacher": teacher["name"]}
+    (ROOT / "docs" / "benchmarks.json").write_text(json.dumps({"meta": meta, "entries": entries}, indent=1, default=str))
+    render(ROOT / "docs" / "benchmarks.json", ROOT / "docs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Render docs/benchmarks.md and docs/benchmarks.png from docs/benchmarks.json (written by compare.py).
+
+    python benchmarks/report.py      (re-renders without re-measuring)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+MB = 2**20
+
+
+def _targets(entries: list[dict[str, Any]], teacher: dict[str, Any], best: dict[str, Any]) -> list[str]:
+    medium = next((e for e in entries if e.get("level") == "medium" and e.get("profile") == "mobile-cpu"), None)
+    if not medium:
+        return []
+    ratio = best["p50_ms"] / medium["p50_ms"]
+    drop = teacher["accuracy"] - medium["accuracy"]
+    return ["## Target: medium mobile-cpu bundle vs the best peer", "",
+            f"- p50 speed-up over the best peer ({best['name']}, {best['p50_ms']:.2f} ms): **{ratio:.2f}x** "
+            f"(target 2x: **{'met' if ratio >= 2 else 'NOT met'}**)",
+            f"- accuracy drop vs the teacher: **{drop:.2f} points** (target ≤ 1.0: **{'met' if drop <= 1.0 else 'NOT met'}**)", ""]
+
+
+def render(src: Path, docs: Path) -> None:
+    data = json.loads(src.read_text())
+    meta, entries = data["meta"], data["entries"]
+    teacher = next(e for e in entries if e["group"] == "teacher")
+    best = next(e for e in entries if e["name"] == meta["best_peer"])
+    lines = ["# edgesmith against the tools users chain by hand", "",
+             f"One run of `python benchmarks/compare.py` on {meta['date']}: CPU {meta['cpu']}, {meta['threads']} threads "
+             f"(the mobile-cpu profile's 4, clamped to this machine), batch 1, sequence 128 unless stated. "
+             f"Harness wall time {meta['seconds'] / 60:.1f} min.",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+             f"Measured GEMM throughput on ONNX Runtime ({meta['threads']} threads, 128x384x1536): FP32 "
+             f"{meta['gemm_gflops']['fp32']:.0f} GFLOP/s, INT8 {meta['gemm_gflops']['int8']:.0f} GOP/s. "
+             "The floor is the encoder's FLOPs at seq 128 divided by that throughput (INT8 for quantized artifacts).", "",
+             "Accuracy is on all 872 SST-2 dev sentences. Latency percentiles come from 300 timed runs after 20 warm-up runs, "
+             "each artifact in its own process; `real` is batch-1 latency over every dev sentence at its own token length; "
+             "throughput is at batch 8, seq 128.", "",
+             "| artifact | acc. | p50 ms | p90 ms | real p50/p90 ms | seq/s b8 | MB | peak RSS MB | vs teacher | vs best peer | GFLOP | floor ms | p50/floor |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        lines.append(
+            f"| {e['name']} | {e['accuracy']:.2f} | {e['p50_ms']:.2f} | {e['p90_ms']:.2f} | {e['real_p50_ms']:.2f} / {e['real_p90_ms']:.2f} | "
+            f"{e['throughput_b8']:.0f} | {e['bytes'] / MB:.1f} | {e['peak_rss_mb']:.0f} | {teacher['p50_ms'] / e['p50_ms']:.2f}x | "
+            f"{best['p50_ms'] / e['p50_ms']:.2f}x | {e['gflop']:.2f} | {e['floor_ms']:.2f} | {e['p50_ms'] / e['floor_ms']:.1f}x |")
+    lines += ["", "Notes per artifact:", ""] + [f"- {e['name']}: {e['note']}" for e in entries] + [""]
+    lines += _targets(entries, teacher, best) + ["![accuracy against latency](benchmarks.png)", ""]
+    (docs / "benchmarks.md").write_text("\n".join(lines))
+    _plot(entries, docs / "benchmarks.png")
+    print("\n".join(lines))
+
+
+def _plot(entries: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = {"teacher": "C7", "peer": "C1", "edgesmith": "C0"}
+    for e in entries:
+        ax.scatter(e["p50_ms"], e["accuracy"], color=colors[e["group"]], s=30)
+        ax.annotate(e["name"].replace(" bundle", ""), (e["p50_ms"], e["accuracy"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 latency, ms (batch 1, seq 128, log)")
+    ax.set_ylabel("SST-2 dev accuracy, %")
+    ax.set_title("grey: teacher, orange: peers, blue: edgesmith")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    root = Path(__file__).resolve().parents[1]
+    render(Path(sys.argv[1]) if len(sys.argv) > 1 else root / "docs" / "benchmarks.json", root / "docs")
