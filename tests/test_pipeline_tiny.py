@@ -25,7 +25,7 @@ prune:
 distill: {{max_steps: 3, batch_size: 8}}
 quantize: {{calibration_samples: 8, accuracy_budget: 100}}
 bench: {{warmup: 1, iterations: 5}}
-profiles: [{ort}, {ov}]
+profiles: [{ort}, {ov}, {gpu}]
 """
 
 
@@ -33,7 +33,8 @@ profiles: [{ort}, {ov}]
 def tiny_run(tmp_path_factory, tiny_bert, tiny_data, tiny_profiles, capsys_module=None):
     root = tmp_path_factory.mktemp("run")
     recipe = root / "tiny.yaml"
-    recipe.write_text(RECIPE.format(model=tiny_bert, data=tiny_data, ort=tiny_profiles / "tiny-ort.yaml", ov=tiny_profiles / "tiny-ov.yaml"))
+    recipe.write_text(RECIPE.format(model=tiny_bert, data=tiny_data, ort=tiny_profiles / "tiny-ort.yaml", ov=tiny_profiles / "tiny-ov.yaml",
+                                  gpu=tiny_profiles / "tiny-gpu.yaml"))
     out = root / "out"
     assert main(["run", str(recipe), "--out", str(out)]) == 0
     return recipe, out
@@ -97,7 +98,17 @@ def test_summary_and_report(tiny_run):
     assert set(summary["profiles"]["tiny-ort"]["budgets"]) == {"quality_drop", "p90_ms", "peak_memory_mb", "size_mb"}
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "tiny-ov" in html
+    gpu = summary["profiles"]["tiny-gpu"]
+    assert gpu["status"] == "not measured" and "CUDA" in gpu["reason"] and gpu["p50_ms"] is None
     assert "| profile |" in (out / "report.md").read_text()
+
+
+def test_gpu_profile_gets_an_fp16_candidate_without_invented_latency(tiny_run):
+    _, out = tiny_run
+    cands = _manifests(out)["06-quantize-structured-tiny-gpu"]["facts"]["candidates"]
+    assert [c["precision"] for c in cands] == ["fp16"] and cands[0]["bytes"] > 0
+    rows = _manifests(out)["07-bench-tiny-gpu"]["facts"]["rows"]
+    assert all(set(r["latency"]) == {"not_measured"} for r in rows)
 
 
 def test_bundles_verify_and_run_standalone(tiny_run):
