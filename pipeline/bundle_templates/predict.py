@@ -26,7 +26,8 @@ class Predictor:
         self.tokenizer.enable_truncation(spec["max_length"])
         self.tokenizer.enable_padding(pad_id=spec["pad_token_id"], pad_token=spec["pad_token"])
         self.names = spec["names"]
-        self._run = _open(self.manifest["runtime"], folder / self.manifest["model_file"], threads)
+        providers = self.manifest["profile"].get("execution_providers", ["CPUExecutionProvider"])
+        self._run = _open(self.manifest["runtime"], folder / self.manifest["model_file"], threads, providers)
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
         items = list(zip(texts, pairs)) if pairs else texts
@@ -40,13 +41,15 @@ class Predictor:
         return self._run(self.encode(texts, pairs))
 
 
-def _open(runtime: str, path: Path, threads: int):
+def _open(runtime: str, path: Path, threads: int, providers: list[str]):
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        # The profile's providers where this machine has them (a GPU bundle still runs, slowly, on a CPU).
+        usable = [p for p in providers if p in ort.get_available_providers()] or ["CPUExecutionProvider"]
+        sess = ort.InferenceSession(str(path), opts, providers=usable)
         return lambda feed: sess.run(None, feed)[0]
     import openvino as ov
 
