@@ -83,7 +83,7 @@ def quantize(runtime: str, precision: str, export_dir: Path, files: dict[str, st
     """One candidate for a profile: returns the model path under out."""
     if runtime == "openvino":
         src = export_dir / files["openvino"]
-        dst = out / precision / "model.xml"
+        dst = out / f"openvino-{precision}" / "model.xml"
         dst.parent.mkdir(parents=True)
         if precision.startswith("int8"):
             return ov_int8(src, dst, feeds)

@@ -100,7 +100,8 @@ def cmd_profiles(a: argparse.Namespace) -> int:
 
     for name in sorted(profile_store.available()):
         p = profile_store.load(name)
-        print(f"{name:14s} {p.runtime:12s} {'/'.join(p.precisions):26s} threads={p.threads} batch={p.batch} seq={p.seq_len}  {p.description}")
+        tries = ", ".join(f"{r} {'/'.join(ps)}" for r, ps in p.runtimes.items())
+        print(f"{name:12s} {tries:55s} threads={p.threads} batch={p.batch} seq={p.seq_len}  {p.description}")
     return 0
 
 

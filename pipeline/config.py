@@ -14,6 +14,7 @@ from .errors import EdgesmithError
 Task = Literal["classification", "embedding"]
 Branch = Literal["structured", "sparse"]
 Precision = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]
+Runtime = Literal["onnxruntime", "openvino"]
 
 
 class Frozen(BaseModel):
@@ -116,13 +117,23 @@ class Profile(Frozen):
     name: str
     description: str
     device: Literal["cpu", "cuda"] = "cpu"
-    runtime: Literal["onnxruntime", "openvino"]
+    runtimes: dict[Runtime, tuple[Precision, ...]] = Field(
+        description="runtime -> precisions to try; every pair is built and measured, the fastest within budget ships")
     execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    precisions: tuple[Precision, ...] = Field(description="candidates; the fastest one within budget ships")
     threads: int = Field(ge=1)
     batch: int = Field(1, ge=1)
     seq_len: int = Field(128, ge=8, le=512)
     budgets: Budgets = Budgets()
+
+    @model_validator(mode="after")
+    def _some_candidate(self) -> "Profile":
+        if not self.runtimes or not all(self.runtimes.values()):
+            raise ValueError("runtimes must map at least one runtime to a non-empty list of precisions")
+        return self
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """(runtime, precision) pairs, in the order the profile lists them."""
+        return [(r, p) for r, precisions in self.runtimes.items() for p in precisions]
 
 
 def _format_error(err: ValidationError, what: str) -> str:

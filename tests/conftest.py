@@ -73,13 +73,13 @@ def tiny_profiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small CPU profiles (ONNX Runtime, OpenVINO) and a GPU one, so a full run takes seconds."""
     folder = tmp_path_factory.mktemp("profiles")
     (folder / "tiny-ort.yaml").write_text(
-        "description: tiny ORT\nruntime: onnxruntime\nprecisions: [int8-dynamic, int8-static]\nthreads: 8\nseq_len: 16\n"
+        "description: tiny ORT\nruntimes: {onnxruntime: [int8-dynamic, int8-static]}\nthreads: 8\nseq_len: 16\n"
         "budgets: {p90_ms: 1000, peak_memory_mb: 4000, size_mb: 50}\n")
     (folder / "tiny-gpu.yaml").write_text(
-        "description: tiny GPU\ndevice: cuda\nruntime: onnxruntime\nexecution_providers: [CUDAExecutionProvider]\n"
-        "precisions: [fp16]\nthreads: 1\nbatch: 4\nseq_len: 16\n")
+        "description: tiny GPU\ndevice: cuda\nruntimes: {onnxruntime: [fp16]}\nexecution_providers: [CUDAExecutionProvider]\n"
+        "\nthreads: 1\nbatch: 4\nseq_len: 16\n")
     (folder / "tiny-ov.yaml").write_text(
-        "description: tiny OpenVINO\nruntime: openvino\nprecisions: [int8-static]\nthreads: 1\nseq_len: 16\n")
+        "description: tiny OpenVINO\nruntimes: {openvino: [int8-static]}\nthreads: 1\nseq_len: 16\n")
     return folder
 
 

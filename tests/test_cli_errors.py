@@ -20,7 +20,7 @@ def _run(capsys, args, out):
 def _recipe(tmp_path, model, data, extra=""):
     """A recipe for the tiny model, whose 64 positions need a short-sequence profile."""
     prof = tmp_path / "short.yaml"
-    prof.write_text("description: short\nruntime: onnxruntime\nprecisions: [int8-dynamic]\nthreads: 1\nseq_len: 16\n")
+    prof.write_text("description: short\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n")
     path = tmp_path / "r.yaml"
     path.write_text(f"task: classification\nteacher: {{model: {model}}}\ndata: {{source: {data}}}\nprofiles: [{prof}]\n{extra}")
     return path
@@ -50,7 +50,7 @@ def test_unknown_profile_and_unknown_key(tmp_path, capsys, tiny_bert, tiny_data)
 
 def test_impossible_budget(tmp_path, capsys, tiny_bert, tiny_data):
     prof = tmp_path / "tight.yaml"
-    prof.write_text("description: t\nruntime: onnxruntime\nprecisions: [int8-dynamic]\nthreads: 1\nseq_len: 16\nbudgets: {size_mb: 0.01}\n")
+    prof.write_text("description: t\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\nbudgets: {size_mb: 0.01}\n")
     code, err = _run(capsys, [str(_recipe(tmp_path, tiny_bert, tiny_data)), "--profile", str(prof)], tmp_path / "out")
     assert code == 2 and "impossible" in err and "size_mb" in err
 

@@ -11,9 +11,9 @@ def test_builtin_profiles_validate_and_cover_the_three_device_classes():
     names = profiles.available()
     assert {"mobile-cpu", "embedded", "server-gpu"} <= set(names)
     loaded = {n: profiles.load(n) for n in names}
-    assert loaded["mobile-cpu"].runtime == "onnxruntime" and loaded["mobile-cpu"].batch == 1 and loaded["mobile-cpu"].seq_len == 128
+    assert "onnxruntime" in loaded["mobile-cpu"].runtimes and loaded["mobile-cpu"].batch == 1 and loaded["mobile-cpu"].seq_len == 128
     assert loaded["embedded"].threads == 1 and loaded["embedded"].seq_len < 128
-    assert loaded["server-gpu"].device == "cuda" and "fp16" in loaded["server-gpu"].precisions
+    assert loaded["server-gpu"].device == "cuda" and loaded["server-gpu"].candidates() == [("onnxruntime", "fp16")]
 
 
 def test_unknown_profile_names_the_known_ones():

@@ -54,11 +54,11 @@ def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, A
     rows = [_row("teacher", "pytorch-fp32", "torch", inputs["teacher"].path / "model", inputs["teacher"].facts["quality"], None)]
     for b in cfg.branches:
         export, quant = inputs[f"export-{b}"], inputs[f"quantize-{b}"]
-        runtime = cfg.profile.runtime
-        fp32 = export.path / export.facts["files"][runtime]
-        rows.append(_row(b, f"{runtime}-fp32", runtime, fp32, _fp32_quality(cfg, runtime, fp32, inputs, b), export.facts))
+        for runtime in cfg.profile.runtimes:
+            fp32 = export.path / export.facts["files"][runtime]
+            rows.append(_row(b, f"{runtime}-fp32", runtime, fp32, _fp32_quality(cfg, runtime, fp32, inputs, b), export.facts))
         for c in quant.facts["candidates"]:
-            rows.append(_row(b, f"{runtime}-{c['precision']}", runtime, quant.path / c["file"], c["quality"], c))
+            rows.append(_row(b, f"{c['runtime']}-{c['precision']}", c["runtime"], quant.path / c["file"], c["quality"], c))
     for r in rows:
         r["latency"] = {"not_measured": gap} if gap else _measure(r, cfg, threads, vocab)
     (out / "results.json").write_text(json.dumps(rows, indent=1))

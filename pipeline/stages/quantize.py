@@ -34,9 +34,8 @@ def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str
     evals = read_rows(inputs["data"].path / "eval.jsonl")
     reference = np.load(inputs["teacher"].path / "eval_outputs.npy")
     teacher_metric = inputs["teacher"].facts["quality"]["metric"]
-    runtime = cfg.profile.runtime
     candidates = []
-    for precision in cfg.profile.precisions:
+    for runtime, precision in cfg.profile.candidates():
         path = quantize(runtime, precision, export.path, export.facts["files"], out, feeds)
         q = _quality(runtime, path, evals, tokenizer, cfg, reference)
         drop = teacher_metric - q["metric"] if "metric" in q else None
