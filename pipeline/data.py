@@ -115,17 +115,41 @@ def encode_labels(rows: list[dict[str, Any]], names: list[str] | None, where: st
 
 
 def pydoc_sentences(min_words: int = 6, max_words: int = 40) -> list[dict[str, Any]]:
-    """English prose sentences from Python's bundled documentation (pydoc_data.topics): real text, offline."""
+    """English prose from Python's own documentation, offline: the pydoc_data topics (the language reference)
+    and the docstrings of the standard library's modules, classes and functions (read with `ast`, not imported).
+    Code blocks, doctests and lines that look like code are left out."""
     from pydoc_data.topics import topics
 
+    texts = list(topics.values()) + _stdlib_docstrings()
     sentences: set[str] = set()
-    for text in topics.values():
+    for text in texts:
         for para in re.split(r"\n\s*\n", text):
-            if para.startswith((" ", "\t", ">>>")):  # code blocks and examples, not prose
+            if para.startswith((" ", "\t", ">>>")):
                 continue
-            flat = " ".join(para.split())
-            for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", flat):
-                words = s.split()
-                if min_words <= len(words) <= max_words and s[-1] in ".!?" and not re.search(r"[{}=<>*]{1}|\*\*", s):
+            for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", " ".join(para.split())):
+                if min_words <= len(s.split()) <= max_words and s[0].isupper() and s[-1] in ".!?" and not CODE_LIKE.search(s):
                     sentences.add(s)
     return [{"text": s, "label": None} for s in sorted(sentences)]
+
+
+CODE_LIKE = re.compile(r"[{}=<>*]|::|\w\(")
+SKIP_DIRS = {"test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3", "site-packages", "ensurepip", "pydoc_data"}
+
+
+def _stdlib_docstrings() -> list[str]:
+    import ast
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    docs = []
+    for path in sorted(root.rglob("*.py")):
+        if SKIP_DIRS & set(path.relative_to(root).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, OSError):
+            continue  # a few stdlib files are templates or other encodings: not prose we need
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                docs.append(ast.get_docstring(node) or "")
+    return docs
