@@ -43,7 +43,7 @@ def run_section(run: Path) -> list[str]:
                   "| branch | artifact | quality | p50 ms | p90 ms | p99 ms | seq/s | size MB | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
         for r in facts["rows"]:
             lat, q = r["latency"], r["quality"]
-            g = lambda k, nd=2: f"{lat[k]:.{nd}f}" if k in lat else "n/m"  # noqa: E731
+            g = lambda k, nd=2, lat=lat: f"{lat[k]:.{nd}f}" if k in lat else "n/m"  # noqa: E731
             lines.append(f"| {r['branch']} | {r['artifact']} | {q.get('metric', float('nan')):.2f} | {g('p50_ms')} | {g('p90_ms')} | "
                          f"{g('p99_ms')} | {g('throughput', 1)} | {r['bytes'] / MB:.1f} | {g('peak_rss_mb', 0)} |")
         lines.append("")

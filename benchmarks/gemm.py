@@ -10,7 +10,6 @@ import numpy as np
 
 
 def _model(int8: bool, m: int, k: int, n: int) -> bytes:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 
 from conftest import make_model_dir
 from pipeline.cli import main

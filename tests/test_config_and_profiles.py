@@ -45,7 +45,9 @@ def test_recipe_round_trips_through_canonical_json(tmp_path):
 
 def test_configs_are_frozen():
     p = profiles.load("embedded")
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         p.threads = 4  # type: ignore[misc]
     assert isinstance(p, Profile)
 

@@ -85,7 +85,7 @@ def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_f
     return {
         "format": "edgesmith-bundle/1", "task": cfg.task, "runtime": row["runtime"], "model_file": model_file,
         "artifact": row["artifact"], "branch": row["branch"], "labels": labels,
-        "inputs": {"names": _input_names(row, model_file), "max_length": cfg.max_length, "dynamic_axes": ["batch", "sequence"],
+        "inputs": {"names": _input_names(row), "max_length": cfg.max_length, "dynamic_axes": ["batch", "sequence"],
                    "pad_token": tokenizer.pad_token, "pad_token_id": tokenizer.pad_token_id},
         "output": "logits" if cfg.task == "classification" else "sentence_embedding",
         "profile": cfg.profile.model_dump(mode="json"), "recipe": json.loads(cfg.recipe_json),
@@ -96,7 +96,7 @@ def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_f
     }
 
 
-def _input_names(row: dict[str, Any], model_file: str) -> list[str]:
+def _input_names(row: dict[str, Any]) -> list[str]:
     from ..runtimes import open_session
 
     return open_session(row["runtime"], Path(row["path"]), threads=1).input_names

@@ -73,7 +73,6 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
 
 @stage("report", ReportStageConfig)
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
-    from .. import plots
 
     rec = cfg.recipe
     metric = "accuracy" if rec.task == "classification" else "fidelity (mean cosine x100)"
