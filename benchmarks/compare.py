@@ -105,11 +105,19 @@ def accuracy(entry: dict[str, Any], rows: list[dict[str, Any]], tokenizer: Any) 
     return quality(outputs(session, rows, tokenizer, 128), rows, "classification", None)["metric"]
 
 
-def size_bytes(entry: dict[str, Any]) -> int:
+def model_files(entry: dict[str, Any]) -> list[Path]:
     p = Path(entry["path"])
     if p.is_dir():
-        return sum(f.stat().st_size for f in p.glob("*.safetensors"))
-    return p.stat().st_size + (p.with_suffix(".bin").stat().st_size if p.suffix == ".xml" else 0)
+        return sorted(p.glob("*.safetensors"))
+    return [p] + ([p.with_suffix(".bin")] if p.suffix == ".xml" else [])
+
+
+def sizes(entry: dict[str, Any]) -> tuple[int, int]:
+    """(bytes on disk, bytes after gzip -6): what a device stores, and what it downloads (zeros compress)."""
+    import gzip
+
+    files = model_files(entry)
+    return sum(f.stat().st_size for f in files), sum(len(gzip.compress(f.read_bytes(), 6)) for f in files)
 
 
 def main() -> None:
@@ -137,7 +145,7 @@ def main() -> None:
         print(f"measuring {e['name']}", file=sys.stderr, flush=True)
         e |= bench(e, threads, lengths_file)
         e["accuracy"] = accuracy(e, rows, tokenizer)
-        e["bytes"] = size_bytes(e)
+        e["bytes"], e["gzip_bytes"] = sizes(e)
         plan = json.loads((Path(e["plan"]) / "shape_plan.json").read_text())
         e["gflop"] = encoder_gflop(plan, 384, 128)
         e["floor_ms"] = e["gflop"] / gemm["int8" if e["int8"] else "fp32"] * 1000

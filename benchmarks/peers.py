@@ -50,7 +50,7 @@ def optimum_o2_int8(work: Path) -> dict[str, Any]:
 
         dst = work / "optimum-o2-int8.onnx"
         quantize_dynamic(o2 / "model_optimized.onnx", dst, weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": 1})
-        return {"path": dst, "note": f"ORTQuantizer failed on the O2 graph ({type(err).__name__}); onnxruntime quantize_dynamic used"}
+        return {"path": dst, "note": f"ORTQuantizer failed on the O2 graph ({type(err).__name__}: {str(err).splitlines()[0][:100]}); onnxruntime quantize_dynamic used"}
 
 
 def openvino_fp32_int8(teacher: Path, work: Path, sentences: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -41,12 +41,12 @@ def render(src: Path, docs: Path) -> None:
              "Accuracy is on all 872 SST-2 dev sentences. Latency percentiles come from 300 timed runs after 20 warm-up runs, "
              "each artifact in its own process; `real` is batch-1 latency over every dev sentence at its own token length; "
              "throughput is at batch 8, seq 128.", "",
-             "| artifact | acc. | p50 ms | p90 ms | real p50/p90 ms | seq/s b8 | MB | peak RSS MB | vs teacher | vs best peer | GFLOP | floor ms | p50/floor |",
+             "| artifact | acc. | p50 ms | p90 ms | real p50/p90 ms | seq/s b8 | MB (gzip) | peak RSS MB | vs teacher | vs best peer | GFLOP | floor ms | p50/floor |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         lines.append(
             f"| {e['name']} | {e['accuracy']:.2f} | {e['p50_ms']:.2f} | {e['p90_ms']:.2f} | {e['real_p50_ms']:.2f} / {e['real_p90_ms']:.2f} | "
-            f"{e['throughput_b8']:.0f} | {e['bytes'] / MB:.1f} | {e['peak_rss_mb']:.0f} | {teacher['p50_ms'] / e['p50_ms']:.2f}x | "
+            f"{e['throughput_b8']:.0f} | {e['bytes'] / MB:.1f} ({e['gzip_bytes'] / MB:.1f}) | {e['peak_rss_mb']:.0f} | {teacher['p50_ms'] / e['p50_ms']:.2f}x | "
             f"{best['p50_ms'] / e['p50_ms']:.2f}x | {e['gflop']:.2f} | {e['floor_ms']:.2f} | {e['p50_ms'] / e['floor_ms']:.1f}x |")
     lines += ["", "Notes per artifact:", ""] + [f"- {e['name']}: {e['note']}" for e in entries] + [""]
     lines += _targets(entries, teacher, best) + ["![accuracy against latency](benchmarks.png)", ""]
