@@ -49,6 +49,8 @@ class StructuredConfig(Frozen):
     min_heads_per_layer: int = Field(1, ge=1)
     ffn_multiple_of: int = Field(16, ge=1, description="round kept FFN widths to this (int8 GEMM tiles)")
     importance_samples: int = Field(512, ge=8)
+    fit_profile: str | None = Field(None, description="choose the keep ratio by measured latency: the largest whose "
+                                    "quantized model meets this profile's p90 budget (overrides keep_heads/keep_ffn)")
 
 
 class SparseConfig(Frozen):

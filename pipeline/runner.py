@@ -36,6 +36,8 @@ def model_digest(model: str) -> str:
 
 
 def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log: Callable[[str], None]) -> dict[str, Artifact]:
+    import profiles as profile_store
+
     from . import stages  # noqa: F401  (registers the stages)
     from .stages.bench import BenchStageConfig
     from .stages.bundle import BundleStageConfig
@@ -63,9 +65,12 @@ def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log
         {"data": data})
     base = {"data": data, "teacher": teacher}
     branch_arts: dict[str, Artifact] = {}
+    fit_name = recipe.prune.structured.fit_profile
+    fit = profile_store.load(fit_name) if fit_name else None
     for b in recipe.prune.branches:
         prune = node("prune", f"02-prune-{b}", PruneStageConfig(
-            branch=b, structured=recipe.prune.structured, sparse=recipe.prune.sparse, task=task, max_length=max_len), base)
+            branch=b, structured=recipe.prune.structured, sparse=recipe.prune.sparse, task=task, max_length=max_len,
+            fit=fit if b == "structured" else None), base)
         distill = node("distill", f"03-distill-{b}", DistillStageConfig(branch=b, distill=recipe.distill, task=task, max_length=max_len),
                        base | {"prune": prune})
         shrink = node("shrink", f"04-shrink-{b}", ShrinkStageConfig(branch=b), {"teacher": teacher, "distill": distill})

@@ -25,7 +25,8 @@ def test_bare_encoder_gets_its_head_fine_tuned(tmp_path, tiny_data):
 
 def test_gpu_profile_is_marked_not_measured_without_cuda():
     import profiles
-    from pipeline.stages.bench import effective_threads, hardware_gap
+    from pipeline.latency import effective_threads
+    from pipeline.stages.bench import hardware_gap
 
     gap = hardware_gap(profiles.load("server-gpu"))
     assert gap is not None and "CUDA" in gap

@@ -5,9 +5,6 @@ profile's threads, batch and sequence length. Each latency/memory measurement ru
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ import numpy as np
 
 from ..config import BenchConfig, Frozen, Profile, Task
 from ..evaluate import outputs, quality
+from ..latency import effective_threads, measure
 from ..modeling import load_tokenizer
 from ..registry import stage
 from ..runtimes import open_session
@@ -37,13 +35,6 @@ def hardware_gap(profile: Profile) -> str | None:
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             return "no CUDA GPU / onnxruntime-gpu on this machine"
     return None
-
-
-def effective_threads(profile: Profile) -> tuple[int, str | None]:
-    cores = os.cpu_count() or 1
-    if profile.threads > cores:
-        return cores, f"threads clamped from {profile.threads} to {cores} (this machine's cores)"
-    return profile.threads, None
 
 
 @stage("bench", BenchStageConfig)
@@ -80,16 +71,7 @@ def _fp32_quality(cfg: BenchStageConfig, runtime: str, path: Path, inputs: dict[
 
 
 def _measure(row: dict[str, Any], cfg: BenchStageConfig, threads: int, vocab: int) -> dict[str, Any]:
-    p = cfg.profile
-    cmd = [sys.executable, "-m", "pipeline.benchrun", "--runtime", row["runtime"], "--model", row["path"],
-           "--threads", str(threads), "--batch", str(p.batch), "--seq", str(p.seq_len), "--vocab", str(vocab), "--warmup", str(cfg.bench.warmup),
-           "--iterations", str(cfg.bench.iterations), "--providers", ",".join(p.execution_providers)]
-    root = str(Path(__file__).resolve().parents[2])
-    env = os.environ | {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        return {"not_measured": f"benchmark process failed: {done.stderr.strip().splitlines()[-1][:200] if done.stderr.strip() else done.returncode}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return measure(row["runtime"], Path(row["path"]), cfg.profile, threads, vocab, cfg.bench.warmup, cfg.bench.iterations)
 
 
 def _cpu_name() -> str:

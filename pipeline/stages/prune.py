@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import Frozen, SparseConfig, StructuredConfig, Task
+from ..config import Frozen, Profile, SparseConfig, StructuredConfig, Task
 from ..modeling import load_model, load_tokenizer
 from ..registry import stage
 from .common import read_rows
@@ -19,6 +19,7 @@ class PruneStageConfig(Frozen):
     sparse: SparseConfig
     task: Task
     max_length: int
+    fit: Profile | None = None  # the resolved prune.structured.fit_profile
 
 
 @stage("prune", PruneStageConfig)
@@ -27,24 +28,33 @@ def run(cfg: PruneStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, A
     model = load_model(teacher_dir)
     if cfg.branch == "sparse":
         return _sparse(cfg, model, out)
-    return _structured(cfg, model, load_tokenizer(teacher_dir), read_rows(inputs["data"].path / "train.jsonl"), out)
+    return _structured(cfg, model, teacher_dir, read_rows(inputs["data"].path / "train.jsonl"), out)
 
 
-def _structured(cfg: PruneStageConfig, model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     import torch
 
     from ..evaluate import batches
     from ..importance import fisher_scores, select
 
+    tokenizer = load_tokenizer(teacher_dir)
     rows = rows[: cfg.structured.importance_samples]
     feeds = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches(rows, tokenizer, cfg.max_length, 8)]
     head_scores, ffn_scores = fisher_scores(model, feeds, cfg.task)
-    plan = select(head_scores, ffn_scores, cfg.structured)
+    structured, fit = cfg.structured, None
+    if cfg.fit is not None:
+        from ..fit import fit_keep_ratio
+
+        calib = [{k: v for k, v in b.items()} for b in batches(rows[:32], tokenizer, cfg.max_length, 1)]
+        fit = fit_keep_ratio(teacher_dir, (head_scores, ffn_scores), structured, cfg.fit, cfg.task, calib, out / "fit")
+        (out / "fit").rmdir()
+        structured = structured.model_copy(update={"keep_heads": fit["keep"], "keep_ffn": fit["keep"]})
+    plan = select(head_scores, ffn_scores, structured)
     (out / "plan.json").write_text(json.dumps({
         "layers": plan, "head_scores": head_scores.tolist(), "ffn_scores_sum": ffn_scores.sum(1).tolist(),
     }))
     return {"heads_per_layer": [len(p["heads"]) for p in plan], "ffn_per_layer": [len(p["ffn"]) for p in plan],
-            "heads_total": head_scores.numel(), "ffn_total": ffn_scores.numel(), "importance_rows": len(rows)}
+            "heads_total": head_scores.numel(), "ffn_total": ffn_scores.numel(), "importance_rows": len(rows), "fit": fit}
 
 
 def _sparse(cfg: PruneStageConfig, model: Any, out: Path) -> dict[str, Any]:

@@ -114,6 +114,11 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
                  f"({shrink['params'] / shrink['teacher_params']:.0%}); weights file {shrink['bytes'] / MB:.1f} MB vs {shrink['teacher_bytes'] / MB:.1f} MB; {shrink['note']}",
                  f"fused ONNX ops: {export['fused_ops']}" + (f"; WARNING: {'; '.join(export['warnings'])}" if export["warnings"] else ""),
                  f"export validation against PyTorch: {export['validation']}"]
+        fit = inputs[f"prune-{b}"].facts.get("fit") if b == "structured" else None
+        if fit:
+            curve = ", ".join(f"keep {c['keep']}: p90 {c['p90_ms']:.2f} ms" for c in fit["curve"] if c["p90_ms"] is not None)
+            lines.append(f"keep ratio chosen by measured latency for {fit['profile']} ({fit['runtime']}, p90 budget {fit['budget_p90_ms']} ms): "
+                         f"{fit['keep']} ({'met' if fit['met'] else 'NOT met even at the smallest ratio'}); measured: {curve}")
         if b == "structured":
             lines.append("heads kept per layer: " + str([l["heads"] for l in shrink["shape_plan"]]) +
                          "; FFN width per layer: " + str([l["ffn"] for l in shrink["shape_plan"]]))
