@@ -125,6 +125,10 @@ def test_bundles_verify_and_run_standalone(tiny_run):
         assert len(lines) == 2 and lines[0]["label"] in manifest["labels"]
         bench = json.loads(subprocess.run([sys.executable, "bench.py", "--iterations", "5"], cwd=folder, capture_output=True, text=True, check=True).stdout)
         assert bench["p50_ms"] > 0
+        probe = ("import runpy, sys; sys.argv = ['predict.py', 'a good movie']; runpy.run_path('predict.py', run_name='__main__'); "
+                 "print(sorted(m for m in ('torch', 'transformers', 'pipeline', 'optimum') if m in sys.modules))")
+        heavy = subprocess.run([sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+        assert heavy == "[]"  # the bundle needs only numpy, tokenizers and its runtime
 
 
 def test_tampered_bundle_fails_verification(tiny_run, tmp_path):
