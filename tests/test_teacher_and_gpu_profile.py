@@ -34,3 +34,16 @@ def test_gpu_profile_is_marked_not_measured_without_cuda():
     threads, note = effective_threads(profiles.load("mobile-cpu"))
     assert threads >= 1 and (note is None) == (threads == 4)
     assert json.dumps(gap)
+
+
+def test_bundle_choice_prefers_speed_within_budget_and_accuracy_outside_it():
+    from pipeline.stages.bundle import choose
+
+    def row(name, metric, p50):
+        return {"branch": "structured", "artifact": name, "bytes": 1, "quality": {"metric": metric}, "latency": {"p50_ms": p50}}
+
+    rows = [row("teacher", 90, 20) | {"branch": "teacher"}, row("fp32", 89.5, 9), row("int8", 89.0, 3), row("int8-b", 85.0, 1)]
+    assert choose(rows, 90, 1.5) == (rows[2], True)
+    assert choose(rows, 90, 0.6) == (rows[1], True)
+    tie = [rows[0], row("fp32", 87.5, 8), row("int8", 87.5, 2.4), row("worse", 86, 1)]
+    assert choose(tie, 90, 1.0) == (tie[2], False)

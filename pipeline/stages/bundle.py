@@ -33,17 +33,20 @@ class BundleStageConfig(Frozen):
 
 
 def choose(rows: list[dict[str, Any]], teacher_metric: float, budget: float) -> tuple[dict[str, Any], bool]:
-    """(row, within_budget): fastest p50 among rows within the quality budget; else the best-quality row."""
+    """(row, within_budget): the fastest p50 among rows within the quality budget; when none is, the fastest of
+    the most accurate rows. Without latency (hardware absent) the smallest file stands in for the fastest."""
     compressed = [r for r in rows if r["branch"] != "teacher" and "metric" in r["quality"]]
     if not compressed:
         raise EdgesmithError("bundle: no artifact could be evaluated on this machine; see the bench stage output")
     ok = [r for r in compressed if teacher_metric - r["quality"]["metric"] <= budget]
-    if not ok:
-        return max(compressed, key=lambda r: r["quality"]["metric"]), False
+    within = bool(ok)
+    if not ok:  # nothing within budget: the most accurate ones, and among equals the fastest
+        best = max(r["quality"]["metric"] for r in compressed)
+        ok = [r for r in compressed if r["quality"]["metric"] >= best - 1e-9]
     timed = [r for r in ok if "p50_ms" in r["latency"]]
     if timed:
-        return min(timed, key=lambda r: r["latency"]["p50_ms"]), True
-    return min(ok, key=lambda r: r["bytes"]), True  # profile hardware absent: smallest within budget
+        return min(timed, key=lambda r: r["latency"]["p50_ms"]), within
+    return min(ok, key=lambda r: r["bytes"]), within  # profile hardware absent: the smallest
 
 
 @stage("bundle", BundleStageConfig)
