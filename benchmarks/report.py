@@ -33,7 +33,10 @@ def render(src: Path, docs: Path) -> None:
     lines = ["# edgesmith against the tools users chain by hand", "",
              f"One run of `python benchmarks/compare.py` on {meta['date']}: CPU {meta['cpu']}, {meta['threads']} threads "
              f"(the mobile-cpu profile's 4, clamped to this machine), batch 1, sequence 128 unless stated. "
-             f"Harness wall time {meta['seconds'] / 60:.1f} min.",
+             f"Harness wall time {meta['seconds'] / 60:.1f} min"
+             + (" (a cold run: every stage built from scratch)." if meta.get("cold") else
+                " (a warm run: edgesmith stages whose config and inputs were unchanged came from the cache of an earlier run; "
+                "measurements are all fresh).") ,
              "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
              f"Measured GEMM throughput on ONNX Runtime ({meta['threads']} threads, 128x384x1536): FP32 "
              f"{meta['gemm_gflops']['fp32']:.0f} GFLOP/s, INT8 {meta['gemm_gflops']['int8']:.0f} GOP/s. "
