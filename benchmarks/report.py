@@ -25,6 +25,16 @@ def _targets(entries: list[dict[str, Any]], teacher: dict[str, Any], best: dict[
             f"- accuracy drop vs the teacher: **{drop:.2f} points** (target ≤ 1.0: **{'met' if drop <= 1.0 else 'NOT met'}**)", ""]
 
 
+def _cache_note(src: Path, meta: dict[str, Any]) -> str:
+    """How many edgesmith stages this harness run rebuilt, read off the stage manifests' times."""
+    started = src.stat().st_mtime - meta["seconds"]
+    manifests = list((src.parents[1] / "runs" / "compare").glob("edgesmith-*/*/manifest.json"))
+    cached = sum(m.stat().st_mtime < started for m in manifests)
+    if not cached:
+        return f"a cold run: all {len(manifests)} edgesmith stages were built in it."
+    return f"{cached} of {len(manifests)} edgesmith stages came from the cache of an earlier run; all measurements are fresh."
+
+
 def render(src: Path, docs: Path) -> None:
     data = json.loads(src.read_text())
     meta, entries = data["meta"], data["entries"]
@@ -33,10 +43,7 @@ def render(src: Path, docs: Path) -> None:
     lines = ["# edgesmith against the tools users chain by hand", "",
              f"One run of `python benchmarks/compare.py` on {meta['date']}: CPU {meta['cpu']}, {meta['threads']} threads "
              f"(the mobile-cpu profile's 4, clamped to this machine), batch 1, sequence 128 unless stated. "
-             f"Harness wall time {meta['seconds'] / 60:.1f} min"
-             + (" (a cold run: every stage built from scratch)." if meta.get("cold") else
-                " (a warm run: edgesmith stages whose config and inputs were unchanged came from the cache of an earlier run; "
-                "measurements are all fresh).") ,
+             f"Harness wall time {meta['seconds'] / 60:.1f} min; {_cache_note(src, meta)}",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
              f"Measured GEMM throughput on ONNX Runtime ({meta['threads']} threads, 128x384x1536): FP32 "
              f"{meta['gemm_gflops']['fp32']:.0f} GFLOP/s, INT8 {meta['gemm_gflops']['int8']:.0f} GOP/s. "
