@@ -49,6 +49,8 @@ class StructuredConfig(Frozen):
     min_heads_per_layer: int = Field(1, ge=1)
     ffn_multiple_of: int = Field(16, ge=1, description="round kept FFN widths to this (int8 GEMM tiles)")
     importance_samples: int = Field(512, ge=8)
+    steps: int = Field(1, ge=1, le=5, description="gradual pruning: cut in this many nested steps (keep shares "
+                       "geometric from 1 to the target), distilling on an equal slice of the data after each")
     fit_profile: str | None = Field(None, description="choose the keep ratio by measured latency: the largest whose "
                                     "quantized model meets this profile's p90 budget (overrides keep_heads/keep_ffn)")
 
@@ -76,6 +78,8 @@ class DistillConfig(Frozen):
     batch_size: int = Field(32, ge=1)
     temperature: float = Field(2.0, gt=0)
     hidden_weight: float = Field(1.0, ge=0, description="weight of the hidden-state MSE term")
+    label_weight: float = Field(0.0, ge=0, description="weight of cross-entropy on the gold labels (classification "
+                                "data with labels only); 0 = learn from the teacher alone")
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     seed: int = 0
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from .arch import dims, get, arch_for, encoder_layers
 from .config import StructuredConfig
+from .errors import EdgesmithError
 
 
 def fisher_scores(model: Any, batches: list[dict[str, Any]], task: str) -> tuple[Any, Any]:
@@ -65,6 +66,28 @@ def _label_free_loss(model: Any, batch: dict[str, Any], task: str) -> Any:
 def _keep_count(spec: float, total: int) -> int:
     """spec <= 1 is a share of total; spec > 1 is an absolute count."""
     return max(1, min(total, round(spec * total) if spec <= 1 else int(spec)))
+
+
+def schedule(head_scores: Any, ffn_scores: Any, cfg: StructuredConfig) -> list[list[dict[str, list[int]]]]:
+    """Plans for gradual pruning: `cfg.steps` nested plans whose keep shares fall geometrically from 1 to the
+    target (for 0.33 in two steps: 0.57, then 0.33). Nested because every step ranks by the same scores and
+    per-layer counts only shrink, so each step only removes units the previous one kept."""
+    layers, heads = head_scores.shape
+    share_h = _keep_count(cfg.keep_heads, layers * heads) / (layers * heads)
+    share_f = _keep_count(cfg.keep_ffn, ffn_scores.numel()) / ffn_scores.numel()
+    plans = []
+    for i in range(1, cfg.steps):
+        frac = i / cfg.steps
+        plans.append(select(head_scores, ffn_scores, cfg.model_copy(update={"keep_heads": share_h**frac, "keep_ffn": share_f**frac})))
+    return plans + [select(head_scores, ffn_scores, cfg)]
+
+
+def relative(current: list[dict[str, list[int]]], nxt: list[dict[str, list[int]]]) -> list[dict[str, list[int]]]:
+    """Re-express `nxt` (ids in the original model) as ids into a model already sliced to `current`."""
+    try:
+        return [{k: [c[k].index(i) for i in n[k]] for k in ("heads", "ffn")} for c, n in zip(current, nxt)]
+    except ValueError:
+        raise EdgesmithError("prune: gradual plans are not nested; this is a bug, please report it") from None
 
 
 def select(head_scores: Any, ffn_scores: Any, cfg: StructuredConfig) -> list[dict[str, list[int]]]:

@@ -66,15 +66,16 @@ def distill(student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, An
     trainer = _distill_trainer_class()(
         model=student.train(), args=args, train_dataset=items, data_collator=DataCollatorWithPadding(tokenizer),
     )
-    trainer.setup_kd(teacher.eval(), task, cfg.temperature, cfg.hidden_weight)
+    trainer.setup_kd(teacher.eval(), task, cfg)
     result = trainer.train()
     shutil.rmtree(args.output_dir, ignore_errors=True)
     student.eval()
     return {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
 
 
-def kd_loss(s: Any, t: Any, mask: Any, task: str, temperature: float, hidden_weight: float) -> Any:
-    """Logit KD at a temperature (classifiers) or cosine of pooled embeddings (encoders), plus hidden-state MSE.
+def kd_loss(s: Any, t: Any, mask: Any, task: str, cfg: DistillConfig, labels: Any = None) -> Any:
+    """Logit KD at a temperature (classifiers) or cosine of pooled embeddings (encoders), plus hidden-state MSE,
+    plus (optionally) cross-entropy on gold labels: the teacher is not always right.
 
     Width pruning keeps depth and hidden size, so student layer i is matched to teacher layer i.
     """
@@ -83,13 +84,15 @@ def kd_loss(s: Any, t: Any, mask: Any, task: str, temperature: float, hidden_wei
     from exporters.onnx import mean_pool
 
     if task == "classification":
-        T = temperature
+        T = cfg.temperature
         main = F.kl_div(F.log_softmax(s.logits / T, -1), F.softmax(t.logits / T, -1), reduction="batchmean") * T * T
+        if labels is not None and cfg.label_weight > 0:
+            main = main + cfg.label_weight * F.cross_entropy(s.logits, labels)
     else:
         main = (1 - (mean_pool(s.last_hidden_state, mask) * mean_pool(t.last_hidden_state, mask)).sum(-1)).mean()
     m = mask.unsqueeze(-1).to(s.hidden_states[0].dtype)
     hidden = sum(((hs - ht) ** 2 * m).sum() / (m.sum() * hs.shape[-1]) for hs, ht in zip(s.hidden_states[1:], t.hidden_states[1:]))
-    return main + hidden_weight * hidden / (len(s.hidden_states) - 1)
+    return main + cfg.hidden_weight * hidden / (len(s.hidden_states) - 1)
 
 
 def _distill_trainer_class() -> Any:
@@ -97,16 +100,16 @@ def _distill_trainer_class() -> Any:
     from transformers import Trainer
 
     class DistillTrainer(Trainer):
-        def setup_kd(self, teacher: Any, task: str, temperature: float, hidden_weight: float) -> None:
-            self.kd = (teacher.to(self.args.device), task, temperature, hidden_weight)
+        def setup_kd(self, teacher: Any, task: str, cfg: DistillConfig) -> None:
+            self.kd = (teacher.to(self.args.device), task, cfg)
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
-            teacher, task, temperature, hidden_weight = self.kd
-            inputs = {k: v for k, v in inputs.items() if k != "labels"}  # the teacher is the target; labels optional
+            teacher, task, cfg = self.kd
+            labels = inputs.pop("labels", None)  # the teacher is the main target; gold labels are optional
             with torch.no_grad():
                 t = teacher(**inputs, output_hidden_states=True)
             s = model(**inputs, output_hidden_states=True)
-            loss = kd_loss(s, t, inputs["attention_mask"], task, temperature, hidden_weight)
+            loss = kd_loss(s, t, inputs["attention_mask"], task, cfg, labels)
             return (loss, s) if return_outputs else loss
 
     return DistillTrainer

@@ -20,9 +20,9 @@ teacher: {{model: {model}}}
 data: {{source: {data}, max_length: 32}}
 prune:
   branches: [structured, sparse]
-  structured: {{keep_heads: 0.5, keep_ffn: 0.5, importance_samples: 16, ffn_multiple_of: 8}}
+  structured: {{keep_heads: 0.5, keep_ffn: 0.5, importance_samples: 16, ffn_multiple_of: 8, steps: 2}}
   sparse: {{sparsity: 0.7}}
-distill: {{max_steps: 3, batch_size: 8}}
+distill: {{max_steps: 4, batch_size: 8, label_weight: 0.5}}
 quantize: {{calibration_samples: 8, accuracy_budget: 100}}
 bench: {{warmup: 1, iterations: 5}}
 profiles: [{ort}, {ov}, {gpu}]
@@ -59,6 +59,9 @@ def test_structured_branch_is_physically_smaller_and_fused(tiny_run):
     _, out = tiny_run
     shrink = _manifests(out)["04-shrink-structured"]["facts"]
     assert shrink["params"] < shrink["teacher_params"] and shrink["bytes"] < shrink["teacher_bytes"]
+    prune, distill = _manifests(out)["02-prune-structured"]["facts"], _manifests(out)["03-distill-structured"]["facts"]
+    assert prune["steps_heads_total"][0] > prune["steps_heads_total"][1] == sum(prune["heads_per_layer"])  # gradual: 2 cuts
+    assert len(distill["step_losses"]) == 2 and distill["steps"] == 4
     export = _manifests(out)["05-export-structured"]["facts"]
     assert export["fused_ops"].get("Attention") == 2 and export["fused_ops"].get("SkipLayerNormalization", 0) >= 2
     assert export["validation"]["onnxruntime"]["argmax_agreement"] == 1.0

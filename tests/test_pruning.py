@@ -2,8 +2,8 @@ import torch
 
 from conftest import make_model_dir
 from pipeline.config import StructuredConfig
-from pipeline.importance import fisher_scores, select
-from pipeline.modeling import load_pretrained
+from pipeline.importance import fisher_scores, relative, schedule, select
+from pipeline.modeling import load_pretrained, shape_plan, slice_model
 from pipeline.sparse import hold_masks, load_sparse, magnitude_masks, release_masks, save_sparse
 
 
@@ -37,6 +37,29 @@ def test_select_accepts_counts_and_keeps_the_floor():
     heads = torch.tensor([[9.0, 8, 7, 6], [0.0, 0.0, 0.0, 0.1]])
     plan = select(heads, torch.rand(2, 64), StructuredConfig(keep_heads=2, keep_ffn=32, min_heads_per_layer=1, ffn_multiple_of=8))
     assert [len(p["heads"]) for p in plan] == [1, 1]
+
+
+def test_gradual_schedule_is_nested_and_slices_step_by_step(tmp_path):
+    torch.manual_seed(0)
+    heads, ffn = torch.rand(2, 4), torch.rand(2, 64)
+    cfg = StructuredConfig(keep_heads=0.25, keep_ffn=0.25, ffn_multiple_of=8, steps=3)
+    steps = schedule(heads, ffn, cfg)
+    assert len(steps) == 3 and steps[-1] == select(heads, ffn, cfg)
+    totals = [sum(len(layer["ffn"]) for layer in plan) for plan in steps]
+    assert totals[0] > totals[1] > totals[2]
+    for big, small in zip(steps, steps[1:]):
+        assert all(set(s["heads"]) <= set(b["heads"]) and set(s["ffn"]) <= set(b["ffn"]) for b, s in zip(big, small))
+    model, _ = load_pretrained(make_model_dir(tmp_path / "m"), "classification", "safetensors")
+    current = None
+    for plan in steps:  # slicing step by step ends where one cut to the final plan ends
+        slice_model(model, plan if current is None else relative(current, plan))
+        current = plan
+    oneshot, _ = load_pretrained(make_model_dir(tmp_path / "m"), "classification", "safetensors")
+    slice_model(oneshot, steps[-1])
+    ids = torch.randint(5, 2000, (2, 7))
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, oneshot(input_ids=ids).logits, atol=1e-6)
+    assert shape_plan(model) == shape_plan(oneshot)
 
 
 def test_sparse_masks_hold_through_training_and_compress(tmp_path):

@@ -35,7 +35,7 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
     import torch
 
     from ..evaluate import batches
-    from ..importance import fisher_scores, select
+    from ..importance import fisher_scores, schedule
 
     tokenizer = load_tokenizer(teacher_dir)
     rows = rows[: cfg.structured.importance_samples]
@@ -49,11 +49,13 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
         fit = fit_keep_ratio(teacher_dir, (head_scores, ffn_scores), structured, cfg.fit, cfg.task, calib, out / "fit")
         (out / "fit").rmdir()
         structured = structured.model_copy(update={"keep_heads": fit["keep"], "keep_ffn": fit["keep"]})
-    plan = select(head_scores, ffn_scores, structured)
+    steps = schedule(head_scores, ffn_scores, structured)
+    plan = steps[-1]
     (out / "plan.json").write_text(json.dumps({
-        "layers": plan, "head_scores": head_scores.tolist(), "ffn_scores_sum": ffn_scores.sum(1).tolist(),
+        "layers": plan, "steps": steps, "head_scores": head_scores.tolist(), "ffn_scores_sum": ffn_scores.sum(1).tolist(),
     }))
     return {"heads_per_layer": [len(p["heads"]) for p in plan], "ffn_per_layer": [len(p["ffn"]) for p in plan],
+            "steps_heads_total": [sum(len(p["heads"]) for p in s) for s in steps],
             "heads_total": head_scores.numel(), "ffn_total": ffn_scores.numel(), "importance_rows": len(rows), "fit": fit}
 
 
