@@ -163,6 +163,11 @@ def main() -> None:
     lengths_file.write_text(json.dumps(lengths))
     gemm = gemm_gflops(threads)
     bench_all(entries, threads, lengths_file)
+    from opprofile import op_breakdown
+
+    for e in entries:
+        if e["runtime"] == "openvino":
+            e["ops"] = op_breakdown(Path(e["path"]), threads)
     for e in entries:
         e["accuracy"] = accuracy(e, rows, tokenizer)
         e["bytes"], e["gzip_bytes"] = sizes(e)

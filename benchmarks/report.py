@@ -25,6 +25,41 @@ def _targets(entries: list[dict[str, Any]], teacher: dict[str, Any], best: dict[
             f"- accuracy drop vs the teacher: **{drop:.2f} points** (target ≤ 1.0: **{'met' if drop <= 1.0 else 'NOT met'}**)", ""]
 
 
+def _ops(entries: list[dict[str, Any]]) -> list[str]:
+    """OpenVINO's per-node counters by node type: does the time go to the matrix multiplies pruning shrinks?"""
+    profiled = [e for e in entries if e.get("ops")]
+    if not profiled:
+        return []
+    lines = ["## Where the time goes (OpenVINO performance counters)", "",
+             "In-graph milliseconds per inference at batch 1, seq 128 (50 runs, `benchmarks/opprofile.py`), by node type. "
+             "`FullyConnected*` are the linear layers whose rows and columns structured pruning removes.", "",
+             "| artifact | in-graph ms | FullyConnected* ms (share) | top other node types |", "|---|---|---|---|"]
+    for e in profiled:
+        ops = dict(e["ops"])
+        total = ops.pop("total")
+        fc = sum(v for k, v in ops.items() if k.startswith("FullyConnected"))
+        others = ", ".join(f"{k} {v:.2f}" for k, v in ops.items() if not k.startswith("FullyConnected") and v >= 0.01)
+        lines.append(f"| {e['name']} | {total:.2f} | {fc:.2f} ({fc / total:.0%}) | {', '.join(others.split(', ')[:3])} |")
+    return lines + [""]
+
+
+def _sweep(path: Path, teacher_accuracy: float) -> list[str]:
+    """The distillation variants tried at the medium keep ratio (benchmarks/distill_sweep.py), if any."""
+    if not path.exists():
+        return []
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = ["## Distillation variants tried for the accuracy target", "",
+             "Each row is one student distilled from the same teacher (`python benchmarks/distill_sweep.py`), PyTorch FP32 "
+             f"accuracy on SST-2 dev (teacher {teacher_accuracy:.2f}; the target needs ≥ {teacher_accuracy - 1:.2f}).", "",
+             "| variant | heads kept | FFN kept | steps | rows | distill settings | dev acc. | drop | min |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        settings = ", ".join(f"{k}={v}" for k, v in r["distill"].items()) or "recipe defaults"
+        lines.append(f"| {r['name']} | {r['keep_heads']:.0%} | {r['keep_ffn']:.0%} | {r['steps']} | {r['rows']} | {settings} | "
+                     f"{r['dev_accuracy_fp32']:.2f} | {teacher_accuracy - r['dev_accuracy_fp32']:.2f} | {r['minutes']} |")
+    sources = sorted({r["source"] for r in runs if r.get("source")})
+    return lines + [""] + [f"Rows marked by source: {s}." for s in sources] + ([""] if sources else [])
+
+
 def _rounds(entries: list[dict[str, Any]]) -> int:
     return min(len(e.get("rounds", [e])) for e in entries)
 
@@ -70,6 +105,8 @@ def render(src: Path, docs: Path) -> None:
             f"{best['p50_ms'] / e['p50_ms']:.2f}x | {e['gflop']:.2f} | {e['floor_ms']:.2f} | {e['p50_ms'] / e['floor_ms']:.1f}x |")
     lines += ["", "Notes per artifact:", ""] + [f"- {e['name']}: {e['note']}" for e in entries] + [""]
     lines += _targets(entries, teacher, best) + ["![accuracy against latency](benchmarks.png)", ""]
+    lines += _ops(entries)
+    lines += _sweep(docs / "distill_sweep.jsonl", teacher["accuracy"])
     (docs / "benchmarks.md").write_text("\n".join(lines))
     _plot(entries, docs / "benchmarks.png")
     print("\n".join(lines))
