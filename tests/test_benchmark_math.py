@@ -28,3 +28,12 @@ def test_pruning_halves_the_linear_flops():
 def test_gemm_microbenchmark_reports_positive_throughput():
     out = gemm_gflops(threads=1, m=16, k=32, n=64, seconds=0.05)
     assert out["fp32"] > 0 and out["int8"] > 0
+
+
+def test_paired_drop_error_counts_only_the_sentences_the_two_models_disagree_on():
+    from compare import paired_drop_se
+
+    teacher = [True] * 800 + [False] * 72
+    assert paired_drop_se(teacher, teacher) == 0.0
+    student = [True] * 790 + [False] * 10 + [True] * 5 + [False] * 67  # 10 lost, 5 gained
+    assert paired_drop_se(teacher, student) == pytest.approx(100 * (15 - 25 / 872) ** 0.5 / 872)
