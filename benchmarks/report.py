@@ -122,9 +122,11 @@ def _plot(entries: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colors = {"teacher": "C7", "peer": "C1", "edgesmith": "C0"}
-    for e in entries:
+    for i, e in enumerate(entries):
         ax.scatter(e["p50_ms"], e["accuracy"], color=colors[e["group"]], s=30)
-        ax.annotate(e["name"].replace(" bundle", ""), (e["p50_ms"], e["accuracy"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+        # alternate label offsets: the two bundles of one level often sit on top of each other
+        ax.annotate(e["name"].replace(" bundle", ""), (e["p50_ms"], e["accuracy"]), fontsize=6,
+                    xytext=(4, 3 if i % 2 else -9), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency, ms (batch 1, seq 128, log)")
     ax.set_ylabel("SST-2 dev accuracy, %")
