@@ -50,6 +50,20 @@ def run_section(run: Path) -> list[str]:
     return lines
 
 
+def fit_section(run: Path) -> list[str]:
+    """Latency-budget targeting (prune.structured.fit_profile): the measured keep-ratio curve and the choice."""
+    manifest = run / "02-prune-structured" / "manifest.json"
+    fit = json.loads(manifest.read_text())["facts"].get("fit") if manifest.is_file() else None
+    if not fit:
+        return []
+    lines = [f"### Latency-budget targeting: profile `{fit['profile']}`, p90 ≤ {fit['budget_p90_ms']} ms with {fit['runtime']}", "",
+             "Each keep ratio is the teacher sliced by the Fisher plan, exported and quantized, measured once (40 runs; on a noisy machine neighbouring ratios can swap order) "
+             f"before any training. Chosen: keep {fit['keep']:.0%} ({'met' if fit['met'] else 'NOT met'}).", "",
+             "| keep | p50 ms | p90 ms |", "|---|---|---|"]
+    lines += [f"| {c['keep']:.0%} | {c['p50_ms']:.2f} | {c['p90_ms']:.2f} |" for c in fit["curve"]]
+    return lines + [""]
+
+
 def targets(run: Path) -> list[str]:
     s = json.loads((run / "summary.json").read_text())["profiles"].get("mobile-cpu")
     if not s:
@@ -72,7 +86,7 @@ def main() -> None:
            "teacher and artifacts come from the same run.", ""]
     for run in runs:
         if (run / "summary.json").is_file():
-            out += run_section(run) + (targets(run) if run.name == "sst2" else [])
+            out += run_section(run) + fit_section(run) + (targets(run) if run.name == "sst2" else [])
     Path("docs/results.md").write_text("\n".join(out) + "\n")
     print("\n".join(out))
 
