@@ -26,8 +26,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 SHARED = ROOT.parent / "shared"
 TEACHER, DATA = SHARED / "models" / "minilm-sst2", SHARED / "data" / "sst2"
 WORK = ROOT / "runs" / "compare"
-# share of heads and FFN neurons kept. Medium is 40%: at 33% the students reached 2.4x the best peer but stayed
-# 1.6-2.2 points below the teacher in every distillation variant tried (docs/distill_sweep.jsonl).
+# share of heads and FFN neurons kept. Medium is 40%: at 33% every distillation variant tried stayed 1.5-2.2
+# points below the teacher (docs/distill_sweep.jsonl).
 LEVELS = {"light": 0.5, "medium": 0.4, "heavy": 0.2}
 TRAIN_ROWS = 30000  # distillation rows per level: keeps the whole harness under 45 minutes on 2 cores
 MB = 2**20

@@ -73,6 +73,29 @@ def distill(student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, An
     return {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
 
 
+def distill_gradual(student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, Any]], steps: list[Any], out: Path,
+                    task: str, cfg: DistillConfig) -> dict[str, Any]:
+    """Gradual structured pruning: slice the student to each nested plan in turn (one plan = one-shot) and
+    distill on that step's equal share of the rows (max_steps split alike)."""
+    from .errors import require
+    from .importance import relative
+    from .modeling import slice_model
+
+    require(len(items) >= len(steps), f"distill: {len(items)} training rows cannot feed {len(steps)} gradual pruning steps; "
+            "lower prune.structured.steps or add data")
+    if cfg.max_steps:
+        cfg = cfg.model_copy(update={"max_steps": max(1, cfg.max_steps // len(steps))})
+    current, losses, total = None, [], 0
+    for i, plan in enumerate(steps):
+        slice_model(student, plan if current is None else relative(current, plan))
+        current = plan
+        share = items[i * len(items) // len(steps): (i + 1) * len(items) // len(steps)]
+        stats = distill(student, teacher, tokenizer, share, training_args(out, cfg, cfg.epochs, cfg.learning_rate), task, cfg)
+        losses.append(stats["train_loss"])
+        total += stats["steps"]
+    return {"train_loss": losses[-1], "steps": total, "step_losses": losses}
+
+
 def kd_loss(s: Any, t: Any, mask: Any, task: str, cfg: DistillConfig, labels: Any = None) -> Any:
     """Logit KD at a temperature (classifiers) or cosine of pooled embeddings (encoders), plus hidden-state MSE,
     plus (optionally) cross-entropy on gold labels: the teacher is not always right.

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import DistillConfig, Frozen, Task
-from ..modeling import load_model, load_tokenizer, param_count, save_model, slice_model
-from ..errors import require
+from ..modeling import load_model, load_tokenizer, param_count, save_model
 from ..registry import stage
 from .common import read_rows
 
@@ -32,7 +31,7 @@ def run(cfg: DistillStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     import torch
 
     from ..sparse import hold_masks, release_masks
-    from ..training import distill, tokenize, training_args
+    from ..training import distill, distill_gradual, tokenize, training_args
 
     torch.manual_seed(cfg.distill.seed)
     teacher_dir = inputs["teacher"].path / "model"
@@ -43,7 +42,7 @@ def run(cfg: DistillStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     items = tokenize(rows, tokenizer, cfg.max_length, labels=_use_labels(cfg))
     if cfg.branch == "structured":
         plan = json.loads((prune_dir / "plan.json").read_text())
-        stats = _gradual(cfg, student, teacher, tokenizer, items, plan.get("steps") or [plan["layers"]], out)
+        stats = distill_gradual(student, teacher, tokenizer, items, plan.get("steps") or [plan["layers"]], out, cfg.task, cfg.distill)
     else:
         from safetensors.torch import load_file
 
@@ -53,27 +52,6 @@ def run(cfg: DistillStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
         release_masks(student)
     save_model(student, tokenizer, out / "model", cfg.task)
     return stats | {"student_params": param_count(student), "teacher_params": param_count(teacher), "train_rows": len(rows)}
-
-
-def _gradual(cfg: DistillStageConfig, student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, Any]],
-             steps: list[Any], out: Path) -> dict[str, Any]:
-    """Slice to each nested plan in turn and distill on that step's share of the rows (max_steps split alike)."""
-    from ..importance import relative
-    from ..training import distill, training_args
-
-    require(len(items) >= len(steps), f"distill: {len(items)} training rows cannot feed {len(steps)} gradual pruning steps; "
-            "lower prune.structured.steps or add data")
-    dcfg, current, losses, total = cfg.distill, None, [], 0
-    if dcfg.max_steps:
-        dcfg = dcfg.model_copy(update={"max_steps": max(1, dcfg.max_steps // len(steps))})
-    for i, plan in enumerate(steps):
-        slice_model(student, plan if current is None else relative(current, plan))
-        current = plan
-        share = items[i * len(items) // len(steps): (i + 1) * len(items) // len(steps)]
-        stats = distill(student, teacher, tokenizer, share, training_args(out, dcfg, dcfg.epochs, dcfg.learning_rate), cfg.task, dcfg)
-        losses.append(stats["train_loss"])
-        total += stats["steps"]
-    return {"train_loss": losses[-1], "steps": total, "step_losses": losses}
 
 
 def _use_labels(cfg: DistillStageConfig) -> bool:
