@@ -35,7 +35,7 @@ MB = 2**20
 
 def edgesmith_runs() -> list[dict[str, Any]]:
     """One edgesmith run per compression level (the medium one also runs the sparse branch)."""
-    from pipeline.cli import main
+    from edgesmith.cli import main
 
     base = yaml.safe_load((ROOT / "recipes" / "sst2.yaml").read_text())
     entries = []
@@ -88,8 +88,8 @@ ROUNDS = 5  # seq-128 latency rounds per artifact, interleaved across artifacts;
 
 
 def benchrun(entry: dict[str, Any], threads: int, *extra: str) -> dict[str, Any]:
-    """One run of pipeline.benchrun in a fresh process (its peak memory is the artifact's own)."""
-    cmd = [sys.executable, "-m", "pipeline.benchrun", "--runtime", entry["runtime"], "--model", str(entry["path"]),
+    """One run of edgesmith.benchrun in a fresh process (its peak memory is the artifact's own)."""
+    cmd = [sys.executable, "-m", "edgesmith.benchrun", "--runtime", entry["runtime"], "--model", str(entry["path"]),
            "--threads", str(threads), "--warmup", "20", *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)})
     if done.returncode:
@@ -120,8 +120,8 @@ def bench_all(entries: list[dict[str, Any]], threads: int, lengths_file: Path) -
 
 
 def predictions(entry: dict[str, Any], rows: list[dict[str, Any]], tokenizer: Any) -> list[int]:
-    from pipeline.evaluate import outputs
-    from pipeline.runtimes import open_session
+    from edgesmith.evaluate import outputs
+    from edgesmith.runtimes import open_session
 
     session = open_session(entry["runtime"], Path(entry["path"]), threads=2)
     return outputs(session, rows, tokenizer, 128).argmax(-1).tolist()
@@ -156,8 +156,8 @@ def sizes(entry: dict[str, Any]) -> tuple[int, int]:
 def main() -> None:
     from gemm import encoder_gflop, gemm_gflops
 
-    from pipeline.data import encode_labels, load_splits, normalize
-    from pipeline.modeling import load_tokenizer
+    from edgesmith.data import encode_labels, load_splits, normalize
+    from edgesmith.modeling import load_tokenizer
 
     start = time.time()
     cold = not WORK.exists()  # a warm run reuses edgesmith's cached stages from an earlier harness run
@@ -198,7 +198,7 @@ def main() -> None:
 def write_report(entries: list[dict[str, Any]], gemm: dict[str, float], threads: int, seconds: float, cold: bool) -> None:
     import importlib.metadata as md
 
-    from pipeline.stages.bench import _cpu_name
+    from edgesmith.stages.bench import _cpu_name
     from report import render
 
     teacher = next(e for e in entries if e["group"] == "teacher")

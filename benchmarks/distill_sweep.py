@@ -23,7 +23,7 @@ SHARED = ROOT.parent / "shared"
 
 def _load(folder: Path, attn: str) -> Any:
     """The fine-tuned teacher as a stock transformers model (the harness's teacher stage does the same)."""
-    from pipeline.modeling import load_pretrained
+    from edgesmith.modeling import load_pretrained
 
     return load_pretrained(folder, "classification", "safetensors", attn=attn)[0].eval()
 
@@ -31,13 +31,13 @@ def _load(folder: Path, attn: str) -> Any:
 def main() -> None:
     import torch
 
-    from pipeline.config import DistillConfig, StructuredConfig
-    from pipeline.data import encode_labels, load_splits, normalize
-    from pipeline.evaluate import batches, outputs, quality
-    from pipeline.importance import fisher_scores, schedule
-    from pipeline.modeling import load_tokenizer, save_model
-    from pipeline.runtimes import open_session
-    from pipeline.training import distill_gradual, tokenize
+    from edgesmith.config import DistillConfig, StructuredConfig
+    from edgesmith.data import encode_labels, load_splits, normalize
+    from edgesmith.evaluate import batches, outputs, quality
+    from edgesmith.importance import fisher_scores, schedule
+    from edgesmith.modeling import load_tokenizer, save_model
+    from edgesmith.runtimes import open_session
+    from edgesmith.training import distill_gradual, tokenize
 
     name, opts = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
     keep, rows_n, steps = float(opts.pop("keep", 0.33)), int(opts.pop("rows", 30000)), int(opts.pop("steps", 1))

@@ -18,7 +18,7 @@ def op_breakdown(xml: Path, threads: int, seq: int = 128, warmup: int = 10, iter
     """Mean in-graph milliseconds per node type (batch 1, `seq` tokens), plus 'total'."""
     import openvino as ov
 
-    from pipeline.benchrun import feed
+    from edgesmith.benchrun import feed
 
     core = ov.Core()
     config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True, "INFERENCE_PRECISION_HINT": "f32"}

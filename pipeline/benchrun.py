@@ -1,4 +1,4 @@
-"""Measure one artifact in a fresh process, so its peak memory is its own: `python -m pipeline.benchrun ...`.
+"""Measure one artifact in a fresh process, so its peak memory is its own: `python -m edgesmith.benchrun ...`.
 
 Prints one JSON line: load_ms, latency p50/p90/p99 (ms, after warm-up), throughput (sequences/s),
 rss_before_load_mb and peak_rss_mb (resident set size of this process, MiB).
@@ -40,7 +40,7 @@ def feed(names: list[str], batch: int, seq: int, vocab: int, seed: int = 0) -> d
 
 def measure(kind: str, path: Path, threads: int, batch: int, seq: int, vocab: int, warmup: int, iterations: int,
             providers: tuple[str, ...], lengths: list[int] | None = None) -> dict[str, float]:
-    from pipeline.runtimes import open_session
+    from edgesmith.runtimes import open_session
 
     _import_runtime(kind)
     before = _status_mb("VmRSS")

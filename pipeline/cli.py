@@ -67,7 +67,7 @@ def _preflight(recipe: Any, profiles: list[Any]) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    import profiles as profile_store
+    from edgesmith import profiles as profile_store
 
     from .config import load_recipe
     from .registry import STAGES
@@ -96,7 +96,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_profiles(a: argparse.Namespace) -> int:
-    import profiles as profile_store
+    from edgesmith import profiles as profile_store
 
     for name in sorted(profile_store.available()):
         p = profile_store.load(name)

@@ -20,9 +20,9 @@ RATIOS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.33, 0.25, 0.2, 0.15, 0.1)
 def fit_keep_ratio(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, profile: Profile, task: str,
                    feeds: list[dict[str, Any]], work: Path) -> dict[str, Any]:
     """Walk down RATIOS until the measured p90 fits; returns the choice and the measured curve."""
-    from exporters.onnx import export_onnx, fuse
-    from exporters.openvino import export_ir
-    from exporters.quantize import quantize
+    from edgesmith.exporters.onnx import export_onnx, fuse
+    from edgesmith.exporters.openvino import export_ir
+    from edgesmith.exporters.quantize import quantize
 
     from .importance import select
     from .latency import effective_threads, measure

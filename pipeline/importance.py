@@ -53,7 +53,7 @@ def _label_free_loss(model: Any, batch: dict[str, Any], task: str) -> Any:
     import torch
     import torch.nn.functional as F
 
-    from exporters.onnx import mean_pool
+    from edgesmith.exporters.onnx import mean_pool
 
     out = model(**batch)
     if task == "classification":

@@ -1,4 +1,4 @@
-"""Latency measured, not predicted: run pipeline.benchrun in a fresh process at a profile's settings."""
+"""Latency measured, not predicted: run edgesmith.benchrun in a fresh process at a profile's settings."""
 
 from __future__ import annotations
 
@@ -10,21 +10,28 @@ from pathlib import Path
 from typing import Any
 
 from .config import Profile
-
-ROOT = Path(__file__).resolve().parents[1]
+from .errors import EdgesmithError
 
 
 def measure(runtime: str, path: Path, profile: Profile, threads: int, vocab: int, warmup: int, iterations: int) -> dict[str, Any]:
-    """benchrun's figures (p50/p90/p99 ms, throughput, load ms, RSS), or {'not_measured': why}."""
-    cmd = [sys.executable, "-m", "pipeline.benchrun", "--runtime", runtime, "--model", str(path), "--threads", str(threads),
+    """benchrun's figures (p50/p90/p99 ms, throughput, load ms, RSS). A failed benchmark process is an error, never
+    "not measured" (that is only for hardware this machine lacks, decided before anything runs).
+
+    `-P` keeps the working directory off sys.path: a user's own `edgesmith/` or `pipeline/` folder there cannot
+    stand in for the installed package."""
+    cmd = [sys.executable, "-P", "-m", "edgesmith.benchrun", "--runtime", runtime, "--model", str(path), "--threads", str(threads),
            "--batch", str(profile.batch), "--seq", str(profile.seq_len), "--vocab", str(vocab), "--warmup", str(warmup),
            "--iterations", str(iterations), "--providers", ",".join(profile.execution_providers)]
-    env = os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        last = done.stderr.strip().splitlines()[-1][:200] if done.stderr.strip() else f"exit {done.returncode}"
-        return {"not_measured": f"benchmark process failed: {last}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        last = done.stderr.strip().splitlines()[-1][:300] if done.stderr.strip() else "no output"
+        raise EdgesmithError(f"benchmark of {path} failed (exit {done.returncode}): {last}; "
+                             f"rerun `{' '.join(cmd[1:])}` to see the whole error")
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        raise EdgesmithError(f"benchmark of {path} printed no result ({lines[-1][:200]!r}); rerun it by hand to see why") from None
 
 
 def effective_threads(profile: Profile) -> tuple[int, str | None]:

@@ -36,7 +36,7 @@ def model_digest(model: str) -> str:
 
 
 def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log: Callable[[str], None]) -> dict[str, Artifact]:
-    import profiles as profile_store
+    from edgesmith import profiles as profile_store
 
     from . import stages  # noqa: F401  (registers the stages)
     from .stages.bench import BenchStageConfig

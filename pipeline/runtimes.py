@@ -19,7 +19,7 @@ class TorchSession:
     def __init__(self, model_dir: Path, threads: int) -> None:
         import torch
 
-        from exporters.onnx import ForExport
+        from edgesmith.exporters.onnx import ForExport
         from .modeling import load_model
 
         torch.set_num_threads(threads)

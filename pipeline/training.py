@@ -104,7 +104,7 @@ def kd_loss(s: Any, t: Any, mask: Any, task: str, cfg: DistillConfig, labels: An
     """
     import torch.nn.functional as F
 
-    from exporters.onnx import mean_pool
+    from edgesmith.exporters.onnx import mean_pool
 
     if task == "classification":
         T = cfg.temperature

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.config import Profile, parse, read_yaml
-from pipeline.errors import EdgesmithError
+from edgesmith.config import Profile, parse, read_yaml
+from edgesmith.errors import EdgesmithError
 
 BUILTIN = Path(__file__).parent
 

@@ -7,7 +7,7 @@ import sys
 
 
 from conftest import make_model_dir
-from pipeline.cli import main
+from edgesmith.cli import main
 
 
 def _run(capsys, args, out):
@@ -76,7 +76,7 @@ def test_unknown_force_stage(tmp_path, capsys, tiny_bert, tiny_data):
 
 
 def test_console_script_exit_status(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
+    done = subprocess.run([sys.executable, "-m", "edgesmith.cli", "run", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith("edgesmith: error:") and len(done.stderr.strip().splitlines()) == 1
 

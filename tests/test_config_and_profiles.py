@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-import profiles
-from pipeline.config import Profile, Recipe, load_recipe
-from pipeline.errors import EdgesmithError
+from edgesmith import profiles
+from edgesmith.config import Profile, Recipe, load_recipe
+from edgesmith.errors import EdgesmithError
 
 
 def test_builtin_profiles_validate_and_cover_the_three_device_classes():
@@ -56,6 +56,6 @@ def test_importing_pipeline_is_cheap():
     import subprocess
     import sys
 
-    code = "import sys, pipeline, pipeline.cli, pipeline.config, profiles; print(sorted(m for m in ('torch','onnxruntime','openvino','transformers') if m in sys.modules))"
+    code = "import sys, edgesmith, edgesmith.cli, edgesmith.config, edgesmith.profiles; print(sorted(m for m in ('torch','onnxruntime','openvino','transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

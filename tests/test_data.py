@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from pipeline.data import encode_labels, load_splits, normalize, pydoc_sentences
-from pipeline.errors import EdgesmithError
+from edgesmith.data import encode_labels, load_splits, normalize, pydoc_sentences
+from edgesmith.errors import EdgesmithError
 
 
 def test_folder_with_train_and_dev_tsv(tiny_data):

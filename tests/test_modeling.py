@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from conftest import make_model_dir
-from pipeline.arch import ARCHITECTURES, arch_for, dims, get
-from pipeline.errors import EdgesmithError
-from pipeline.modeling import build_from_plan, check_model_dir, load_model, load_pretrained, param_count, save_model, shape_plan, slice_model
-from pipeline.modeling import load_tokenizer
+from edgesmith.arch import ARCHITECTURES, arch_for, dims, get
+from edgesmith.errors import EdgesmithError
+from edgesmith.modeling import build_from_plan, check_model_dir, load_model, load_pretrained, param_count, save_model, shape_plan, slice_model
+from edgesmith.modeling import load_tokenizer
 
 TYPES = ["bert", "roberta", "electra", "distilbert"]
 PLAN = [{"heads": [0, 2], "ffn": list(range(0, 64, 2))}, {"heads": [3], "ffn": list(range(16))}]

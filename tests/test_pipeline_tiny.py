@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.registry import STAGES
-from pipeline.verify import verify
+from edgesmith.cli import main
+from edgesmith.registry import STAGES
+from edgesmith.verify import verify
 
 RECIPE = """
 name: tiny
@@ -129,7 +129,7 @@ def test_bundles_verify_and_run_standalone(tiny_run):
         bench = json.loads(subprocess.run([sys.executable, "bench.py", "--iterations", "5"], cwd=folder, capture_output=True, text=True, check=True).stdout)
         assert bench["p50_ms"] > 0
         probe = ("import runpy, sys; sys.argv = ['predict.py', 'a good movie']; runpy.run_path('predict.py', run_name='__main__'); "
-                 "print(sorted(m for m in ('torch', 'transformers', 'pipeline', 'optimum') if m in sys.modules))")
+                 "print(sorted(m for m in ('torch', 'transformers', 'edgesmith', 'pipeline', 'optimum') if m in sys.modules))")
         heavy = subprocess.run([sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
         assert heavy == "[]"  # the bundle needs only numpy, tokenizers and its runtime
 
@@ -137,7 +137,7 @@ def test_bundles_verify_and_run_standalone(tiny_run):
 def test_tampered_bundle_fails_verification(tiny_run, tmp_path):
     import shutil
 
-    from pipeline.errors import EdgesmithError
+    from edgesmith.errors import EdgesmithError
 
     _, out = tiny_run
     copy = tmp_path / "b"

@@ -1,10 +1,10 @@
 import torch
 
 from conftest import make_model_dir
-from pipeline.config import StructuredConfig
-from pipeline.importance import fisher_scores, relative, schedule, select
-from pipeline.modeling import load_pretrained, shape_plan, slice_model
-from pipeline.sparse import hold_masks, load_sparse, magnitude_masks, release_masks, save_sparse
+from edgesmith.config import StructuredConfig
+from edgesmith.importance import fisher_scores, relative, schedule, select
+from edgesmith.modeling import load_pretrained, shape_plan, slice_model
+from edgesmith.sparse import hold_masks, load_sparse, magnitude_masks, release_masks, save_sparse
 
 
 def test_fisher_scores_are_label_free_and_non_zero(tmp_path):

@@ -3,11 +3,11 @@
 import json
 
 from conftest import make_model_dir
-from pipeline import stages  # noqa: F401
-from pipeline.artifacts import run_stage
-from pipeline.config import DataConfig, DistillConfig, TeacherConfig
-from pipeline.stages.data import DataStageConfig
-from pipeline.stages.teacher import TeacherStageConfig
+from edgesmith import stages  # noqa: F401
+from edgesmith.artifacts import run_stage
+from edgesmith.config import DataConfig, DistillConfig, TeacherConfig
+from edgesmith.stages.data import DataStageConfig
+from edgesmith.stages.teacher import TeacherStageConfig
 
 
 def test_bare_encoder_gets_its_head_fine_tuned(tmp_path, tiny_data):
@@ -24,9 +24,9 @@ def test_bare_encoder_gets_its_head_fine_tuned(tmp_path, tiny_data):
 
 
 def test_gpu_profile_is_marked_not_measured_without_cuda():
-    import profiles
-    from pipeline.latency import effective_threads
-    from pipeline.stages.bench import hardware_gap
+    from edgesmith import profiles
+    from edgesmith.latency import effective_threads
+    from edgesmith.stages.bench import hardware_gap
 
     gap = hardware_gap(profiles.load("server-gpu"))
     assert gap is not None and "CUDA" in gap
@@ -37,7 +37,7 @@ def test_gpu_profile_is_marked_not_measured_without_cuda():
 
 
 def test_bundle_choice_prefers_speed_within_budget_and_accuracy_outside_it():
-    from pipeline.stages.bundle import choose
+    from edgesmith.stages.bundle import choose
 
     def row(name, metric, p50):
         return {"branch": "structured", "artifact": name, "bytes": 1, "quality": {"metric": metric}, "latency": {"p50_ms": p50}}

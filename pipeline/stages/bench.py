@@ -1,6 +1,6 @@
 """Stage `bench` (per profile): the teacher in PyTorch FP32 and every compressed artifact, in one run, at the
 profile's threads, batch and sequence length. Each latency/memory measurement runs in its own process
-(pipeline.benchrun); quality comes from the quantize stage or is measured here for the FP32 exports."""
+(edgesmith.benchrun); quality comes from the quantize stage or is measured here for the FP32 exports."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, A
 
 
 def _row(branch: str, name: str, runtime: str, path: Path, q: dict[str, Any], facts: dict[str, Any] | None) -> dict[str, Any]:
-    from exporters.quantize import model_bytes
+    from edgesmith.exporters.quantize import model_bytes
 
     size = model_bytes(path) if path.is_file() else sum(p.stat().st_size for p in path.glob("*.safetensors"))
     return {"branch": branch, "artifact": name, "runtime": runtime, "path": str(path), "bytes": size, "quality": q}

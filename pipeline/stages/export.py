@@ -28,7 +28,7 @@ class ExportStageConfig(Frozen):
 
 @stage("export", ExportStageConfig)
 def run(cfg: ExportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
-    from exporters.onnx import export_onnx, fuse
+    from edgesmith.exporters.onnx import export_onnx, fuse
 
     src = inputs["shrink"].path / "model"
     model, tokenizer = load_model(src, attn="eager"), load_tokenizer(src)
@@ -39,7 +39,7 @@ def run(cfg: ExportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     warnings = [] if fused.get("Attention", 0) == layers else [f"attention fused in {fused.get('Attention', 0)} of {layers} layers: expect less speed-up"]
     files = {"onnxruntime": out / "model.onnx"}
     if "openvino" in cfg.export.formats:
-        from exporters.openvino import export_ir
+        from edgesmith.exporters.openvino import export_ir
 
         files["openvino"] = export_ir(out / "model.raw.onnx", out / "openvino" / "model.xml")
     rows = read_rows(inputs["data"].path / "eval.jsonl")[:VALIDATION_ROWS]

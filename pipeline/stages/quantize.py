@@ -26,7 +26,7 @@ class QuantizeStageConfig(Frozen):
 
 @stage("quantize", QuantizeStageConfig)
 def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
-    from exporters.quantize import model_bytes, quantize
+    from edgesmith.exporters.quantize import model_bytes, quantize
 
     export = inputs["export"]
     tokenizer = load_tokenizer(inputs["shrink"].path / "model")

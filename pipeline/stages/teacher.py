@@ -24,7 +24,7 @@ class TeacherStageConfig(Frozen):
 
 
 class TorchModelSession:
-    """Run an in-memory model like a runtime session (see pipeline.runtimes)."""
+    """Run an in-memory model like a runtime session (see edgesmith.runtimes)."""
 
     def __init__(self, model: Any, task: str) -> None:
         self._names = ["input_ids", "attention_mask", "token_type_ids"]
@@ -33,7 +33,7 @@ class TorchModelSession:
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        from exporters.onnx import ForExport
+        from edgesmith.exporters.onnx import ForExport
 
         names = [n for n in self._names if n in feed]
         with torch.inference_mode():
