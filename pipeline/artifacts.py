@@ -1,7 +1,8 @@
 """Artifacts are folders with a manifest; a stage reruns only when its config, inputs or version changed.
 
-A stage writes into a hidden temporary folder that is renamed into place when the stage succeeds, so a failed
-or interrupted stage never leaves a half-written output behind.
+A stage writes into a hidden temporary folder that is swapped into place when the stage succeeds
+(`runfolder.replace_folder`), so a failed or interrupted stage never leaves a half-written output behind and
+never deletes the finished one it was replacing. A stage is reused only after its files are re-hashed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from .config import Frozen
 from .registry import STAGES
+from .runfolder import replace_folder, temp_for
 
 MANIFEST = "manifest.json"
 
@@ -40,8 +42,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def stage_files(folder: Path) -> list[Path]:
+    """Every file of a stage folder but its own top-level manifest (a bundle's manifest.json inside is data)."""
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and p != folder / MANIFEST]
+
+
 def file_hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    return {str(p.relative_to(folder)): sha256_file(p) for p in stage_files(folder)}
 
 
 def library_versions() -> dict[str, str]:
@@ -65,18 +72,40 @@ def cache_key(stage_name: str, cfg: Frozen, inputs: dict[str, Artifact]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def reusable(out: Path, key: str) -> tuple[dict[str, Any] | None, str]:
+    """(manifest, "") when the finished stage in `out` has this key and its files are exactly those it recorded;
+    else (None, why it must run). Sizes are compared first, then every file's sha256."""
+    if not (out / MANIFEST).is_file():
+        return None, "not built yet"
+    try:
+        old = json.loads((out / MANIFEST).read_text())
+        recorded: dict[str, str] = old["files"]
+    except (ValueError, KeyError, TypeError):
+        return None, "its manifest is unreadable"
+    if old.get("key") != key:
+        return None, "config, inputs or stage version changed"
+    present = {str(p.relative_to(out)) for p in stage_files(out)}
+    if present != set(recorded):
+        changed = sorted(present ^ set(recorded))
+        return None, f"files added or missing since it was built ({', '.join(changed[:3])})"
+    sizes = old.get("sizes", {})
+    for name, digest in recorded.items():
+        if (name in sizes and (out / name).stat().st_size != sizes[name]) or sha256_file(out / name) != digest:
+            return None, f"{name} changed since it was built"
+    return old, ""
+
+
 def run_stage(stage_name: str, cfg: Frozen, inputs: dict[str, Artifact], out: Path, force: bool, log: Any) -> Artifact:
     """Run (or skip, on proof) one stage; returns its artifact."""
     key = cache_key(stage_name, cfg, inputs)
-    if not force and (out / MANIFEST).is_file():
-        old = json.loads((out / MANIFEST).read_text())
-        if old.get("key") == key:
-            log(f"[{out.name}] skipped: config, inputs and stage version unchanged")
-            return Artifact(out, old["digest"], old["facts"])
-    tmp = out.parent / f".{out.name}.tmp"
+    old, why = reusable(out, key)
+    if old is not None and not force:
+        log(f"[{out.name}] skipped: config, inputs, stage version and files unchanged")
+        return Artifact(out, old["digest"], old["facts"])
+    tmp = temp_for(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    log(f"[{out.name}] running")
+    log(f"[{out.name}] running ({'--force' if old is not None else why})")
     start = time.perf_counter()
     try:
         facts = STAGES[stage_name].fn(cfg, inputs, tmp)
@@ -90,10 +119,9 @@ def run_stage(stage_name: str, cfg: Frozen, inputs: dict[str, Artifact], out: Pa
         "stage": stage_name, "stage_version": STAGES[stage_name].version, "key": key, "digest": digest,
         "config": json.loads(cfg.canonical_json()), "parents": {k: a.digest for k, a in inputs.items()},
         "libraries": library_versions(), "seconds": round(time.perf_counter() - start, 2),
-        "files": files, "facts": facts,
+        "files": files, "sizes": {name: (tmp / name).stat().st_size for name in files}, "facts": facts,
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    replace_folder(tmp, out)
     log(f"[{out.name}] done in {manifest['seconds']} s")
     return Artifact(out, digest, facts)

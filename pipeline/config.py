@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import EdgesmithError
+from .runfolder import check_name
 
 Task = Literal["classification", "embedding"]
 Branch = Literal["structured", "sparse"]
@@ -101,7 +102,7 @@ class BenchConfig(Frozen):
 
 
 class Recipe(Frozen):
-    name: str = "edgesmith"
+    name: str = Field("edgesmith", description="names the default run folder runs/NAME: a safe slug")
     task: Task = "classification"
     teacher: TeacherConfig
     data: DataConfig
@@ -112,6 +113,11 @@ class Recipe(Frozen):
     bench: BenchConfig = BenchConfig()
     profiles: tuple[str, ...] = ("mobile-cpu", "embedded")
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return check_name(v, "name")
+
 
 class Budgets(Frozen):
     p90_ms: float | None = Field(None, gt=0)
@@ -120,7 +126,7 @@ class Budgets(Frozen):
 
 
 class Profile(Frozen):
-    name: str
+    name: str = Field(description="names stage and bundle folders: a safe slug")
     description: str
     device: Literal["cpu", "cuda"] = "cpu"
     runtimes: dict[Runtime, tuple[Precision, ...]] = Field(
@@ -130,6 +136,11 @@ class Profile(Frozen):
     batch: int = Field(1, ge=1)
     seq_len: int = Field(128, ge=8, le=512)
     budgets: Budgets = Budgets()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return check_name(v, "name")
 
     @model_validator(mode="after")
     def _some_candidate(self) -> "Profile":

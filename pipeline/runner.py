@@ -5,6 +5,7 @@
                     -> report
 
 Each node writes RUN/NN-stage[-branch][-profile]/ with a manifest; unchanged nodes are skipped on proof.
+The whole run holds the run folder's lock; an error never deletes a finished stage (see runfolder.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any, Callable
 
 from .artifacts import Artifact, run_stage, sha256_file
 from .config import Profile, Recipe
+from .errors import EdgesmithError
 from .modeling import resolve_model_dir
+from .runfolder import LOCK_FILE, RunLock, child, is_empty_run, recover
+from .signing import SigningKey
 
 
 def source_digest(source: str) -> str:
@@ -35,7 +39,32 @@ def model_digest(model: str) -> str:
     return hashlib.sha256("".join(sha256_file(p) for p in files).encode()).hexdigest()[:16] if files else model
 
 
-def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log: Callable[[str], None]) -> dict[str, Artifact]:
+def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log: Callable[[str], None],
+        sign_key: Path | None = None) -> dict[str, Artifact]:
+    """Run the graph into `out` under its lock. A fresh run that fails before any stage finished leaves nothing;
+    otherwise every finished stage stays, and the top-level recipe.json and reports are written only on success."""
+    signing = SigningKey.of(sign_key)  # a bad key fails now, not after the training stages
+    fresh = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise EdgesmithError(f"--out {out}: a file is in the way of the run folder; pass a folder path") from None
+    with RunLock(out):
+        for line in recover(out):
+            log(f"[recover] {line}")
+        try:
+            arts = _graph(recipe, profiles, out, force, log, signing)
+        except BaseException:
+            if fresh and is_empty_run(out):  # nothing finished: leave no trace of this run
+                (out / LOCK_FILE).unlink()
+                out.rmdir()
+            raise
+        (out / "recipe.json").write_text(json.dumps(recipe.model_dump(mode="json"), indent=1))
+    return arts
+
+
+def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log: Callable[[str], None],
+           signing: SigningKey | None) -> dict[str, Artifact]:
     from edgesmith import profiles as profile_store
 
     from . import stages  # noqa: F401  (registers the stages)
@@ -50,13 +79,11 @@ def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log
     from .stages.shrink import ShrinkStageConfig
     from .stages.teacher import TeacherStageConfig
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(recipe.model_dump(mode="json"), indent=1))
     task, max_len = recipe.task, recipe.data.max_length
     arts: dict[str, Artifact] = {}
 
     def node(name: str, folder: str, cfg: Any, inputs: dict[str, Artifact]) -> Artifact:
-        arts[folder] = run_stage(name, cfg, inputs, out / folder, name in force, log)
+        arts[folder] = run_stage(name, cfg, inputs, child(out, folder), name in force, log)
         return arts[folder]
 
     data = node("data", "00-data", DataStageConfig(data=recipe.data, task=task, source_digest=source_digest(recipe.data.source)), {})
@@ -86,8 +113,8 @@ def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log
             bench=recipe.bench, profile=p, task=task, max_length=max_len, branches=recipe.prune.branches),
             base | branch_arts | quants)
         bundle = node("bundle", f"08-bundle-{p.name}", BundleStageConfig(
-            profile=p, task=task, max_length=max_len, budget=recipe.quantize.accuracy_budget, recipe_json=recipe.canonical_json()),
-            base | branch_arts | {"bench": bench})
+            profile=p, task=task, max_length=max_len, budget=recipe.quantize.accuracy_budget, recipe_json=recipe.canonical_json(),
+            signing=signing), base | branch_arts | {"bench": bench})
         per_profile |= {f"bench-{p.name}": bench, f"bundle-{p.name}": bundle}
     report = node("report", "09-report", ReportStageConfig(recipe=recipe, profiles=tuple(p.name for p in profiles)),
                   base | branch_arts | per_profile)

@@ -1,4 +1,5 @@
-"""Shared harness for the bad-input suite: run the real console entry point in a subprocess and check the
+"""Shared harness for the reliability suites (import it: `from harness import ...`; it is not a conftest.py, so
+that `from conftest import make_model_dir` keeps meaning tests/conftest.py): run the real console entry point in a subprocess and check the
 contract every refusal must keep: exit status 2, exactly one line on stderr that starts with `edgesmith: error:`
 and names the problem, no traceback, and the disk state the caller expects afterwards."""
 

@@ -1,0 +1,124 @@
+"""The run folder's safety rules, in one place.
+
+- Every path a run writes or deletes is a direct child of the run folder with a safe name (`child`), so no
+  recipe or profile name can point a write or an `rmtree` elsewhere.
+- One run at a time per folder: an OS-level lock (`flock`) held for the whole run (`RunLock`); a second run
+  reads who holds it and stops.
+- A finished stage folder is replaced by a rename swap (`replace_folder`): the old folder is renamed aside, the
+  new one renamed into place, then the old one deleted. A crash at any point leaves the old or the new folder,
+  and the next run puts an orphaned old folder back (`recover`), so a kill never loses finished work.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from .errors import EdgesmithError
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+LOCK_FILE = ".edgesmith.lock"
+TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"
+
+
+def check_name(name: str, what: str) -> str:
+    """A name that may become part of a folder name: letters, digits, '.', '_', '-'; no '..', no separators."""
+    if not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"{what} {name!r} is not a safe name; use letters, digits, '.', '_' or '-' (at most 80, no '..')")
+    return name
+
+
+def child(root: Path, name: str) -> Path:
+    """root/name, refusing any name that would land outside root (the assertion every stage folder passes)."""
+    try:
+        check_name(name, "folder name")
+    except ValueError as err:
+        raise EdgesmithError(str(err)) from None
+    path = root / name
+    if path.resolve().parent != root.resolve():
+        raise EdgesmithError(f"{path} resolves outside the run folder {root}; remove the link or pick another --out")
+    return path
+
+
+def temp_for(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}{TMP_SUFFIX}"
+
+
+def old_for(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}{OLD_SUFFIX}"
+
+
+def replace_folder(new: Path, folder: Path) -> None:
+    """Put `new` where `folder` is, by renames only (see the module docstring)."""
+    old = old_for(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    new.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(root: Path) -> list[str]:
+    """After a crash: put back stage folders left aside by an interrupted swap and delete half-written ones.
+
+    Only called under the run lock, so nothing else is writing here. Returns what it did, for the log."""
+    done = []
+    for path in sorted(root.glob(f".*{OLD_SUFFIX}")):
+        target = root / path.name[1: -len(OLD_SUFFIX)]
+        if target.exists():
+            shutil.rmtree(path)
+            done.append(f"removed {path.name} (the swap had finished)")
+        else:
+            path.rename(target)
+            done.append(f"restored {target.name} from an interrupted swap")
+    for path in sorted(root.glob(f".*{TMP_SUFFIX}")):
+        shutil.rmtree(path)
+        done.append(f"removed the unfinished {path.name}")
+    return done
+
+
+class RunLock:
+    """An exclusive `flock` on RUN/.edgesmith.lock for the life of a run. The file records the holder (pid, host,
+    start time) so a second run can say who has the folder; the lock itself dies with the process, even on kill -9."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / LOCK_FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise EdgesmithError(f"run folder {self.path.parent} is in use by another edgesmith run ({holder}); "
+                                 "wait for it to finish or pass another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock; the file stays (deleting it would race a waiting run)
+            self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+    except (ValueError, KeyError, OSError):
+        return "holder unknown"
+
+
+def is_empty_run(root: Path) -> bool:
+    """True when a run folder holds nothing but its lock file (a fresh run that failed before any stage finished)."""
+    return all(p.name == LOCK_FILE for p in root.iterdir())
