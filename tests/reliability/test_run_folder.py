@@ -229,3 +229,16 @@ def test_benchmark_runs_from_a_folder_with_its_own_pipeline_package(inputs: Path
     assert result.code == 0, result.stderr
     rows = json.loads((tmp_path / "run" / "07-bench-tiny" / "results.json").read_text())
     assert rows and all("p50_ms" in r["latency"] for r in rows)
+
+
+def test_a_failing_benchmark_process_is_an_error_not_not_measured(tmp_path: Path) -> None:
+    """'not measured' is only for absent hardware; a benchmark process that crashes stops the stage with its stderr."""
+    from edgesmith.config import Profile
+    from edgesmith.errors import EdgesmithError
+    from edgesmith.latency import measure
+
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not an onnx model")
+    profile = Profile(name="p", description="p", runtimes={"onnxruntime": ("fp32",)}, threads=1, seq_len=16)
+    with pytest.raises(EdgesmithError, match=r"benchmark of .*model.onnx failed \(exit 1\): .*(INVALID_PROTOBUF|Protobuf|protobuf)"):
+        measure("onnxruntime", broken, profile, threads=1, vocab=100, warmup=1, iterations=5)
