@@ -1,7 +1,8 @@
 """Measure one artifact in a fresh process, so its peak memory is its own: `python -m edgesmith.benchrun ...`.
 
 Prints one JSON line: load_ms, latency p50/p90/p99 (ms, after warm-up), throughput (sequences/s),
-rss_before_load_mb and peak_rss_mb (resident set size of this process, MiB).
+rss_before_load_mb and peak_rss_mb (resident set size of this process, MiB), and session: the
+runtimes.session_settings dict the model was opened with.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +41,7 @@ def feed(names: list[str], batch: int, seq: int, vocab: int, seed: int = 0) -> d
 
 
 def measure(kind: str, path: Path, threads: int, batch: int, seq: int, vocab: int, warmup: int, iterations: int,
-            providers: tuple[str, ...], lengths: list[int] | None = None) -> dict[str, float]:
+            providers: tuple[str, ...], lengths: list[int] | None = None) -> dict[str, Any]:
     from edgesmith.runtimes import open_session
 
     _import_runtime(kind)
@@ -59,7 +61,8 @@ def measure(kind: str, path: Path, threads: int, batch: int, seq: int, vocab: in
     peak = _status_mb("VmHWM")
     real = _real_lengths(session, lengths, vocab) if lengths else {}
     return {"load_ms": load_ms, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "mean_ms": float(np.mean(times)),
-            "throughput": batch * 1000 / float(np.mean(times)), "rss_before_load_mb": before, "peak_rss_mb": peak} | real
+            "throughput": batch * 1000 / float(np.mean(times)), "rss_before_load_mb": before, "peak_rss_mb": peak,
+            "session": session.settings} | real
 
 
 def _real_lengths(session: object, lengths: list[int], vocab: int) -> dict[str, float]:

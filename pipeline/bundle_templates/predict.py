@@ -1,79 +1,137 @@
 """Run this bundle's model on text. Needs only numpy, `tokenizers` and the runtime named in manifest.json.
 
     python predict.py "a sentence" ["another sentence" ...]
-    python predict.py --pair "first sentence" "second sentence"
-Prints one JSON line per input: the label and class probabilities, or the sentence embedding.
+    python predict.py --pair "first sentence" "second sentence" [...]   (bundles for sentence pairs)
+Prints one JSON line per input: the label and class probabilities, or the sentence embedding; with --raw, the
+model's float32 outputs exactly. The model is opened with manifest.json's "session" settings, the ones its
+benchmark was measured with; --threads changes the thread count and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
 
+def read_manifest(folder: Path = HERE) -> dict[str, Any]:
+    return json.loads((folder / "manifest.json").read_text())
+
+
 class Predictor:
-    def __init__(self, folder: Path = HERE, threads: int = 1) -> None:
+    """`handle` is the runtime's own object (onnxruntime InferenceSession or OpenVINO CompiledModel);
+    `settings` the session settings applied."""
+
+    def __init__(self, folder: Path = HERE, threads: int | None = None) -> None:
         from tokenizers import Tokenizer
 
-        self.manifest = json.loads((folder / "manifest.json").read_text())
+        self.manifest = read_manifest(folder)
         spec = self.manifest["inputs"]
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(spec["max_length"])
         self.tokenizer.enable_padding(pad_id=spec["pad_token_id"], pad_token=spec["pad_token"])
         self.names = spec["names"]
-        providers = self.manifest["profile"].get("execution_providers", ["CPUExecutionProvider"])
-        self._run = _open(self.manifest["runtime"], folder / self.manifest["model_file"], threads, providers)
+        runtime = self.manifest["session"]["runtime"]
+        self.settings = _with_threads(runtime, self.manifest["session"]["settings"], threads)
+        if runtime == "onnxruntime":
+            self.settings["providers"] = _usable(self.settings["providers"])
+        opener = _open_onnxruntime if runtime == "onnxruntime" else _open_openvino
+        self.handle, self.run = opener(folder / self.manifest["model_file"], self.settings)
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
-        items = list(zip(texts, pairs)) if pairs else texts
-        enc = self.tokenizer.encode_batch(items)
+        enc = self.tokenizer.encode_batch(list(zip(texts, pairs)) if pairs is not None else texts)
         arrays = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
                   "token_type_ids": [e.type_ids for e in enc]}
         return {n: np.asarray(arrays[n], dtype=np.int64) for n in self.names}
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        """Logits [n, classes] or embeddings [n, dim]."""
-        return self._run(self.encode(texts, pairs))
+        """Logits [n, classes] or embeddings [n, dim], float32."""
+        return self.run(self.encode(texts, pairs))
 
 
-def _open(runtime: str, path: Path, threads: int, providers: list[str]):
-    if runtime == "onnxruntime":
-        import onnxruntime as ort
+def _with_threads(runtime: str, settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    out = copy.deepcopy(settings)
+    if threads is not None:
+        if runtime == "onnxruntime":
+            out["intra_op_num_threads"] = threads
+        else:
+            out["config"]["INFERENCE_NUM_THREADS"] = threads
+    return out
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        # The profile's providers where this machine has them (a GPU bundle still runs, slowly, on a CPU).
-        usable = [p for p in providers if p in ort.get_available_providers()] or ["CPUExecutionProvider"]
-        sess = ort.InferenceSession(str(path), opts, providers=usable)
-        return lambda feed: sess.run(None, feed)[0]
+
+def _usable(providers: list[str]) -> list[str]:
+    """A GPU bundle still runs, slowly, on a CPU: on the providers this machine has, and it says so."""
+    import onnxruntime as ort
+
+    usable = [p for p in providers if p in ort.get_available_providers()] or ["CPUExecutionProvider"]
+    if usable != providers:
+        print(f"note: execution providers {providers} not all available here; running on {usable}", file=sys.stderr)
+    return usable
+
+
+def _open_onnxruntime(path: Path, settings: dict[str, Any]) -> tuple[Any, Callable[[dict[str, np.ndarray]], np.ndarray]]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    for key, value in settings.items():  # every setting as recorded; the optimization level by its enum name
+        if key != "providers":
+            setattr(opts, key, getattr(ort.GraphOptimizationLevel, value) if key == "graph_optimization_level" else value)
+    sess = ort.InferenceSession(str(path), opts, providers=settings["providers"])
+    return sess, lambda feed: sess.run(None, feed)[0]
+
+
+def _open_openvino(path: Path, settings: dict[str, Any]) -> tuple[Any, Callable[[dict[str, np.ndarray]], np.ndarray]]:
     import openvino as ov
 
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_NUM_THREADS": threads})
-    return lambda feed: np.asarray(compiled(feed)[compiled.outputs[0]])
+    compiled = core.compile_model(core.read_model(str(path)), settings["device"], settings["config"])
+    request = compiled.create_infer_request()
+    return compiled, lambda feed: np.asarray(request.infer(feed)[compiled.outputs[0]])
+
+
+def split(p: argparse.ArgumentParser, texts: list[str], pair: bool, text_pairs: bool) -> tuple[list[str], list[str] | None]:
+    """(first sentences, second sentences or None); a usage error rather than a silently dropped input."""
+    if pair and not text_pairs:
+        p.exit(2, f"{p.prog}: error: this bundle's model takes single sentences; drop --pair\n")
+    if text_pairs and not pair:
+        p.exit(2, f"{p.prog}: error: this bundle's model takes sentence pairs; pass --pair FIRST SECOND [FIRST SECOND ...]\n")
+    if pair and len(texts) % 2:
+        p.exit(2, f"{p.prog}: error: --pair takes texts two by two (first, second), got {len(texts)}; "
+                  "add the missing second sentence\n")
+    return (texts[0::2], texts[1::2]) if pair else (texts, None)
+
+
+def line(text: str, row: np.ndarray, labels: list[str], raw: bool) -> dict[str, Any]:
+    if raw:  # float32 -> Python float -> JSON is exact: parse back as float32 to get these bits
+        return {"text": text, "outputs": row.tolist()}
+    if labels:
+        probs = np.exp(row - row.max()) / np.exp(row - row.max()).sum()
+        return {"text": text, "label": labels[int(row.argmax())], "probabilities": dict(zip(labels, probs.round(4).tolist()))}
+    return {"text": text, "embedding": row.round(6).tolist()}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("texts", nargs="+")
-    p.add_argument("--pair", action="store_true", help="texts are (first, second) pairs, interleaved")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--pair", action="store_true",
+                   help="texts are (first, second) pairs, interleaved; for sentence-pair bundles only")
+    p.add_argument("--threads", type=int, help="override only the thread count of manifest.json's session settings "
+                                                "(default: the count the benchmark measured with)")
+    p.add_argument("--raw", action="store_true",
+                   help="print the model's float32 outputs exactly instead of labels or rounded embeddings")
     a = p.parse_args()
+    first, second = split(p, a.texts, a.pair, read_manifest()["inputs"]["text_pairs"])
     model = Predictor(threads=a.threads)
-    first, second = (a.texts[0::2], a.texts[1::2]) if a.pair else (a.texts, None)
-    out = model.predict(first, second)
     labels = model.manifest.get("labels") or []
-    for text, row in zip(first, out):
-        if labels:
-            probs = np.exp(row - row.max()) / np.exp(row - row.max()).sum()
-            print(json.dumps({"text": text, "label": labels[int(row.argmax())], "probabilities": dict(zip(labels, probs.round(4).tolist()))}))
-        else:
-            print(json.dumps({"text": text, "embedding": row.round(6).tolist()}))
+    for text, row in zip(first, model.predict(first, second)):
+        print(json.dumps(line(text, row, labels, a.raw)))
 
 
 if __name__ == "__main__":

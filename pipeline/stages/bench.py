@@ -1,6 +1,7 @@
 """Stage `bench` (per profile): the teacher in PyTorch FP32 and every compressed artifact, in one run, at the
 profile's threads, batch and sequence length. Each latency/memory measurement runs in its own process
-(edgesmith.benchrun); quality comes from the quantize stage or is measured here for the FP32 exports."""
+(edgesmith.benchrun); quality comes from the quantize stage or is measured here for the FP32 exports. Each row
+records the session settings it was measured with: the bundle stage ships exactly those."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from ..evaluate import outputs, quality
 from ..latency import effective_threads, measure
 from ..modeling import load_tokenizer
 from ..registry import stage
-from ..runtimes import open_session
-from .common import read_rows
+from ..runtimes import open_session, session_settings
+from .teacher import labelled_rows
 
 
 class BenchStageConfig(Frozen):
@@ -37,7 +38,7 @@ def hardware_gap(profile: Profile) -> str | None:
     return None
 
 
-@stage("bench", BenchStageConfig)
+@stage("bench", BenchStageConfig, version=2)
 def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     threads, clamp = effective_threads(cfg.profile)
     vocab = load_tokenizer(inputs["teacher"].path / "model").vocab_size
@@ -51,7 +52,8 @@ def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, A
         for c in quant.facts["candidates"]:
             rows.append(_row(b, f"{c['runtime']}-{c['precision']}", c["runtime"], quant.path / c["file"], c["quality"], c))
     for r in rows:
-        r["latency"] = {"not_measured": gap} if gap else _measure(r, cfg, threads, vocab)
+        r["latency"], settings = _measure(r, cfg, threads, vocab, gap)
+        r["session"] = {"runtime": r["runtime"], "settings": settings}
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     return {"rows": rows, "threads": threads, "thread_clamp": clamp, "not_measured": gap, "cpu": _cpu_name()}
 
@@ -65,13 +67,19 @@ def _row(branch: str, name: str, runtime: str, path: Path, q: dict[str, Any], fa
 
 def _fp32_quality(cfg: BenchStageConfig, runtime: str, path: Path, inputs: dict[str, Any], branch: str) -> dict[str, Any]:
     tokenizer = load_tokenizer(inputs[f"shrink-{branch}"].path / "model")
-    evals = read_rows(inputs["data"].path / "eval.jsonl")[: cfg.bench.eval_samples]
+    evals = labelled_rows(inputs["data"], inputs["teacher"], "eval")[: cfg.bench.eval_samples]
     reference = np.load(inputs["teacher"].path / "eval_outputs.npy")[: len(evals)]
     return quality(outputs(open_session(runtime, path, threads=2), evals, tokenizer, cfg.max_length), evals, cfg.task, reference)
 
 
-def _measure(row: dict[str, Any], cfg: BenchStageConfig, threads: int, vocab: int) -> dict[str, Any]:
-    return measure(row["runtime"], Path(row["path"]), cfg.profile, threads, vocab, cfg.bench.warmup, cfg.bench.iterations)
+def _measure(row: dict[str, Any], cfg: BenchStageConfig, threads: int, vocab: int,
+             gap: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(latency figures, the session settings the benchmark process applied). Without the profile's hardware:
+    not measured, and the settings that hardware would be opened with."""
+    if gap:
+        return {"not_measured": gap}, session_settings(row["runtime"], threads, cfg.profile.execution_providers)
+    lat = measure(row["runtime"], Path(row["path"]), cfg.profile, threads, vocab, cfg.bench.warmup, cfg.bench.iterations)
+    return lat, lat.pop("session")
 
 
 def _cpu_name() -> str:

@@ -1,5 +1,6 @@
 """Stage `bundle` (per profile): the fastest measured artifact within the accuracy budget, packed with its
-tokenizer, labels, manifest (sha256 of every file, versions, profile, recipe, inputs, metrics) and standalone
+tokenizer, labels, manifest (sha256 of every file, versions, profile, recipe, inputs, metrics, and the session
+settings the artifact was benchmarked with, which predict.py / bench.py apply as they are) and standalone
 predict.py / bench.py, as a folder and a .tar.gz."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import file_hashes, library_versions
+from ..bundle_io import encode, open_bundle_session
 from ..config import Frozen, Profile, Task
 from ..errors import EdgesmithError
 from ..modeling import load_model, load_tokenizer
@@ -49,7 +51,7 @@ def choose(rows: list[dict[str, Any]], teacher_metric: float, budget: float) -> 
     return min(ok, key=lambda r: r["bytes"]), within  # profile hardware absent: the smallest
 
 
-@stage("bundle", BundleStageConfig, version=2)
+@stage("bundle", BundleStageConfig, version=3)
 def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     bench, teacher = inputs["bench"], inputs["teacher"]
     row, within = choose(bench.facts["rows"], teacher.facts["quality"]["metric"], cfg.budget)
@@ -63,7 +65,8 @@ def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
         shutil.copy2(TEMPLATES / name, folder / name)
     labels = teacher.facts["label_names"]
     (folder / "labels.json").write_text(json.dumps(labels))
-    manifest = _manifest(cfg, row, within, model_file, tokenizer, labels, bench.facts, teacher.facts)
+    text_pairs = len(inputs["data"].facts["text_columns"]) == 2
+    manifest = _manifest(cfg, row, within, model_file, tokenizer, labels, bench.facts, teacher.facts, text_pairs)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
     _write_reference(folder, student_dir, read_rows(inputs["data"].path / "eval.jsonl")[:REFERENCE_ROWS], cfg)
     manifest["files"] = file_hashes(folder)
@@ -83,13 +86,14 @@ def _copy_model(src: Path, folder: Path) -> str:
     return "model.onnx"
 
 
-def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_file: str, tokenizer: Any, labels: list[str], bench: dict[str, Any], teacher: dict[str, Any]) -> dict[str, Any]:
+def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_file: str, tokenizer: Any, labels: list[str], bench: dict[str, Any], teacher: dict[str, Any],
+              text_pairs: bool) -> dict[str, Any]:
     teacher_row = next(r for r in bench["rows"] if r["branch"] == "teacher")
     return {
         "format": "edgesmith-bundle/1", "task": cfg.task, "runtime": row["runtime"], "model_file": model_file,
-        "artifact": row["artifact"], "branch": row["branch"], "labels": labels,
+        "artifact": row["artifact"], "branch": row["branch"], "labels": labels, "session": row["session"],
         "inputs": {"names": _input_names(row), "max_length": cfg.max_length, "dynamic_axes": ["batch", "sequence"],
-                   "pad_token": tokenizer.pad_token, "pad_token_id": tokenizer.pad_token_id},
+                   "pad_token": tokenizer.pad_token, "pad_token_id": tokenizer.pad_token_id, "text_pairs": text_pairs},
         "output": "logits" if cfg.task == "classification" else "sentence_embedding",
         "profile": cfg.profile.model_dump(mode="json"), "recipe": json.loads(cfg.recipe_json),
         "metrics": {"quality": row["quality"], "latency": row["latency"], "bytes": row["bytes"], "within_budget": within,
@@ -106,18 +110,17 @@ def _input_names(row: dict[str, Any]) -> list[str]:
 
 
 def _write_reference(folder: Path, student_dir: Path, rows: list[dict[str, Any]], cfg: BundleStageConfig) -> None:
-    """Sentences with the bundle's own outputs (integrity) and the PyTorch student's (fidelity), for verify."""
-    import importlib.util
+    """Sentences with the bundle's own outputs (integrity) and the PyTorch student's (fidelity), for verify.
 
-    spec = importlib.util.spec_from_file_location("bundle_predict", folder / "predict.py")
-    predict = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(predict)
+    The outputs come from the manifest's session settings, as predict.py applies them (f32 on every CPU), through
+    edgesmith's own session: no bundle code runs here. `session` says what produced them (a GPU bundle built on a
+    CPU machine falls back to the CPU provider)."""
     texts = [r["text"][0] for r in rows]
     pairs = [r["text"][1] for r in rows] if len(rows[0]["text"]) == 2 else None
-    model = predict.Predictor(folder)
-    feed = model.encode(texts, pairs)
-    expected = model.predict(texts, pairs)
+    feed = encode(folder, texts, pairs)
+    session = open_bundle_session(folder)
     torch_out = TorchModelSession(load_model(student_dir), cfg.task).run(feed)
     (folder / "reference.json").write_text(json.dumps({
-        "texts": texts, "pairs": pairs, "expected": np.asarray(expected).tolist(), "pytorch": np.asarray(torch_out).tolist(),
+        "texts": texts, "pairs": pairs, "session": session.settings, "expected": session.run(feed).tolist(),
+        "pytorch": np.asarray(torch_out).tolist(),
     }))

@@ -1,0 +1,217 @@
+"""What a bundle runs on the device is exactly what was measured.
+
+For every runtime and precision a profile can ship, the bundle stage builds a bundle whose predict.py, run as a
+device runs it (its own process, cwd = the bundle), gives bit for bit the outputs of the benchmark's session
+(runtimes.open_session with the settings the bench stage recorded), and reads back those settings from the runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from edgesmith.artifacts import Artifact
+from edgesmith.bundle_io import encode, open_bundle_session
+from edgesmith.cli import main
+from edgesmith.errors import EdgesmithError
+from edgesmith.registry import STAGES
+from edgesmith.runtimes import open_session, session_settings
+from edgesmith.stages.bundle import BundleStageConfig
+
+EVERY_PAIR = ("description: every runtime and precision\nthreads: 1\nseq_len: 16\n"
+              "runtimes: {onnxruntime: [fp32, fp16, int8-dynamic, int8-static], openvino: [fp32, fp16, int8-static]}\n")
+SHIPPABLE = ["onnxruntime-fp32", "onnxruntime-fp16", "onnxruntime-int8-dynamic", "onnxruntime-int8-static",
+             "openvino-fp32", "openvino-fp16", "openvino-int8-static"]
+RECIPE = """
+task: classification
+teacher: {{model: {model}}}
+data: {{source: {data}, max_length: 32}}
+prune: {{branches: [structured], structured: {{keep_heads: 0.5, keep_ffn: 0.5, importance_samples: 16, ffn_multiple_of: 8}}}}
+distill: {{max_steps: 2, batch_size: 8}}
+quantize: {{calibration_samples: 8, accuracy_budget: 100}}
+bench: {{warmup: 1, iterations: 5}}
+profiles: [{profile}]
+"""
+# Lengths from 1 word to past max_length (truncation), in one batch (padding).
+TEXTS = ["superb", "a good movie", "the plot was not quite boring and the actor was very sad but it is a fine film",
+         " ".join(["really good"] * 30)]
+# Run inside a bundle folder: what predict.py opened, as the runtime itself reports it.
+READBACK = """
+import json, sys
+from predict import Predictor
+m = Predictor(threads=int(sys.argv[1]) if len(sys.argv) > 1 else None)
+if m.manifest["session"]["runtime"] == "openvino":
+    got = {k: m.handle.get_property(k) for k in ("INFERENCE_NUM_THREADS", "PERFORMANCE_HINT", "INFERENCE_PRECISION_HINT")}
+    got["INFERENCE_PRECISION_HINT"] = got["INFERENCE_PRECISION_HINT"].get_type_name()
+    got["PERFORMANCE_HINT"] = str(got["PERFORMANCE_HINT"])
+else:
+    o = m.handle.get_session_options()
+    got = {"intra_op_num_threads": o.intra_op_num_threads, "inter_op_num_threads": o.inter_op_num_threads,
+           "graph_optimization_level": o.graph_optimization_level.name, "providers": m.handle.get_providers()}
+print(json.dumps({"settings": m.settings, "readback": got}))
+"""
+
+
+@pytest.fixture(scope="module")
+def run_out(tmp_path_factory, tiny_bert, tiny_data) -> Path:
+    root = tmp_path_factory.mktemp("parity")
+    (root / "all.yaml").write_text(EVERY_PAIR)
+    (root / "recipe.yaml").write_text(RECIPE.format(model=tiny_bert, data=tiny_data, profile=root / "all.yaml"))
+    assert main(["run", str(root / "recipe.yaml"), "--out", str(root / "out")]) == 0
+    return root / "out"
+
+
+@pytest.fixture(scope="module")
+def bundles(run_out, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    """artifact name -> (bundle folder, its bench row): the bundle stage run on the run's own inputs, with a bench
+    table holding the teacher and that one artifact, so that it is the one shipped."""
+    stage = json.loads((run_out / "08-bundle-all" / "manifest.json").read_text())
+    by_digest = {a.digest: a for a in map(Artifact.open, run_out.glob("0*"))}
+    inputs = {k: by_digest[d] for k, d in stage["parents"].items()}
+    cfg = BundleStageConfig.model_validate(stage["config"])
+    bench = inputs["bench"]
+    teacher = next(r for r in bench.facts["rows"] if r["branch"] == "teacher")
+    rows = {r["artifact"]: r for r in bench.facts["rows"] if r["branch"] != "teacher"}
+    assert sorted(rows) == sorted(SHIPPABLE)
+    built = {}
+    for name, row in rows.items():
+        out = tmp_path_factory.mktemp(name)
+        only = dataclasses.replace(bench, facts=bench.facts | {"rows": [teacher, row]})
+        assert STAGES["bundle"].fn(cfg, inputs | {"bench": only}, out)["chosen"]["artifact"] == name
+        built[name] = (out / "edgesmith-all", row)
+    return built
+
+
+def _run(folder: Path, script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, script, *args], cwd=folder, capture_output=True, text=True, check=check)
+
+
+def _raw(stdout: str) -> np.ndarray:
+    return np.asarray([json.loads(line)["outputs"] for line in stdout.splitlines()], dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", SHIPPABLE)
+def test_predict_py_reproduces_the_benchmark_session_bit_for_bit(bundles, name):
+    folder, row = bundles[name]
+    got = _raw(_run(folder, "predict.py", "--raw", *TEXTS).stdout)
+    measured = open_session(row["runtime"], Path(row["path"]), settings=row["session"]["settings"])
+    want = measured.run(encode(folder, TEXTS))
+    assert want.dtype == np.float32 and got.shape == want.shape == (len(TEXTS), 2)
+    assert np.array_equal(got, want)
+    ref = json.loads((folder / "reference.json").read_text())
+    assert ref["session"] == row["session"]["settings"]
+    assert np.array_equal(np.asarray(ref["expected"], dtype=np.float32), measured.run(encode(folder, ref["texts"], ref["pairs"])))
+
+
+@pytest.mark.parametrize("name", SHIPPABLE)
+def test_manifest_session_is_what_the_bench_stage_recorded(bundles, name):
+    folder, row = bundles[name]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["session"] == row["session"] == {"runtime": row["runtime"], "settings": session_settings(row["runtime"], 1)}
+    assert manifest["inputs"]["text_pairs"] is False
+
+
+def test_the_shipped_bundle_of_the_run_carries_its_rows_settings(run_out):
+    manifest = json.loads((run_out / "08-bundle-all" / "edgesmith-all" / "manifest.json").read_text())
+    rows = json.loads((run_out / "07-bench-all" / "manifest.json").read_text())["facts"]["rows"]
+    assert manifest["session"] == next(r["session"] for r in rows if r["artifact"] == manifest["artifact"])
+    assert next(r for r in rows if r["branch"] == "teacher")["session"] == {"runtime": "torch", "settings": {"num_threads": 1}}
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPABLE if n.startswith("openvino")])
+def test_openvino_bundle_runs_in_f32_at_latency_hint(bundles, name):
+    folder, _ = bundles[name]
+    done = json.loads(_run(folder, "-c", READBACK).stdout)
+    assert done["readback"] == {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    override = json.loads(_run(folder, "-c", READBACK, "2").stdout)
+    assert override["readback"] == done["readback"] | {"INFERENCE_NUM_THREADS": 2}
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPABLE if n.startswith("onnxruntime")])
+def test_onnxruntime_bundle_applies_every_recorded_option(bundles, name):
+    folder, row = bundles[name]
+    done = json.loads(_run(folder, "-c", READBACK).stdout)
+    assert done["readback"] == row["session"]["settings"] == done["settings"]
+    override = json.loads(_run(folder, "-c", READBACK, "2").stdout)
+    assert override["readback"] == done["readback"] | {"intra_op_num_threads": 2}
+
+
+def _edited(bundles, name: str, tmp_path: Path, change: Callable[[dict], object]) -> Path:
+    """A copy of a bundle whose manifest.json went through change(manifest)."""
+    folder = shutil.copytree(bundles[name][0], tmp_path / "b")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _pairs(bundles, tmp_path: Path, text_pairs: bool) -> Path:
+    return _edited(bundles, "onnxruntime-int8-dynamic", tmp_path, lambda m: m["inputs"].update(text_pairs=text_pairs))
+
+
+@pytest.mark.parametrize("pair_bundle, args, fix", [
+    (False, ["--pair", "a good movie", "an awful film"], "drop --pair"),
+    (True, ["a good movie", "an awful film"], "pass --pair"),
+    (True, ["--pair", "a good movie", "an awful film", "superb"], "add the missing second sentence"),
+])
+def test_pair_mismatch_is_a_usage_error(bundles, tmp_path, pair_bundle, args, fix):
+    folder = _pairs(bundles, tmp_path, pair_bundle)
+    done = _run(folder, "predict.py", *args, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("predict.py: error: ") and fix in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_pair_bundle_predicts_each_pair_as_measured(bundles, tmp_path):
+    folder = _pairs(bundles, tmp_path, True)
+    done = _run(folder, "predict.py", "--pair", "--raw", "a good movie", "an awful film", "superb", "dull")
+    assert [json.loads(x)["text"] for x in done.stdout.splitlines()] == ["a good movie", "superb"]
+    row = bundles["onnxruntime-int8-dynamic"][1]
+    measured = open_session(row["runtime"], Path(row["path"]), settings=row["session"]["settings"])
+    assert np.array_equal(_raw(done.stdout), measured.run(encode(folder, ["a good movie", "superb"], ["an awful film", "dull"])))
+
+
+def test_gpu_bundle_on_a_cpu_falls_back_and_says_so(bundles, tmp_path):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: no fallback to see")
+    folder = _edited(bundles, "onnxruntime-fp16", tmp_path,
+                     lambda m: m["session"]["settings"].update(providers=["CUDAExecutionProvider"]))
+    done = _run(folder, "predict.py", "a good movie")
+    assert len(done.stdout.splitlines()) == 1
+    note = "note: execution providers ['CUDAExecutionProvider'] not all available here; running on ['CPUExecutionProvider']"
+    assert note in done.stderr
+
+
+def test_bench_py_opens_the_manifest_session(bundles):
+    folder, row = bundles["openvino-int8-static"]
+    out = json.loads(_run(folder, "bench.py", "--warmup", "1", "--iterations", "5").stdout)
+    assert out["session"] == row["session"]["settings"] and out["p50_ms"] > 0
+    assert "override only the thread count" in _run(folder, "bench.py", "--help").stdout
+    assert "override only the thread count" in _run(folder, "predict.py", "--help").stdout
+
+
+def test_bundle_io_runs_no_bundle_code(bundles, tmp_path):
+    folder = shutil.copytree(bundles["openvino-fp32"][0], tmp_path / "b")
+    for script in ("predict.py", "bench.py"):
+        (folder / script).write_text(f"raise SystemExit('{script} must not run')\n")
+    session = open_bundle_session(folder, threads=2)
+    assert session.settings["config"]["INFERENCE_NUM_THREADS"] == 2
+    assert session.run(encode(folder, TEXTS)).shape == (len(TEXTS), 2)
+
+
+def test_bundle_io_applies_no_option_edgesmith_does_not_make(bundles, tmp_path):
+    written = tmp_path / "written.onnx"  # what ONNX Runtime would write, were the option applied
+    folder = _edited(bundles, "onnxruntime-fp32", tmp_path,
+                     lambda m: m["session"]["settings"].update(optimized_model_filepath=str(written)))
+    with pytest.raises(EdgesmithError, match="no session settings edgesmith makes .*; rebuild the bundle"):
+        open_bundle_session(folder)
+    assert not written.exists()
