@@ -1,4 +1,4 @@
-"""edgesmith's command line: `run`, `profiles`, `verify`. Bad input: one line on stderr, exit status 2."""
+"""edgesmith's command line: `run`, `profiles`, `verify`, `keygen`. Bad input: one line on stderr, exit status 2."""
 
 from __future__ import annotations
 
@@ -32,9 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--max-eval-samples", type=int)
     r.add_argument("--epochs", type=float, help="distillation epochs")
     r.add_argument("--max-steps", type=int, help="distillation steps (overrides epochs)")
+    r.add_argument("--sign", type=Path, metavar="KEY", help="sign each bundle with this ed25519 private key (from `edgesmith keygen`)")
     sub.add_parser("profiles", help="list the hardware profiles")
-    v = sub.add_parser("verify", help="re-check bundles (folders or .tar.gz)")
+    v = sub.add_parser("verify", help="re-check bundles (folders or .tar.gz) without running their code")
     v.add_argument("bundles", nargs="+", type=Path)
+    v.add_argument("--key", type=Path, metavar="PUB", help="ed25519 public key (.pub from keygen): require the bundle's signature")
+    k = sub.add_parser("keygen", help="write an ed25519 key pair for signing bundles: OUT_PREFIX.key (mode 0600) and OUT_PREFIX.pub")
+    k.add_argument("prefix", type=Path, metavar="OUT_PREFIX")
     return p
 
 
@@ -84,7 +88,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     log = lambda msg: print(f"[{time.time() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     fresh = not out.exists()
     try:
-        runner.run(recipe, chosen, out, set(a.force), log)
+        runner.run(recipe, chosen, out, set(a.force), log, sign_key=a.sign)
     except EdgesmithError:
         if fresh:  # a run that failed before any stage finished leaves nothing behind
             shutil.rmtree(out, ignore_errors=True)
@@ -109,8 +113,17 @@ def cmd_verify(a: argparse.Namespace) -> int:
     from .verify import verify
 
     for bundle in a.bundles:
-        for line in verify(bundle):
+        for line in verify(bundle, a.key):
             print(f"{bundle}: ok: {line}")
+    return 0
+
+
+def cmd_keygen(a: argparse.Namespace) -> int:
+    from .signing import keygen
+
+    private, public = keygen(a.prefix)
+    print(f"private key: {private} (keep it secret; pass it to `edgesmith run --sign`)")
+    print(f"public key:  {public} (give it to whoever runs `edgesmith verify --key`)")
     return 0
 
 
@@ -119,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # edgesmith never downloads models
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return {"run": cmd_run, "profiles": cmd_profiles, "verify": cmd_verify}[a.command](a)
+        return {"run": cmd_run, "profiles": cmd_profiles, "verify": cmd_verify, "keygen": cmd_keygen}[a.command](a)
     except EdgesmithError as err:
         print(f"edgesmith: error: {err}", file=sys.stderr)
         return 2

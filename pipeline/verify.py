@@ -1,87 +1,228 @@
-"""`edgesmith verify BUNDLE`: re-check a bundle where it now lies (after copying it to a device, say).
+"""`edgesmith verify BUNDLE [--key PUB]`: re-check a bundle where it now lies (after copying it to a device, say).
 
-1. every file listed in manifest.json exists and has its recorded sha256;
-2. the tokenizer loads with AutoTokenizer.from_pretrained(bundle) when transformers is installed;
-3. the bundle's own predict.py reproduces the outputs recorded at build time;
-4. those outputs still agree with the PyTorch student (class agreement or cosine).
+A bundle from elsewhere is untrusted data: verify never imports or runs a file of it. In order, it checks
+1. the layout: one folder of regular files (no links; an archive holds exactly that folder), and manifest.json
+   is JSON with a `files` table of plain relative names;
+2. with --key, the ed25519 signature over manifest.json (which lists the sha256 of every other file);
+3. the folder holds exactly the listed files, each with its recorded sha256;
+4. the only code in it, predict.py and bench.py, is byte-identical to this edgesmith's templates;
+5. the session settings in the manifest are ones edgesmith makes (they are applied to the runtime);
+6. the tokenizer loads (tokenizers; AutoTokenizer too when transformers is installed);
+7. edgesmith's own runtime, on the bundle's model file, reproduces the outputs recorded at build time;
+8. those outputs still agree with the PyTorch student (class agreement or cosine).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
 import tarfile
 import tempfile
-from pathlib import Path
+import zlib
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from . import signing
 from .artifacts import sha256_file
 from .errors import EdgesmithError, require
 
 OUTPUT_ATOL = 1e-3  # same model, same runtime: only thread scheduling may reorder sums
 MIN_AGREEMENT = 0.75  # INT8 may flip a near-tie among the 8 reference rows, not more
 MIN_COSINE = 0.95
+TEMPLATES = Path(__file__).resolve().parent / "bundle_templates"
+CODE = ("predict.py", "bench.py")  # the only code a bundle may carry, copied from TEMPLATES
+# Files Python would import or load from the bundle folder (sys.path[0] when predict.py runs) besides CODE.
+CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pyd", ".so", ".dll", ".dylib", ".pth")
+UNLISTED = ("manifest.json", signing.SIGNATURE)  # the manifest cannot list itself, nor its signature
 
 
-def verify(path: Path) -> list[str]:
-    """Returns the checks passed; raises EdgesmithError on the first failure."""
-    if path.is_file() and path.name.endswith(".tar.gz"):
-        with tempfile.TemporaryDirectory() as tmp, tarfile.open(path) as tar:
-            tar.extractall(tmp, filter="data")
-            return verify(next(Path(tmp).iterdir()))
-    require((path / "manifest.json").is_file(), f"{path}: no manifest.json; pass a bundle folder or .tar.gz made by edgesmith")
-    manifest = json.loads((path / "manifest.json").read_text())
-    passed = [_hashes(path, manifest["files"])]
-    passed.append(_tokenizer(path))
-    passed += _outputs(path, manifest["task"])
+def verify(path: Path, key: Path | None = None) -> list[str]:
+    """Returns the checks passed; raises EdgesmithError (naming `path`) on the first failure."""
+    try:
+        if path.is_dir():
+            return _verify_folder(path, key)
+        require(path.is_file(), "no such bundle; pass a bundle folder or .tar.gz made by edgesmith")
+        with tempfile.TemporaryDirectory() as tmp:
+            return _verify_folder(_extract(path, Path(tmp)), key)
+    except EdgesmithError as err:
+        raise EdgesmithError(f"{path}: {err}") from None
+
+
+def _verify_folder(folder: Path, key: Path | None) -> list[str]:
+    present = _regular_files(folder)
+    manifest = _read_manifest(folder, present)
+    passed = [signing.check(folder, key)]
+    passed += _hashes(folder, manifest["files"], present)
+    passed.append(_code(folder, manifest["files"]))
+    passed.append(_session(manifest))
+    passed.append(_tokenizer(folder))
+    passed += _outputs(folder, manifest["task"])
     return passed
 
 
-def _hashes(path: Path, files: dict[str, str]) -> str:
-    for name, digest in files.items():
-        require((path / name).is_file(), f"{path}: {name} is missing; re-copy the bundle")
-        require(sha256_file(path / name) == digest, f"{path}: {name} does not match its sha256; re-copy the bundle")
-    return f"sha256 of {len(files)} files match"
+def _extract(archive: Path, dest: Path) -> Path:
+    """The bundle folder inside a .tar.gz, extracted under dest once every entry is checked."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            top = _check_members(tar.getmembers())
+            tar.extractall(dest, filter="data")  # the members were checked; the data filter is a second guard
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        raise EdgesmithError(f"not a readable .tar.gz ({_first_line(err)}); pass a bundle folder or .tar.gz made by edgesmith") from None
+    require((dest / top).is_dir(), f"the archive holds a file {top!r}, not a bundle folder; pass a .tar.gz made by edgesmith")
+    return dest / top
 
 
-def _tokenizer(path: Path) -> str:
+def _check_members(members: list[tarfile.TarInfo]) -> str:
+    """The archive's one top-level name; refuses links, special files and names that leave the folder."""
+    require(bool(members), "the archive is empty; pass a .tar.gz made by edgesmith")
+    for m in members:
+        require(_safe_name(m.name), f"archive entry {m.name!r} leaves the bundle folder; refusing to extract it")
+        require(not (m.issym() or m.islnk()), f"archive entry {m.name!r} is a link; a bundle holds only regular files")
+        require(m.isfile() or m.isdir(), f"archive entry {m.name!r} is not a regular file; a bundle holds only regular files")
+    tops = sorted({PurePosixPath(m.name).parts[0] for m in members})
+    require(len(tops) == 1, f"the archive holds {len(tops)} top-level entries ({', '.join(tops[:3])}); a bundle archive holds one folder")
+    return tops[0]
+
+
+def _safe_name(name: str) -> bool:
+    """A plain relative path that stays inside its folder (no '..', no absolute or Windows-style path)."""
+    p = PurePosixPath(name)
+    return bool(p.parts) and not p.is_absolute() and ".." not in p.parts and "\\" not in name and ":" not in name
+
+
+def _regular_files(folder: Path) -> set[str]:
+    """Relative names of every file under folder; refuses links, which could point outside the bundle."""
+    found = set()
+    for root, dirs, files in os.walk(folder):  # never follows a linked folder: it is refused below
+        for name in dirs + files:
+            p = Path(root) / name
+            rel = p.relative_to(folder).as_posix()
+            require(not p.is_symlink(), f"{rel} is a symbolic link; a bundle holds only regular files, copy it without links")
+            if name in files:
+                require(p.is_file(), f"{rel} is not a regular file; a bundle holds only regular files")
+                # A second name elsewhere on the disk could change the file behind the manifest's back.
+                require(p.stat().st_nlink == 1, f"{rel} is a hard link; copy the bundle with plain copies (cp -r, tar)")
+                found.add(rel)
+    return found
+
+
+def _read_manifest(folder: Path, present: set[str]) -> dict[str, Any]:
+    require("manifest.json" in present, "no manifest.json; pass a bundle folder or .tar.gz made by edgesmith")
+    try:
+        manifest = json.loads((folder / "manifest.json").read_bytes())
+    except ValueError:
+        raise EdgesmithError("manifest.json is not valid JSON; re-copy the bundle") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    require(isinstance(files, dict) and bool(files) and all(isinstance(v, str) for v in files.values()),
+            "manifest.json has no `files` table of sha256 digests; re-copy the bundle or rebuild it")
+    for name in files:
+        require(_safe_name(name) and PurePosixPath(name).as_posix() == name,
+                f"manifest.json lists {name!r}, a path outside the bundle folder; the manifest was tampered with")
+    for field in ("task", "model_file"):
+        require(isinstance(manifest.get(field), str), f"manifest.json has no {field!r}; rebuild the bundle")
+    for name in (*CODE, "tokenizer.json", "reference.json", manifest["model_file"]):
+        require(name in files, f"manifest.json does not list {name}, which every edgesmith bundle has; tampered bundle, rebuild it")
+    return manifest
+
+
+def _hashes(folder: Path, files: dict[str, str], present: set[str]) -> list[str]:
+    extra = sorted(present - set(files) - set(UNLISTED))
+    require(not extra, f"{', '.join(extra)}: not listed in manifest.json; a bundle carries only the files it was built with, remove them")
+    for name in sorted(files):
+        require(name in present, f"{name} is missing; re-copy the bundle")
+        require(sha256_file(folder / name) == files[name], f"{name} does not match its sha256; re-copy the bundle")
+    return [f"sha256 {files[name]} {name}" for name in sorted(files)] + [f"no files besides these {len(files)}, {' and '.join(UNLISTED)}"]
+
+
+def _code(folder: Path, files: dict[str, str]) -> str:
+    """Refuses any code but edgesmith's own templates: predict.py would import a module planted beside it."""
+    from importlib.metadata import version
+
+    for name in files:
+        require(name in CODE or not name.endswith(CODE_SUFFIXES), f"{name} is code, and a bundle carries only edgesmith's predict.py and bench.py; tampered bundle")
+    for name in CODE:
+        require((folder / name).read_bytes() == (TEMPLATES / name).read_bytes(),
+                f"{name} differs from edgesmith {version('edgesmith')}'s template; tampered bundle (or another edgesmith version: rebuild it)")
+    return f"{' and '.join(CODE)} byte-identical to edgesmith {version('edgesmith')}'s templates (not run)"
+
+
+def _session(manifest: dict[str, Any]) -> str:
+    """The settings bundle_io applies to the runtime must be edgesmith's own: an ONNX Runtime option such as
+    optimized_model_filepath would otherwise make verify write wherever the manifest says."""
+    from .runtimes import CPU_ONLY, session_settings, with_threads
+
+    session = manifest.get("session")
+    try:
+        runtime, settings = session["runtime"], session["settings"]
+        require(runtime in ("onnxruntime", "openvino"), f"unknown runtime {runtime!r}")
+        providers = tuple(settings.get("providers", CPU_ONLY))
+        ours = with_threads(runtime, settings, 1) == session_settings(runtime, 1, providers)
+    except (KeyError, TypeError, AttributeError, EdgesmithError):
+        ours = False
+    require(ours, "manifest.json session settings are not ones edgesmith makes; tampered bundle (or another edgesmith version: rebuild it)")
+    return f"session settings are edgesmith's ({runtime})"
+
+
+def _tokenizer(folder: Path) -> str:
     try:
         from transformers import AutoTokenizer
     except ImportError:
         return "tokenizer: transformers not installed here, skipped AutoTokenizer check"
-    tok = AutoTokenizer.from_pretrained(path)
-    require(len(tok("edgesmith checks its bundles")["input_ids"]) > 2, f"{path}: tokenizer produced no tokens")
-    return "tokenizer loads with AutoTokenizer.from_pretrained"
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        ids = tok("edgesmith checks its bundles")["input_ids"]
+    except Exception as err:  # untrusted files: any failure of the library means a broken tokenizer
+        raise EdgesmithError(f"tokenizer does not load with AutoTokenizer ({_first_line(err)}); re-copy or rebuild the bundle") from None
+    require(len(ids) > 2, "tokenizer produced no tokens; rebuild the bundle")
+    return "tokenizer loads with AutoTokenizer.from_pretrained (trust_remote_code=False)"
 
 
-def _outputs(path: Path, task: str) -> list[str]:
-    ref = json.loads((path / "reference.json").read_text())
-    predict = _load_predict(path)
-    got = predict.Predictor(path).predict(ref["texts"], ref["pairs"])
-    expected, torch_out = np.asarray(ref["expected"]), np.asarray(ref["pytorch"])
+def _outputs(folder: Path, task: str) -> list[str]:
+    ref, expected, torch_out = _reference(folder)
+    got = _run_model(folder, ref["texts"], ref["pairs"])
+    require(got.shape == expected.shape == torch_out.shape,
+            f"outputs have shape {got.shape} but reference.json records {expected.shape}; the model file is not the one built")
     diff = float(np.abs(got - expected).max())
-    require(diff <= OUTPUT_ATOL, f"{path}: outputs differ from those recorded at build time (max abs diff {diff:.2e}); rebuild the bundle")
+    require(diff <= OUTPUT_ATOL, f"outputs differ from those recorded at build time (max abs diff {diff:.2e}); the model file is not the one built")
     if task == "classification":
         agree = float((got.argmax(-1) == torch_out.argmax(-1)).mean())
-        require(agree >= MIN_AGREEMENT, f"{path}: only {agree:.0%} of reference predictions match PyTorch; the model file is wrong")
+        require(agree >= MIN_AGREEMENT, f"only {agree:.0%} of reference predictions match PyTorch; the model file is wrong")
         fidelity = f"{agree:.0%} class agreement with PyTorch"
     else:
         cos = float(_cos(got, torch_out).min())
-        require(cos >= MIN_COSINE, f"{path}: embedding cosine to PyTorch {cos:.3f} < {MIN_COSINE}; the model file is wrong")
+        require(cos >= MIN_COSINE, f"embedding cosine to PyTorch {cos:.3f} < {MIN_COSINE}; the model file is wrong")
         fidelity = f"min cosine {cos:.4f} to PyTorch"
-    return [f"outputs reproduce the build (max abs diff {diff:.1e})", fidelity]
+    return [f"edgesmith's runtime on the bundle's model reproduces the build (max abs diff {diff:.1e})", fidelity]
+
+
+def _reference(folder: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    try:
+        ref = json.loads((folder / "reference.json").read_bytes())
+        expected, torch_out = np.asarray(ref["expected"], dtype=np.float32), np.asarray(ref["pytorch"], dtype=np.float32)
+        ok = all(isinstance(t, str) for t in ref["texts"]) and (ref["pairs"] is None or all(isinstance(t, str) for t in ref["pairs"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    require(ok, "reference.json is missing or malformed; rebuild the bundle")
+    return ref, expected, torch_out
+
+
+def _run_model(folder: Path, texts: list[str], pairs: list[str] | None) -> np.ndarray:
+    """The bundle's model through edgesmith's runtimes, tokenized as predict.py tokenizes (bundle_io)."""
+    from .bundle_io import encode, open_bundle_session
+
+    try:
+        return np.asarray(open_bundle_session(folder, threads=1).run(encode(folder, texts, pairs)))
+    except EdgesmithError:
+        raise
+    except Exception as err:  # untrusted model and tokenizer files: each runtime raises its own exception types
+        raise EdgesmithError(f"the bundle's model does not run on its reference sentences ({_first_line(err)}); re-copy or rebuild the bundle") from None
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
 
 
-def _load_predict(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location("bundle_predict", path / "predict.py")
-    if spec is None or spec.loader is None:
-        raise EdgesmithError(f"{path}: predict.py missing or unreadable; re-copy the bundle")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -19,6 +19,7 @@ from ..config import Frozen, Profile, Task
 from ..errors import EdgesmithError
 from ..modeling import load_model, load_tokenizer
 from ..registry import stage
+from ..signing import SigningKey, sign_folder
 from .common import read_rows
 from .teacher import TorchModelSession
 
@@ -32,6 +33,7 @@ class BundleStageConfig(Frozen):
     max_length: int
     budget: float
     recipe_json: str
+    signing: SigningKey | None = None  # `run --sign KEY`: the key's path and public half, never the private key
 
 
 def choose(rows: list[dict[str, Any]], teacher_metric: float, budget: float) -> tuple[dict[str, Any], bool]:
@@ -71,6 +73,8 @@ def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     _write_reference(folder, student_dir, read_rows(inputs["data"].path / "eval.jsonl")[:REFERENCE_ROWS], cfg)
     manifest["files"] = file_hashes(folder)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if cfg.signing is not None:  # last: the signature covers the final manifest, and the tar carries it
+        sign_folder(folder, cfg.signing)
     with tarfile.open(out / f"{folder.name}.tar.gz", "w:gz") as tar:
         tar.add(folder, arcname=folder.name)
     return {"bundle": folder.name, "chosen": {k: row[k] for k in ("branch", "artifact", "bytes", "quality", "latency")},

@@ -1,0 +1,291 @@
+"""`edgesmith verify` is a security boundary: a bundle is untrusted data. Verify never runs the bundle's code,
+refuses files its manifest does not list, links, paths that leave the bundle and malformed archives or
+manifests (each with one line, exit 2), and with `--key` proves the bundle is the one that was built and signed.
+
+One signed tiny bundle is built per module; each test tampers with its own copy."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import stat
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edgesmith.artifacts import sha256_file
+from edgesmith.cli import main
+from harness import assert_refused, edgesmith
+
+RECIPE = """name: tiny
+task: classification
+teacher: {{model: '{model}'}}
+data: {{source: '{data}', max_length: 32}}
+prune: {{branches: [structured], structured: {{keep_heads: 0.5, keep_ffn: 0.5, importance_samples: 16, ffn_multiple_of: 8}}}}
+distill: {{max_steps: 2, batch_size: 8}}
+quantize: {{calibration_samples: 8, accuracy_budget: 100}}
+bench: {{warmup: 1, iterations: 5}}
+profiles: ['{profile}']
+"""
+
+
+@dataclass(frozen=True)
+class Built:
+    folder: Path  # the signed bundle folder
+    recipe: Path
+    key: Path
+    pub: Path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, tiny_data: Path, tiny_profiles: Path) -> Built:
+    root = tmp_path_factory.mktemp("signed")
+    assert main(["keygen", str(root / "builder")]) == 0
+    recipe = root / "recipe.yaml"
+    recipe.write_text(RECIPE.format(model=tiny_bert, data=tiny_data, profile=tiny_profiles / "tiny-ort.yaml"))
+    assert main(["run", str(recipe), "--out", str(root / "out"), "--sign", str(root / "builder.key")]) == 0
+    return Built(root / "out" / "08-bundle-tiny-ort" / "edgesmith-tiny-ort", recipe, root / "builder.key", root / "builder.pub")
+
+
+@pytest.fixture()
+def bundle(built: Built, tmp_path: Path) -> Path:
+    """This test's own copy of the signed bundle, to tamper with."""
+    return Path(shutil.copytree(built.folder, tmp_path / built.folder.name))
+
+
+def manifest_of(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def rehash(folder: Path, *added: str) -> None:
+    """Record the current sha256 of every listed file (and of `added`), as someone covering their tracks would."""
+    manifest = manifest_of(folder)
+    for name in [*manifest["files"], *added]:
+        manifest["files"][name] = sha256_file(folder / name)
+    write_manifest(folder, manifest)
+
+
+def evil_code(marker: Path) -> str:
+    """Python that leaves `marker` behind when imported: proof that verify ran it."""
+    return f"from pathlib import Path\nPath({str(marker)!r}).write_text('verify ran bundle code')\n"
+
+
+def entry(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "", data: bytes = b"") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, linkname, len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+def tar_of(folder: Path, path: Path, *extra: tuple[tarfile.TarInfo, bytes]) -> Path:
+    """The bundle as edgesmith archives it, plus `extra` entries."""
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return path
+
+
+def test_clean_verify_names_every_file_and_hash_it_checked(built: Built) -> None:
+    done = edgesmith("verify", built.folder)
+    assert done.code == 0, done.stderr
+    for name, digest in manifest_of(built.folder)["files"].items():
+        assert f"sha256 {digest} {name}" in done.stdout
+    assert "byte-identical" in done.stdout and "signed, not checked (pass --key" in done.stdout
+
+
+def test_good_signature_passes_for_the_folder_and_the_archive(built: Built) -> None:
+    for path in (built.folder, built.folder.parent / f"{built.folder.name}.tar.gz"):
+        done = edgesmith("verify", path, "--key", built.pub)
+        assert done.code == 0, done.stderr
+        assert "signature: valid" in done.stdout
+
+
+def test_a_new_key_rebuilds_only_the_bundle_and_no_manifest_holds_the_private_key(built: Built, tmp_path: Path, capsys) -> None:
+    out = Path(shutil.copytree(built.folder.parents[1], tmp_path / "out"))
+    assert main(["keygen", str(tmp_path / "new")]) == 0
+    assert main(["run", str(built.recipe), "--out", str(out), "--sign", str(tmp_path / "new.key")]) == 0
+    err = capsys.readouterr().err
+    assert "[07-bench-tiny-ort] skipped" in err and "[08-bundle-tiny-ort] running" in err
+    assert edgesmith("verify", out / "08-bundle-tiny-ort" / built.folder.name, "--key", tmp_path / "new.pub").code == 0
+    private_body = "".join((tmp_path / "new.key").read_text().splitlines()[1:-1])
+    for manifest in out.rglob("manifest.json"):
+        assert private_body not in manifest.read_text().replace("\n", "")
+    signing = json.loads((out / "08-bundle-tiny-ort" / "manifest.json").read_text())["config"]["signing"]
+    assert set(signing) == {"path", "public_key"} and len(signing["public_key"]) == 64
+
+
+def test_unsigned_bundle_passes_without_key_and_says_unsigned(bundle: Path) -> None:
+    (bundle / "manifest.sig").unlink()
+    done = edgesmith("verify", bundle)
+    assert done.code == 0, done.stderr
+    assert "signature: unsigned" in done.stdout
+
+
+def test_key_given_but_bundle_unsigned(bundle: Path, built: Built) -> None:
+    (bundle / "manifest.sig").unlink()
+    assert_refused(edgesmith("verify", bundle, "--key", built.pub), "unsigned", "--key")
+
+
+def test_wrong_key(bundle: Path, tmp_path: Path) -> None:
+    assert edgesmith("keygen", tmp_path / "stranger").code == 0
+    assert_refused(edgesmith("verify", bundle, "--key", tmp_path / "stranger.pub"), "signed by key", "stranger.pub")
+
+
+def test_edited_manifest_fails_the_signature(bundle: Path, built: Built) -> None:
+    manifest = manifest_of(bundle)
+    manifest["metrics"]["quality"]["metric"] = 0.999
+    write_manifest(bundle, manifest)
+    assert_refused(edgesmith("verify", bundle, "--key", built.pub), "signature does not match manifest.json")
+
+
+def test_tampered_predict_py_is_refused_and_never_runs(bundle: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    (bundle / "predict.py").write_text(evil_code(marker) + (bundle / "predict.py").read_text())
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "predict.py", "template", "tampered")
+    assert_refused(edgesmith("verify", tar_of(bundle, tmp_path / "evil.tar.gz")), "predict.py", "template")
+    assert not marker.exists()
+
+
+def test_unlisted_file_is_refused_and_listed_code_too(bundle: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    (bundle / "tokenizers.py").write_text(evil_code(marker))  # predict.py's `import tokenizers` would load it
+    assert_refused(edgesmith("verify", bundle), "tokenizers.py", "not listed")
+    rehash(bundle, "tokenizers.py")
+    assert_refused(edgesmith("verify", bundle), "tokenizers.py", "is code")
+    assert not marker.exists()
+
+
+def test_missing_file(bundle: Path) -> None:
+    (bundle / "labels.json").unlink()
+    assert_refused(edgesmith("verify", bundle), "labels.json is missing")
+    (bundle / "reference.json").unlink()
+    manifest = manifest_of(bundle)
+    for name in ("labels.json", "reference.json"):
+        del manifest["files"][name]
+    write_manifest(bundle, manifest)
+    assert_refused(edgesmith("verify", bundle), "does not list reference.json")
+
+
+def test_swapped_model_is_caught_by_reference_outputs_and_by_signature(bundle: Path, built: Built) -> None:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(bundle / "model.onnx")
+    bias = next(t for t in model.graph.initializer if t.name.endswith("classifier.bias"))
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + np.array([1, -1], np.float32), bias.name))
+    onnx.save(model, bundle / "model.onnx")  # a valid model, not the one built
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "outputs differ from those recorded", "model file")
+    assert_refused(edgesmith("verify", bundle, "--key", built.pub), "signature does not match")
+
+
+@pytest.mark.parametrize("where", ["relative", "absolute"])
+def test_manifest_paths_outside_the_bundle_are_never_read(bundle: Path, tmp_path: Path, where: str) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not part of any bundle")
+    name = f"../{secret.name}" if where == "relative" else str(secret)
+    manifest = manifest_of(bundle)
+    manifest["files"][name] = sha256_file(secret)  # the right hash: only the path gives it away
+    write_manifest(bundle, manifest)
+    assert_refused(edgesmith("verify", bundle), "outside the bundle")
+
+
+def test_links_in_a_bundle_folder(bundle: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "labels-outside.json"
+    shutil.move(bundle / "labels.json", outside)
+    (bundle / "labels.json").symlink_to(outside)  # same content, so its hash matches
+    assert_refused(edgesmith("verify", bundle), "labels.json", "symbolic link")
+    (bundle / "labels.json").unlink()
+    os.link(outside, bundle / "labels.json")
+    assert_refused(edgesmith("verify", bundle), "labels.json", "hard link")
+    (bundle / "labels.json").unlink()
+    shutil.copy(outside, bundle / "labels.json")
+    (bundle / "up").symlink_to(tmp_path, target_is_directory=True)
+    assert_refused(edgesmith("verify", bundle), "up", "symbolic link")
+
+
+def test_archive_path_traversal(bundle: Path, tmp_path: Path) -> None:
+    up = tar_of(bundle, tmp_path / "up.tar.gz", entry(f"{bundle.name}/../../evil.txt", data=b"x"))
+    assert_refused(edgesmith("verify", up), "evil.txt", "leaves the bundle folder")
+    target = tmp_path / "absolute-evil.txt"
+    absolute = tar_of(bundle, tmp_path / "abs.tar.gz", entry(str(target), data=b"x"))
+    assert_refused(edgesmith("verify", absolute), "absolute-evil.txt", "leaves the bundle folder")
+    assert not target.exists()
+
+
+def test_archive_symlinks(bundle: Path, tmp_path: Path) -> None:
+    out = tar_of(bundle, tmp_path / "out.tar.gz", entry(f"{bundle.name}/passwd", tarfile.SYMTYPE, "/etc/passwd"))
+    assert_refused(edgesmith("verify", out), "passwd", "is a link")
+    inside = tar_of(bundle, tmp_path / "in.tar.gz", entry(f"{bundle.name}/labels2.json", tarfile.SYMTYPE, "labels.json"))
+    assert_refused(edgesmith("verify", inside), "labels2.json", "is a link")
+
+
+def test_archive_hardlink(bundle: Path, tmp_path: Path) -> None:
+    hard = tar_of(bundle, tmp_path / "hard.tar.gz", entry(f"{bundle.name}/copy.json", tarfile.LNKTYPE, f"{bundle.name}/labels.json"))
+    assert_refused(edgesmith("verify", hard), "copy.json", "is a link")
+
+
+def test_archive_with_two_top_level_entries(bundle: Path, tmp_path: Path) -> None:
+    stray = tar_of(bundle, tmp_path / "stray.tar.gz", entry("notes.txt", data=b"hello"))
+    assert_refused(edgesmith("verify", stray), "2 top-level entries")
+    twice = tmp_path / "twice.tar.gz"
+    with tarfile.open(twice, "w:gz") as tar:
+        tar.add(bundle, arcname="a")
+        tar.add(bundle, arcname="b")
+    assert_refused(edgesmith("verify", twice), "2 top-level entries")
+
+
+def test_empty_non_gzip_and_truncated_archives(bundle: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.tar.gz"
+    tarfile.open(empty, "w:gz").close()
+    assert_refused(edgesmith("verify", empty), "empty")
+    whole = tar_of(bundle, tmp_path / "whole.tar.gz").read_bytes()
+    for name, data in (("text.tar.gz", b"not an archive\n"), ("zero.tar.gz", b""), ("garbage.tar.gz", gzip.compress(b"garbage" * 99)),
+                       ("truncated.tar.gz", whole[: len(whole) // 2])):
+        (tmp_path / name).write_bytes(data)
+        assert_refused(edgesmith("verify", tmp_path / name), name, "not a readable .tar.gz")
+
+
+@pytest.mark.parametrize("text", ["{not json", "\udcff", "[1, 2]", '{"task": "classification"}', '{"files": ["model.onnx"]}'])
+def test_malformed_manifest(bundle: Path, text: str) -> None:
+    (bundle / "manifest.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    needle = "not valid JSON" if text in ("{not json", "\udcff") else "no `files` table"
+    assert_refused(edgesmith("verify", bundle), "manifest.json", needle)
+
+
+def test_session_settings_from_the_manifest_are_edgesmiths_own(bundle: Path, tmp_path: Path) -> None:
+    written = tmp_path / "written-by-verify.onnx"
+    manifest = manifest_of(bundle)
+    manifest["session"]["settings"]["optimized_model_filepath"] = str(written)  # ONNX Runtime would write there
+    write_manifest(bundle, manifest)
+    assert_refused(edgesmith("verify", bundle), "session settings")
+    assert not written.exists()
+
+
+def test_bad_key_files_are_one_line(bundle: Path, built: Built, tmp_path: Path) -> None:
+    assert_refused(edgesmith("verify", bundle, "--key", built.key), "builder.key", "not a PEM public key")
+    assert_refused(edgesmith("verify", bundle, "--key", tmp_path / "nope.pub"), "nope.pub", "no such key file")
+    out = tmp_path / "run"
+    assert_refused(edgesmith("run", built.recipe, "--out", out, "--sign", built.pub), "builder.pub", "not an unencrypted PEM private key")
+    assert not out.exists()
+
+
+def test_keygen_writes_an_owner_only_private_key_and_never_overwrites(tmp_path: Path) -> None:
+    assert edgesmith("keygen", tmp_path / "k").code == 0
+    private = tmp_path / "k.key"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and b"PRIVATE KEY" in private.read_bytes()
+    assert b"PUBLIC KEY" in (tmp_path / "k.pub").read_bytes()
+    before = private.read_bytes()
+    assert_refused(edgesmith("keygen", tmp_path / "k"), "k.key", "already exists")
+    assert private.read_bytes() == before
