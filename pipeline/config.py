@@ -29,6 +29,8 @@ class Frozen(BaseModel):
 class TeacherConfig(Frozen):
     model: str = Field(description="local model directory (safetensors), or 'minilm' for the packaged all-MiniLM-L6-v2")
     allow_pickle: bool = False
+    reinit_head: bool = Field(False, description="train a new classification head on the data's labels, discarding the "
+                              "checkpoint's (needed when its label count or names differ from the data's)")
     finetune_epochs: float = Field(1.0, gt=0)
     finetune_lr: float = Field(5e-5, gt=0)
     finetune_max_samples: int | None = Field(20000, gt=0)
@@ -54,6 +56,24 @@ class StructuredConfig(Frozen):
                        "geometric from 1 to the target), distilling on an equal slice of the data after each")
     fit_profile: str | None = Field(None, description="choose the keep ratio by measured latency: the largest whose "
                                     "quantized model meets this profile's p90 budget (overrides keep_heads/keep_ffn)")
+
+    @field_validator("keep_heads", "keep_ffn")
+    @classmethod
+    def _share_or_count(cls, v: float) -> float:
+        if v > 1 and not v.is_integer():  # 1.5 is neither a share nor a count: it was read as a count of 1
+            raise ValueError(f"{v:g} is neither a share (at most 1) nor a whole count; write e.g. 0.75 or {int(v) + 1}")
+        return v
+
+    def check_keep(self, heads: int, ffn: int) -> None:
+        """Against a model with `heads` attention heads and `ffn` FFN neurons in all: no count above what it has,
+        and something pruned."""
+        for name, spec, total in (("keep_heads", self.keep_heads, heads), ("keep_ffn", self.keep_ffn, ffn)):
+            if spec > total:
+                raise EdgesmithError(f"prune.structured.{name}: {spec:g} is more than the model's {total}; "
+                                     f"use a share (at most 1) or a count up to {total}")
+        if self.keep_heads in (1, heads) and self.keep_ffn in (1, ffn):
+            raise EdgesmithError("prune.structured keeps every head and FFN neuron (keep_heads, keep_ffn = "
+                                 f"{self.keep_heads:g}, {self.keep_ffn:g}): nothing would be pruned; lower one of them")
 
 
 class SparseConfig(Frozen):

@@ -1,35 +1,78 @@
 """Reading task data: a folder (train + dev/validation), one file (split off a held-out share), a `datasets`
 name, or 'pydoc' (English sentences from Python's bundled documentation, for the offline quickstart).
 
-Rows come out as {"text": [one or two strings], "label": int | None}.
+Rows come out as {"text": [one or two strings], "label": str | None}: labels stay as the data writes them. Which
+class id a label is depends on the teacher (its trained head's label names decide), so the teacher stage maps
+them, with `label_ids`.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import DataConfig
 from .errors import EdgesmithError, require
 
 SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 EVAL_NAMES = ("dev", "validation", "valid", "test")
 ID_COLUMNS = {"idx", "id", "guid", "index"}
+MIN_EVAL_ROWS = 2
+JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false", type(None): "null"}
 
 
 def read_table(path: Path) -> list[dict[str, Any]]:
-    """Rows of a TSV/CSV (with a header) or JSON Lines file."""
+    """Rows of a TSV/CSV (with a header) or JSON Lines file, UTF-8; a malformed line is named by its number."""
     try:
-        if path.suffix in (".jsonl", ".json"):
-            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        delim = "\t" if path.suffix == ".tsv" else ","
-        with path.open(newline="") as f:
-            return list(csv.DictReader(f, delimiter=delim, quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
-        raise EdgesmithError(f"{path}: unreadable ({type(err).__name__}: {err}); check the file format") from None
+        text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheet exports start with a byte-order mark
+    except UnicodeDecodeError as err:
+        raise EdgesmithError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                             "save the file as UTF-8") from None
+    except OSError as err:
+        raise EdgesmithError(f"{path}: unreadable ({err.strerror}); check the path and its permissions") from None
+    return _json_lines(path, text) if path.suffix in (".jsonl", ".json") else _delimited(path, text)
+
+
+def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise EdgesmithError(f"{path}: line {number} is not valid JSON ({err.msg} at column {err.colno}); fix that line") from None
+        require(isinstance(row, dict), f"{path}: line {number} is {JSON_TYPES.get(type(row), 'not an object')}, not an object; "
+                'write one object per line, like {"text": "...", "label": "..."}')
+        rows.append(row)
+    return rows
+
+
+def _delimited(path: Path, text: str) -> list[dict[str, Any]]:
+    """Rows of a TSV (no quoting: GLUE files have bare quotes in the text) or CSV; every row as wide as the header."""
+    tsv = path.suffix == ".tsv"
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",",
+                        quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+    fix = "a tab inside a text splits it: remove it" if tsv else "quote a field that contains a comma"
+    try:
+        header = next(reader, [])
+        rows = []
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue  # blank line
+            require(len(fields) == len(header), f"{path}: line {reader.line_num} has {len(fields)} fields but the header "
+                    f"has {len(header)}; {fix}, or fill in the missing field")
+            rows.append(dict(zip(header, fields)))
+    except csv.Error as err:
+        raise EdgesmithError(f"{path}: line {reader.line_num}: {err}; fix the quoting on that line") from None
+    return rows
 
 
 def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -43,24 +86,29 @@ def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
 def load_splits(source: str, eval_fraction: float, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
     """Raw train/eval rows from any supported source."""
     if source == "pydoc":
-        return _split(pydoc_sentences(), eval_fraction, seed)
+        return _split(pydoc_sentences(), eval_fraction, seed, source)
     path = Path(source)
     if path.is_dir():
         train, dev = _find(path, ("train",)), _find(path, EVAL_NAMES)
         require(train is not None, f"{path} has no train file (train.tsv/.csv/.jsonl); add one or pass a single file")
         if dev is None:
-            return _split(read_table(train), eval_fraction, seed)
+            return _split(read_table(train), eval_fraction, seed, str(train))
         return {"train": read_table(train), "eval": read_table(dev)}
     if path.suffix in SUFFIXES:
         require(path.is_file(), f"data file {path} not found; pass --data with an existing file or folder")
-        return _split(read_table(path), eval_fraction, seed)
+        return _split(read_table(path), eval_fraction, seed, str(path))
     return _from_datasets(source)
 
 
-def _split(rows: list[dict[str, Any]], fraction: float, seed: int) -> dict[str, list[dict[str, Any]]]:
+def _split(rows: list[dict[str, Any]], fraction: float, seed: int, where: str) -> dict[str, list[dict[str, Any]]]:
+    require(len(rows) > 0, f"{where}: no rows; check the file is not empty")
+    n_eval = max(1, int(len(rows) * fraction))
+    require(n_eval >= MIN_EVAL_ROWS and n_eval < len(rows),
+            f"{where}: {len(rows)} data row{'s' * (len(rows) > 1)}, too few for a held-out split (data.eval_fraction {fraction} holds out "
+            f"{n_eval}; at least {MIN_EVAL_ROWS} must be held out and 1 left to train on); add rows, raise "
+            "data.eval_fraction, or pass a folder with train and dev files")
     rows = list(rows)
     random.Random(seed).shuffle(rows)
-    n_eval = max(1, int(len(rows) * fraction))
     return {"train": rows[n_eval:], "eval": rows[:n_eval]}
 
 
@@ -80,7 +128,7 @@ def _from_datasets(name: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def normalize(rows: list[dict[str, Any]], text_columns: tuple[str, ...] | None, label_column: str, where: str) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
-    """Pick text columns (1 or 2) and the label; rows with empty text are dropped."""
+    """Pick text columns (1 or 2) and the label (a stripped string, None when empty); rows with empty text are dropped."""
     require(len(rows) > 0, f"{where}: no rows; check the file is not empty")
     columns = text_columns or tuple(
         c for c, v in rows[0].items() if c != label_column and c not in ID_COLUMNS and isinstance(v, str) and not _is_number(v)
@@ -89,29 +137,104 @@ def normalize(rows: list[dict[str, Any]], text_columns: tuple[str, ...] | None, 
     require(not missing and len(columns) > 0, f"{where}: text column(s) {missing or '(none found)'} missing; set data.text_columns")
     out = []
     for r in rows:
-        texts = [str(r[c] or "").strip() for c in columns]
+        texts = [str(r.get(c) or "").strip() for c in columns]
         if all(texts):
-            out.append({"text": texts, "label": r.get(label_column)})
+            out.append({"text": texts, "label": _label(r.get(label_column), where)})
     require(len(out) > 0, f"{where}: every row has empty text; check the text columns {list(columns)}")
     return out, columns
+
+
+def _label(value: Any, where: str) -> str | None:
+    require(value is None or isinstance(value, (str, int, float)),
+            f"{where}: label {value!r} is not a string or a number; write one label per row")
+    text = "" if value is None else str(value).strip()
+    return text or None
 
 
 def _is_number(v: str) -> bool:
     return bool(re.fullmatch(r"-?\d+(\.\d+)?", v.strip()))
 
 
-def encode_labels(rows: list[dict[str, Any]], names: list[str] | None, where: str) -> list[str]:
-    """Map labels to ids in place; returns label names. Integer labels are kept as ids."""
-    require(all(r["label"] not in (None, "") for r in rows), f"{where}: label column missing or empty; set data.label_column")
-    raw = [str(r["label"]).strip() for r in rows]
-    if names is None:
-        names = sorted(set(raw), key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
-    lookup = {n: i for i, n in enumerate(names)} | {str(i): i for i in range(len(names))}
-    unknown = sorted({s for s in raw if s not in lookup})
-    require(not unknown, f"{where}: labels {unknown[:5]} not among the model's labels {names}; fix the data or the model")
-    for r, s in zip(rows, raw):
-        r["label"] = lookup[s]
-    return names
+@dataclass(frozen=True)
+class TaskData:
+    train: list[dict[str, Any]]
+    evals: list[dict[str, Any]]
+    columns: tuple[str, ...]
+    labels: list[str]  # classification: the distinct labels of all rows, sorted (`sort_labels`)
+    train_labelled: bool
+
+
+def read_task_data(d: DataConfig, task: str) -> TaskData:
+    """Train and held-out rows, capped at data.max_*_samples; for classification, the labels of every row read
+    (before the caps: a capped held-out set may miss a class). Training rows may all lack labels (distillation
+    needs none), but not some of them."""
+    raw = load_splits(d.source, d.eval_fraction)
+    train, columns = normalize(raw["train"], d.text_columns, d.label_column, f"{d.source} (train)")
+    evals, _ = normalize(raw["eval"], columns, d.label_column, f"{d.source} (eval)")
+    labels, labelled = check_labels(train, evals, d.label_column, d.source) if task == "classification" else ([], False)
+    evals = evals[: d.max_eval_samples]
+    require(len(evals) >= MIN_EVAL_ROWS, f"{d.source}: {len(evals)} held-out row(s), fewer than {MIN_EVAL_ROWS}; add data "
+            "or raise data.eval_fraction or data.max_eval_samples")
+    train = [r if labelled else dict(r, label=None) for r in train[: d.max_train_samples]]
+    return TaskData(train, evals, columns, labels, labelled)
+
+
+def check_labels(train: list[dict[str, Any]], evals: list[dict[str, Any]], column: str, where: str) -> tuple[list[str], bool]:
+    """(the sorted distinct labels of all labelled rows, whether the training rows are labelled)."""
+    _require_labels(evals, column, f"{where} (eval)")
+    train_labelled = any(r["label"] is not None for r in train)
+    if train_labelled:
+        _require_labels(train, column, f"{where} (train)")
+    labels = sort_labels(r["label"] for r in evals + (train if train_labelled else []))
+    require(len(labels) >= 2, f"{where}: every row has the label {labels[0]!r}; classification needs at least two classes")
+    return labels, train_labelled
+
+
+def _require_labels(rows: list[dict[str, Any]], column: str, where: str) -> None:
+    unlabelled = [r for r in rows if r["label"] is None]
+    require(len(unlabelled) < len(rows), f"{where}: no values in the label column {column!r}; set data.label_column")
+    if unlabelled:
+        raise EdgesmithError(f"{where}: {len(unlabelled)} of {len(rows)} rows have no label (one is "
+                             f"{unlabelled[0]['text'][0][:40]!r}); fill them in or remove those rows")
+
+
+def sort_labels(values: Iterable[str]) -> list[str]:
+    """Distinct labels in the order a new head numbers them: numerically when all are numbers (-1, 1; 1, 2, 10),
+    else alphabetically."""
+    distinct = set(values)
+    return sorted(distinct, key=lambda v: (float(v), v)) if all(_is_number(v) for v in distinct) else sorted(distinct)
+
+
+def label_ids(labels: list[str], head: list[str] | None) -> dict[str, int]:
+    """The class id of each data label. `head`: a trained head's label names in id order, which decide (a data
+    label they lack is an error); None for a new head, numbered in `labels` order."""
+    if head is None:
+        return {label: i for i, label in enumerate(labels)}
+    fix = "relabel the data, or set teacher.reinit_head: true to train a new head on the data's labels"
+    require(len(head) == len(labels), f"the model's classification head has {len(head)} labels {head} but the data "
+            f"has {len(labels)} {labels}; {fix}")
+    by_name = {name: i for i, name in enumerate(head)}
+    if set(labels) <= set(by_name):
+        return {label: by_name[label] for label in labels}
+    if _are_ids(labels, head):
+        return {label: int(label) for label in labels}
+    raise EdgesmithError(f"the data's labels {labels} are not the model's labels {head}; {fix}")
+
+
+def _are_ids(labels: list[str], head: list[str]) -> bool:
+    """Data labels 0..n-1 are class ids when no name of the head reads as a number (LABEL_0, or words such as
+    'negative'): then they cannot mean names. Names like '1', '2' decide by name, never by position."""
+    return labels == [str(i) for i in range(len(head))] and not any(_is_number(n) for n in head)
+
+
+def encode_labels(rows: list[dict[str, Any]], head: list[str] | None, where: str) -> list[str]:
+    """Replace each row's label by its class id, in place (see `label_ids`); returns the label names in id order."""
+    _require_labels(rows, "label", where)
+    labels = sort_labels(r["label"] for r in rows)
+    ids = label_ids(labels, head)
+    for r in rows:
+        r["label"] = ids[r["label"]]
+    return head or labels
 
 
 def pydoc_sentences(min_words: int = 6, max_words: int = 40) -> list[dict[str, Any]]:

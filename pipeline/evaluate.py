@@ -28,6 +28,8 @@ def quality(out: np.ndarray, rows: list[dict[str, Any]], task: str, reference: n
     """Task metrics in points. `reference` is the teacher's embeddings for the same rows (embedding task)."""
     if task == "classification":
         labels = np.array([r["label"] for r in rows])
+        if labels.dtype.kind not in "iu":  # label strings never equal a predicted id: 0 %, silently
+            raise TypeError("accuracy needs class ids; read labelled rows through stages.teacher.labelled_rows")
         acc = float((out.argmax(-1) == labels).mean() * 100)
         return {"metric": acc, "accuracy": acc}
     assert reference is not None, "embedding quality needs the teacher's embeddings"

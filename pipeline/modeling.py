@@ -9,7 +9,10 @@ the attention module's head-count attributes, then load the safetensors state di
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from .arch import arch_for, dims, encoder_layers, get, set_module
@@ -30,13 +33,30 @@ def resolve_model_dir(model: str) -> Path:
     return Path(model)
 
 
+def read_config(path: Path) -> Any:
+    """The folder's config.json as a transformers config; refused in one line when it is not JSON or not a
+    supported BERT-family encoder (checked before transformers sees it: its errors are paragraphs)."""
+    from transformers import AutoConfig
+
+    file = path / "config.json"
+    require(file.is_file(), f"{path} has no config.json; point --model at a transformers model folder")
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise EdgesmithError(f"{file}: not valid JSON ({err}); restore the config.json saved with the model") from None
+    require(isinstance(raw, dict), f"{file}: not a JSON object; restore the config.json saved with the model")
+    arch_for(SimpleNamespace(model_type=raw.get("model_type")))
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError, TypeError) as err:
+        raise EdgesmithError(f"{file}: transformers cannot read it ({str(err).splitlines()[0]}); restore the "
+                             "config.json saved with the model") from None
+
+
 def check_model_dir(path: Path, allow_pickle: bool) -> str:
     """Validate a model directory before transformers sees it; returns 'safetensors' or 'pickle'."""
     require(path.is_dir(), f"model directory {path} not found; pass --model with a local model folder")
-    require((path / "config.json").is_file(), f"{path} has no config.json; point --model at a transformers model folder")
-    from transformers import AutoConfig
-
-    arch_for(AutoConfig.from_pretrained(path, trust_remote_code=False))
+    read_config(path)
     if list(path.glob("*.safetensors")):
         return "safetensors"
     if list(path.glob("pytorch_model*.bin")):
@@ -75,29 +95,137 @@ def _model_class(task: str) -> Any:
     return AutoModelForSequenceClassification if task == "classification" else AutoModel
 
 
-def load_pretrained(path: Path, task: str, kind: str, num_labels: int | None = None, attn: str = "eager") -> tuple[Any, bool]:
-    """Load a teacher; returns (model, head_is_trained). Pickle weights load with weights_only=True."""
+# ---- loading a teacher checkpoint ---------------------------------------------------------------------------
+# One loader for both formats, strict where it matters: every encoder weight must come from the checkpoint (a
+# missing, unexpected or misshapen one is an error, never a silent random init). The pooler and the classification
+# head may be missing: then the head is fine-tuned.
+
+
+def weight_files(path: Path, kind: str) -> list[Path]:
+    return sorted(path.glob("*.safetensors" if kind == "safetensors" else "pytorch_model*.bin"))
+
+
+def read_weights(path: Path, kind: str) -> dict[str, Any]:
+    """Every tensor of the checkpoint. Pickle files load with weights_only=True: tensors only, no code."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    state: dict[str, Any] = {}
+    for f in weight_files(path, kind):
+        try:
+            part = load_file(str(f)) if kind == "safetensors" else torch.load(f, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise EdgesmithError(f"{f}: refused by torch.load(weights_only=True): it holds more than tensors, which could "
+                                 f"run code ({_reason(err)}); re-save the state dict as safetensors where it was made") from None
+        except (SafetensorError, RuntimeError, EOFError, OSError) as err:
+            raise _unreadable(f, err) from None
+        require(isinstance(part, dict) and all(isinstance(v, torch.Tensor) for v in part.values()),
+                f"{f}: not a state dict of tensors; save model.state_dict() (better: as safetensors)")
+        state.update(part)
+    return state
+
+
+def checkpoint_shapes(path: Path, kind: str) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, from the safetensors headers alone (a pickle has to be loaded)."""
+    from safetensors import SafetensorError, safe_open
+
+    if kind == "pickle":
+        return {k: tuple(v.shape) for k, v in read_weights(path, kind).items()}
+    shapes = {}
+    for f in weight_files(path, kind):
+        try:
+            with safe_open(str(f), "pt") as h:
+                shapes |= {k: tuple(h.get_slice(k).get_shape()) for k in h.keys()}
+        except (SafetensorError, OSError) as err:
+            raise _unreadable(f, err) from None
+    return shapes
+
+
+def _reason(err: Exception) -> str:
+    lines = str(err).splitlines() or [type(err).__name__]
+    return next((line.strip() for line in lines if "Unsupported global" in line), lines[0])[:200]
+
+
+def _unreadable(f: Path, err: Exception) -> EdgesmithError:
+    return EdgesmithError(f"{f}: not a readable checkpoint, truncated or corrupt ({_reason(err)}); copy or download it again")
+
+
+def _model_key(key: str, prefix: str, add: bool, strip: bool) -> str:
+    """A checkpoint key as the model names it, the way transformers maps it: old LayerNorm gamma/beta names, and
+    the base_model_prefix ('bert.') added for an encoder-only checkpoint or stripped for a bare encoder model."""
+    key = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key))
+    if add:
+        return f"{prefix}.{key}"
+    return key.removeprefix(f"{prefix}.") if strip else key
+
+
+def _in_encoder(key: str, model: Any) -> bool:
+    """Embeddings and layers: what no checkpoint may leave out. The pooler is trained with the head (masked-LM
+    checkpoints have none), and keys of other heads (cls.predictions, lm_head) are not the encoder's."""
+    wrapped = model.base_model is not model
+    prefix = f"{model.base_model_prefix}."
+    if wrapped and not key.startswith(prefix):
+        return False
+    top = key.removeprefix(prefix).split(".", 1)[0] if wrapped else key.split(".", 1)[0]
+    return top != "pooler" and top in dict(model.base_model.named_children())
+
+
+def match_checkpoint(shapes: dict[str, tuple[int, ...]], model: Any, where: str) -> tuple[dict[str, str], bool]:
+    """(checkpoint key -> model key for every tensor that fits, head_trained). Refuses a checkpoint whose encoder
+    does not match the model built from config.json."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    buffers = {name for name, _ in model.named_buffers()}  # position_ids & co.: rebuilt from the config
+    prefix, wrapped = model.base_model_prefix, model.base_model is not model
+    prefixed = any(k.startswith(f"{prefix}.") for k in shapes)
+    names = {k: _model_key(k, prefix, wrapped and not prefixed, not wrapped and prefixed) for k in shapes}
+    mapping = {k: n for k, n in names.items() if n in expected}
+    missing = [k for k in expected if k not in mapping.values() and k not in buffers and _in_encoder(k, model)]
+    unexpected = [n for n in names.values() if n not in expected and n not in buffers and _in_encoder(n, model)]
+    misshapen = [f"{n} {shapes[k]} vs {expected[n]}" for k, n in mapping.items() if tuple(shapes[k]) != expected[n]]
+    for keys, what in ((missing, "lacks {} encoder weights that config.json describes"),
+                       (unexpected, "has {} encoder weights that config.json does not describe"),
+                       (misshapen, "has {} weights shaped unlike config.json says")):
+        if keys:
+            raise EdgesmithError(f"{where}: the checkpoint {what.format(len(keys))} (e.g. {keys[0]}); it does not fit this "
+                                 f"{model.config.model_type} config: use the config.json saved with these weights")
+    head = [k for k in expected if k not in buffers and not _in_encoder(k, model)]
+    return mapping, all(k in mapping.values() for k in head)
+
+
+def inspect_checkpoint(path: Path, task: str, kind: str) -> tuple[Any, bool]:
+    """(config, head_trained), checked as load_pretrained checks them, without loading weights: the model is
+    built on the meta device and the safetensors headers give the shapes."""
     import torch
 
-    cls = _model_class(task)
-    extra = {"num_labels": num_labels} if (task == "classification" and num_labels) else {}
-    if kind == "pickle":
-        from transformers import AutoConfig
+    config = read_config(path)
+    with torch.device("meta"):
+        model = _model_class(task).from_config(config)
+    return config, match_checkpoint(checkpoint_shapes(path, kind), model, str(path))[1]
 
-        config = AutoConfig.from_pretrained(path, trust_remote_code=False, **extra)
-        model = _from_config(cls, config, attn)
-        state = {}
-        for f in sorted(path.glob("pytorch_model*.bin")):
-            state.update(torch.load(f, map_location="cpu", weights_only=True))
-        missing, _ = model.load_state_dict(state, strict=False)
-    else:
-        model, info = cls.from_pretrained(
-            path, output_loading_info=True, trust_remote_code=False, attn_implementation=attn,
-            ignore_mismatched_sizes=bool(extra), **extra,
-        )
-        missing = list(info["missing_keys"]) + [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
-    head_missing = any(not k.startswith(model.base_model_prefix) for k in missing)
-    return model.eval(), not head_missing
+
+def head_labels(config: Any) -> list[str]:
+    """A classifier's label names in class-id order."""
+    return [config.id2label[i] for i in range(config.num_labels)]
+
+
+def load_pretrained(path: Path, task: str, kind: str, num_labels: int | None = None, attn: str = "eager",
+                    reinit_head: bool = False) -> tuple[Any, bool]:
+    """Load a teacher; returns (model, head_is_trained). A classification head is kept when the checkpoint has all
+    of it (with its own label count) unless `reinit_head`; otherwise the head is new, with `num_labels` outputs."""
+    cls = _model_class(task)
+    config = read_config(path)
+    model = _from_config(cls, config, attn)
+    state = read_weights(path, kind)
+    mapping, head_trained = match_checkpoint({k: tuple(v.shape) for k, v in state.items()}, model, str(path))
+    if task == "classification" and (reinit_head or not head_trained):
+        head_trained = False
+        mapping = {k: n for k, n in mapping.items() if n.startswith(f"{model.base_model_prefix}.")}
+        if num_labels and num_labels != config.num_labels:
+            config.num_labels = num_labels
+            model = _from_config(cls, config, attn)
+    model.load_state_dict({n: state[k] for k, n in mapping.items()}, strict=False)
+    return model.eval(), head_trained
 
 
 # ---- structured slicing ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DistillConfig
+from .errors import require
 
 
 def tokenize(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels: bool) -> list[dict[str, Any]]:
@@ -21,6 +22,8 @@ def tokenize(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels
     )
     items = [{k: enc[k][i] for k in enc.keys()} for i in range(len(rows))]
     if labels:
+        require(all(r["label"] is not None for r in rows), "training on gold labels needs a label on every training row; "
+                "label the data or set distill.label_weight: 0")
         for item, r in zip(items, rows):
             item["labels"] = r["label"]
     return items
@@ -77,7 +80,6 @@ def distill_gradual(student: Any, teacher: Any, tokenizer: Any, items: list[dict
                     task: str, cfg: DistillConfig) -> dict[str, Any]:
     """Gradual structured pruning: slice the student to each nested plan in turn (one plan = one-shot) and
     distill on that step's equal share of the rows (max_steps split alike)."""
-    from .errors import require
     from .importance import relative
     from .modeling import slice_model
 

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from edgesmith.data import encode_labels, load_splits, normalize, pydoc_sentences
+from edgesmith.config import DataConfig
+from edgesmith.data import encode_labels, label_ids, load_splits, normalize, pydoc_sentences, read_table, read_task_data
 from edgesmith.errors import EdgesmithError
 
 
@@ -26,9 +27,83 @@ def test_csv_jsonl_and_sentence_pairs(tmp_path):
 
 
 def test_missing_label_column_is_named(tiny_data):
-    rows, _ = normalize(load_splits(str(tiny_data), 0.1)["eval"], None, "target", "dev")
-    with pytest.raises(EdgesmithError, match="label column missing"):
-        encode_labels(rows, None, "dev")
+    with pytest.raises(EdgesmithError, match="no values in the label column 'target'"):
+        read_task_data(DataConfig(source=str(tiny_data), label_column="target"), "classification")
+
+
+def _rows(*labels):
+    return [{"text": [f"row {i}"], "label": label} for i, label in enumerate(labels)]
+
+
+@pytest.mark.parametrize("labels, names", [
+    (("1", "2", "2", "1"), ["1", "2"]),
+    (("-1", "1", "1", "-1"), ["-1", "1"]),
+    (("3", "1", "2", "1"), ["1", "2", "3"]),
+    (("10", "2", "1"), ["1", "2", "10"]),  # numerically, not as text
+])
+def test_numeric_labels_get_distinct_ids_in_numeric_order(labels, names):
+    rows = _rows(*labels)
+    assert encode_labels(rows, None, "data") == names
+    assert [r["label"] for r in rows] == [names.index(label) for label in labels]
+
+
+def test_a_trained_heads_label_names_decide_the_ids():
+    assert label_ids(["negative", "positive"], ["positive", "negative"]) == {"positive": 0, "negative": 1}
+    assert label_ids(["0", "1"], ["1", "0"]) == {"1": 0, "0": 1}  # names that read as numbers are names
+    assert label_ids(["0", "1"], ["LABEL_0", "LABEL_1"]) == {"0": 0, "1": 1}
+    assert label_ids(["0", "1"], ["negative", "positive"]) == {"0": 0, "1": 1}  # GLUE ids against named classes
+
+
+def test_a_new_head_is_numbered_in_data_label_order():
+    assert label_ids(["-1", "1"], None) == {"-1": 0, "1": 1}
+    assert label_ids(["entail", "neutral"], None) == {"entail": 0, "neutral": 1}
+
+
+@pytest.mark.parametrize("labels, head, needles", [
+    (["bad", "good"], ["positive", "negative"], ["['bad', 'good']", "['positive', 'negative']"]),
+    (["1", "2"], ["LABEL_0", "LABEL_1"], ["['1', '2']", "['LABEL_0', 'LABEL_1']"]),
+    (["0", "1"], ["LABEL_0", "LABEL_1", "LABEL_2"], ["3 labels", "has 2", "reinit_head"]),
+])
+def test_labels_the_head_does_not_know_are_refused_naming_both_sets(labels, head, needles):
+    with pytest.raises(EdgesmithError) as err:
+        label_ids(labels, head)
+    assert all(n in str(err.value) for n in needles), str(err.value)
+
+
+def test_label_set_comes_from_every_row_not_the_capped_eval(tmp_path):
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + "good film\t2\nbad film\t1\n" * 10)
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\n" + "bad film\t1\n" * 4 + "good film\t2\n" * 4)
+    data = read_task_data(DataConfig(source=str(tmp_path), max_eval_samples=4), "classification")
+    assert data.labels == ["1", "2"] and {r["label"] for r in data.evals} == {"1"} and data.train_labelled
+
+
+def test_training_rows_are_all_labelled_or_none(tmp_path):
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + "good film\t1\n" * 5 + "bad film\t\n" + "bad\t0\n" * 5)
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\n" + "good film\t1\nbad film\t0\n" * 3)
+    with pytest.raises(EdgesmithError, match=r"\(train\): 1 of 11 rows have no label"):
+        read_task_data(DataConfig(source=str(tmp_path)), "classification")
+    (tmp_path / "train.tsv").write_text("sentence\n" + "good film\nbad film\n" * 5)
+    data = read_task_data(DataConfig(source=str(tmp_path)), "classification")
+    assert not data.train_labelled and data.labels == ["0", "1"] and all(r["label"] is None for r in data.train)
+
+
+def test_bad_lines_are_named_by_their_line_number(tmp_path):
+    good = json.dumps({"text": "a row", "label": 1}) + "\n"
+    (tmp_path / "a.jsonl").write_text(good * 3 + "\n" + "[1, 2]\n")
+    with pytest.raises(EdgesmithError, match="line 5 is an array, not an object"):
+        read_table(tmp_path / "a.jsonl")
+    (tmp_path / "b.jsonl").write_text(good * 6 + '{"text": oops}\n')
+    with pytest.raises(EdgesmithError, match="line 7 is not valid JSON"):
+        read_table(tmp_path / "b.jsonl")
+    (tmp_path / "c.csv").write_text("text,label\na,1\nb,0,extra\n")
+    with pytest.raises(EdgesmithError, match="line 3 has 3 fields but the header has 2"):
+        read_table(tmp_path / "c.csv")
+
+
+def test_one_data_row_is_too_few_to_split(tmp_path):
+    (tmp_path / "one.tsv").write_text("sentence\tlabel\ngood film\t1\n")
+    with pytest.raises(EdgesmithError, match="1 data row, too few for a held-out split"):
+        load_splits(str(tmp_path / "one.tsv"), 0.1)
 
 
 def test_empty_and_missing_sources(tmp_path):

@@ -1,13 +1,41 @@
-"""Stage-level checks: an untrained head is fine-tuned first; a profile whose hardware is absent is not measured."""
+"""Stage-level checks: an untrained head is fine-tuned first; the teacher decides the class id of every label;
+a profile whose hardware is absent is not measured."""
 
 import json
 
-from conftest import make_model_dir
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_model_dir, tiny_config, write_tsv, write_vocab
 from edgesmith import stages  # noqa: F401
 from edgesmith.artifacts import run_stage
 from edgesmith.config import DataConfig, DistillConfig, TeacherConfig
+from edgesmith.errors import EdgesmithError
+from edgesmith.modeling import load_pretrained
 from edgesmith.stages.data import DataStageConfig
-from edgesmith.stages.teacher import TeacherStageConfig
+from edgesmith.stages.teacher import TeacherStageConfig, labelled_rows
+
+
+def _data(root, source):
+    cfg = DataStageConfig(data=DataConfig(source=str(source), max_length=32), task="classification", source_digest="x")
+    return run_stage("data", cfg, {}, root / "00-data", False, print)
+
+
+def _teacher(root, model, data, **teacher):
+    cfg = TeacherStageConfig(teacher=TeacherConfig(model=str(model), finetune_epochs=1, **teacher), task="classification",
+                             max_length=32, train=DistillConfig(batch_size=16), model_digest="y")
+    return run_stage("teacher", cfg, {"data": data}, root / "01-teacher", False, print)
+
+
+def _relabelled(folder, names):
+    """The tiny sentiment data with label 0/1 written as names[0]/names[1]."""
+    folder.mkdir()
+    for name, n, seed in (("train.tsv", 96, 1), ("dev.tsv", 40, 2)):
+        lines = write_tsv(folder / name, n, seed).read_text().splitlines()
+        rows = [line.rsplit("\t", 1) for line in lines[1:]]
+        (folder / name).write_text("\n".join([lines[0]] + [f"{text}\t{names[int(label)]}" for text, label in rows]) + "\n")
+    return folder
 
 
 def test_bare_encoder_gets_its_head_fine_tuned(tmp_path, tiny_data):
@@ -21,6 +49,79 @@ def test_bare_encoder_gets_its_head_fine_tuned(tmp_path, tiny_data):
     assert teacher.facts["finetune"]["steps"] == 6  # 96 rows / batch 16, one epoch
     assert (tmp_path / "01-teacher" / "model" / "model.safetensors").is_file()
     assert not (tmp_path / "01-teacher" / "trainer").exists()
+    assert teacher.facts["label_names"] == ["0", "1"]  # named after the data, not LABEL_0
+    saved = json.loads((tmp_path / "01-teacher" / "model" / "config.json").read_text())
+    assert saved["id2label"] == {"0": "0", "1": "1"}
+
+
+def test_a_new_head_numbers_labels_1_and_2_as_distinct_classes(tmp_path):
+    encoder = make_model_dir(tmp_path / "enc", task="embedding")
+    data = _data(tmp_path, _relabelled(tmp_path / "d", ["1", "2"]))
+    teacher = _teacher(tmp_path, encoder, data)
+    assert teacher.facts["label_ids"] == {"1": 0, "2": 1} and teacher.facts["label_names"] == ["1", "2"]
+    assert [r["label"] for r in labelled_rows(data, teacher, "eval")] == [int(label) - 1 for label in _raw_labels(tmp_path)]
+
+
+def _raw_labels(root):
+    return [json.loads(line)["label"] for line in (root / "00-data" / "eval.jsonl").read_text().splitlines()]
+
+
+def test_a_trained_heads_label_names_decide_the_ids(tmp_path):
+    model = make_model_dir(tmp_path / "m")
+    config = json.loads((model / "config.json").read_text())
+    config |= {"id2label": {"0": "positive", "1": "negative"}, "label2id": {"positive": 0, "negative": 1}}
+    (model / "config.json").write_text(json.dumps(config))
+    data = _data(tmp_path, _relabelled(tmp_path / "d", ["negative", "positive"]))
+    teacher = _teacher(tmp_path, model, data)
+    assert teacher.facts["head_trained"] and teacher.facts["label_ids"] == {"positive": 0, "negative": 1}
+    ids = [r["label"] for r in labelled_rows(data, teacher, "eval")]
+    assert ids == [0 if label == "positive" else 1 for label in _raw_labels(tmp_path)]
+    logits = np.load(tmp_path / "01-teacher" / "eval_outputs.npy")
+    assert teacher.facts["quality"]["accuracy"] == pytest.approx((logits.argmax(-1) == ids).mean() * 100)
+
+
+def _three_label_model(folder):
+    from transformers import AutoModelForSequenceClassification, BertTokenizerFast
+
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(tiny_config("bert", num_labels=3)).save_pretrained(folder)
+    BertTokenizerFast(vocab_file=str(write_vocab(folder))).save_pretrained(folder)
+    return folder
+
+
+def test_a_head_with_another_label_count_is_refused_unless_reinit_head(tmp_path, tiny_data):
+    model = _three_label_model(tmp_path / "m3")
+    data = _data(tmp_path, tiny_data)
+    with pytest.raises(EdgesmithError, match=r"head has 3 labels .* but the data has 2 .*reinit_head"):
+        _teacher(tmp_path, model, data)
+    teacher = _teacher(tmp_path, model, data, reinit_head=True)
+    assert not teacher.facts["head_trained"] and teacher.facts["label_names"] == ["0", "1"]
+    assert teacher.facts["finetune"]["steps"] == 6
+
+
+def _pickled_encoder(folder, rename=lambda k: k):
+    """A bare-encoder checkpoint (keys without 'bert.') as pytorch_model.bin."""
+    from safetensors.torch import load_file
+
+    make_model_dir(folder, task="embedding")
+    state = {rename(k): v for k, v in load_file(str(folder / "model.safetensors")).items()}
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    return state
+
+
+def test_a_bare_encoder_pickle_loads_its_weights_under_a_new_head(tmp_path):
+    state = _pickled_encoder(tmp_path / "enc")
+    model, head_trained = load_pretrained(tmp_path / "enc", "classification", "pickle", num_labels=2)
+    assert not head_trained
+    for key, value in state.items():
+        assert torch.equal(model.state_dict()[f"bert.{key}"], value), key
+
+
+def test_a_pickle_whose_encoder_does_not_fit_is_refused(tmp_path):
+    _pickled_encoder(tmp_path / "enc", rename=lambda k: k.replace("encoder.layer.1.", "encoder.layer.7."))
+    with pytest.raises(EdgesmithError, match=r"lacks \d+ encoder weights .*bert.encoder.layer.1"):
+        load_pretrained(tmp_path / "enc", "classification", "pickle")
 
 
 def test_gpu_profile_is_marked_not_measured_without_cuda():

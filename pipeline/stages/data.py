@@ -1,4 +1,5 @@
-"""Stage `data`: read the task data once, normalise it to JSON Lines, and fix the held-out split."""
+"""Stage `data`: read the task data once, normalise it to JSON Lines, and fix the held-out split. Labels stay as
+the data writes them; the teacher stage decides their class ids (see `teacher.labelled_rows`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DataConfig, Frozen, Task
-from ..data import encode_labels, load_splits, normalize
-from ..errors import require
+from ..data import read_task_data
 from ..registry import stage
 from .common import write_rows
 
@@ -18,22 +18,10 @@ class DataStageConfig(Frozen):
     source_digest: str  # content hash of local files, so edited data reruns everything downstream
 
 
-@stage("data", DataStageConfig)
+@stage("data", DataStageConfig, version=2)
 def run(cfg: DataStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
-    d = cfg.data
-    raw = load_splits(d.source, d.eval_fraction)
-    train, columns = normalize(raw["train"], d.text_columns, d.label_column, f"{d.source} (train)")
-    evals, _ = normalize(raw["eval"], columns, d.label_column, f"{d.source} (eval)")
-    train, evals = train[: d.max_train_samples], evals[: d.max_eval_samples]
-    names: list[str] = []
-    if cfg.task == "classification":
-        names = encode_labels(evals, None, f"{d.source} (eval)")
-        if all(r["label"] not in (None, "") for r in train):
-            encode_labels(train, names, f"{d.source} (train)")
-        else:
-            train = [dict(r, label=None) for r in train]  # distillation needs no labels
-    require(len(evals) >= 2, f"{d.source}: fewer than 2 held-out rows; add data or raise data.eval_fraction")
-    write_rows(out / "train.jsonl", train)
-    write_rows(out / "eval.jsonl", evals)
-    return {"train_rows": len(train), "eval_rows": len(evals), "text_columns": list(columns), "label_names": names,
-            "train_labelled": bool(train) and train[0]["label"] is not None}
+    data = read_task_data(cfg.data, cfg.task)
+    write_rows(out / "train.jsonl", data.train)
+    write_rows(out / "eval.jsonl", data.evals)
+    return {"train_rows": len(data.train), "eval_rows": len(data.evals), "text_columns": list(data.columns),
+            "labels": data.labels, "train_labelled": data.train_labelled}

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from ..config import DistillConfig, Frozen, Task
 from ..modeling import load_model, load_tokenizer, param_count, save_model
 from ..registry import stage
-from .common import read_rows
+from .teacher import labelled_rows
 
 
 class DistillStageConfig(Frozen):
@@ -26,7 +26,7 @@ class DistillStageConfig(Frozen):
     max_length: int
 
 
-@stage("distill", DistillStageConfig)
+@stage("distill", DistillStageConfig, version=2)
 def run(cfg: DistillStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     import torch
 
@@ -38,7 +38,7 @@ def run(cfg: DistillStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     tokenizer = load_tokenizer(teacher_dir)
     teacher, student = load_model(teacher_dir, attn="sdpa"), load_model(teacher_dir, attn="sdpa")
     prune_dir = inputs["prune"].path
-    rows = read_rows(inputs["data"].path / "train.jsonl")
+    rows = labelled_rows(inputs["data"], inputs["teacher"], "train")
     items = tokenize(rows, tokenizer, cfg.max_length, labels=_use_labels(cfg))
     if cfg.branch == "structured":
         plan = json.loads((prune_dir / "plan.json").read_text())

@@ -15,6 +15,7 @@ from ..modeling import load_tokenizer
 from ..registry import stage
 from ..runtimes import open_session
 from .common import read_rows
+from .teacher import labelled_rows
 
 
 class QuantizeStageConfig(Frozen):
@@ -24,14 +25,14 @@ class QuantizeStageConfig(Frozen):
     max_length: int
 
 
-@stage("quantize", QuantizeStageConfig)
+@stage("quantize", QuantizeStageConfig, version=2)
 def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     from edgesmith.exporters.quantize import model_bytes, quantize
 
     export = inputs["export"]
     tokenizer = load_tokenizer(inputs["shrink"].path / "model")
     feeds = _calibration(inputs["data"].path, tokenizer, cfg, export.facts["input_names"])
-    evals = read_rows(inputs["data"].path / "eval.jsonl")
+    evals = labelled_rows(inputs["data"], inputs["teacher"], "eval")
     reference = np.load(inputs["teacher"].path / "eval_outputs.npy")
     teacher_metric = inputs["teacher"].facts["quality"]["metric"]
     candidates = []

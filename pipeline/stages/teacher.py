@@ -1,4 +1,6 @@
-"""Stage `teacher`: load the user's model safely; fine-tune the head first when it is untrained."""
+"""Stage `teacher`: load the user's model safely; fine-tune the head first when it is untrained. It decides the
+class id of every data label (a trained head's label names decide; a new head is named after the data's labels),
+and every later stage reads labelled rows through `labelled_rows`."""
 
 from __future__ import annotations
 
@@ -7,12 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DistillConfig, Frozen, Task, TeacherConfig
+from ..config import DistillConfig, Frozen, Recipe, Task, TeacherConfig
+from ..data import label_ids, read_task_data
 from ..errors import require
 from ..evaluate import outputs, quality
-from ..modeling import check_model_dir, load_pretrained, load_tokenizer, param_count, resolve_model_dir, save_model
+from ..modeling import (check_model_dir, check_tokenizer_files, head_labels, inspect_checkpoint, load_pretrained,
+                        load_tokenizer, param_count, resolve_model_dir, save_model)
 from ..registry import stage
 from .common import dir_size, read_rows
+
+NO_TRAIN_LABELS = ("the teacher's classification head is untrained (or teacher.reinit_head is set) and the training data "
+                   "has no labels; add a label column or bring a fine-tuned model")
 
 
 class TeacherStageConfig(Frozen):
@@ -40,36 +47,72 @@ class TorchModelSession:
             return ForExport.wrap(self._model, self._task, names)(*(torch.from_numpy(feed[n]) for n in names)).numpy()
 
 
-@stage("teacher", TeacherStageConfig)
+def check_inputs(recipe: Recipe) -> Any:
+    """What the data and teacher stages would refuse, found before any work: the model folder, config and checkpoint
+    (tensor names and shapes, from the safetensors headers), the data files, and the data's labels against the
+    model's head. Returns the model's config."""
+    src = resolve_model_dir(recipe.teacher.model)
+    kind = check_model_dir(src, recipe.teacher.allow_pickle)
+    check_tokenizer_files(src)
+    config, head_trained = inspect_checkpoint(src, recipe.task, kind)
+    if recipe.data.source == "pydoc":  # built in: nothing a user can get wrong, and seconds to read
+        return config
+    data = read_task_data(recipe.data, recipe.task)
+    if recipe.task == "classification":
+        new_head = recipe.teacher.reinit_head or not head_trained
+        label_ids(data.labels, None if new_head else head_labels(config))
+        require(data.train_labelled or not new_head, NO_TRAIN_LABELS)
+        require(data.train_labelled or recipe.distill.label_weight == 0,
+                "distill.label_weight > 0 needs labelled training data; label it or set distill.label_weight: 0")
+    return config
+
+
+def labelled_rows(data: Any, teacher: Any, split: str) -> list[dict[str, Any]]:
+    """The data artifact's rows of `split` ('train' or 'eval') with each label replaced by its class id, as the
+    teacher artifact decided it (None where the row has no label, and for the embedding task)."""
+    return _with_ids(read_rows(data.path / f"{split}.jsonl"), teacher.facts["label_ids"])
+
+
+def _with_ids(rows: list[dict[str, Any]], ids: dict[str, int]) -> list[dict[str, Any]]:
+    return [dict(r, label=ids[r["label"]] if ids and r["label"] is not None else None) for r in rows]
+
+
+@stage("teacher", TeacherStageConfig, version=2)
 def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     src = resolve_model_dir(cfg.teacher.model)
     kind = check_model_dir(src, cfg.teacher.allow_pickle)
     tokenizer = load_tokenizer(src)
     data = inputs["data"]
-    names = data.facts["label_names"]
-    model, head_trained = load_pretrained(src, cfg.task, kind, num_labels=len(names) or None)
+    labels = data.facts["labels"]
+    model, head_trained = load_pretrained(src, cfg.task, kind, num_labels=len(labels) or None, reinit_head=cfg.teacher.reinit_head)
+    ids = _decide_labels(model, labels, head_trained) if cfg.task == "classification" else {}
     finetuned: dict[str, Any] = {}
     if cfg.task == "classification" and not head_trained:
-        finetuned = _finetune(cfg, model, tokenizer, data.path, out)
-    if cfg.task == "classification":
-        require(model.config.num_labels == len(names),
-                f"the model has {model.config.num_labels} labels but the data has {len(names)} ({names}); fix the label column or the model")
+        require(data.facts["train_labelled"], NO_TRAIN_LABELS)
+        finetuned = _finetune(cfg, model, tokenizer, _with_ids(read_rows(data.path / "train.jsonl"), ids), out)
     save_model(model, tokenizer, out / "model", cfg.task)
-    evals = read_rows(data.path / "eval.jsonl")
+    evals = _with_ids(read_rows(data.path / "eval.jsonl"), ids)
     teacher_out = outputs(TorchModelSession(model, cfg.task), evals, tokenizer, cfg.max_length)
     np.save(out / "eval_outputs.npy", teacher_out)
     metric = quality(teacher_out, evals, cfg.task, teacher_out)
     return {"source": str(src), "weights_format": kind, "params": param_count(model), "head_trained": head_trained,
-            "finetune": finetuned, "quality": metric, "bytes": dir_size(out / "model", "*.safetensors"),
-            "label_names": [model.config.id2label[i] for i in range(model.config.num_labels)] if cfg.task == "classification" else []}
+            "finetune": finetuned, "quality": metric, "bytes": dir_size(out / "model", "*.safetensors"), "label_ids": ids,
+            "label_names": head_labels(model.config) if cfg.task == "classification" else []}
 
 
-def _finetune(cfg: TeacherStageConfig, model: Any, tokenizer: Any, data_dir: Path, out: Path) -> dict[str, Any]:
+def _decide_labels(model: Any, labels: list[str], head_trained: bool) -> dict[str, int]:
+    """Data label -> class id. A new head is named after the data's labels, so its config (and the bundle's
+    labels.json) says '1', '2' or 'positive' rather than LABEL_0."""
+    ids = label_ids(labels, head_labels(model.config) if head_trained else None)
+    if not head_trained:
+        model.config.id2label = dict(enumerate(labels))
+        model.config.label2id = {label: i for i, label in enumerate(labels)}
+    return ids
+
+
+def _finetune(cfg: TeacherStageConfig, model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     from ..training import finetune, tokenize, training_args
 
-    rows = read_rows(data_dir / "train.jsonl")
-    require(bool(rows) and rows[0]["label"] is not None,
-            "the teacher's classification head is untrained and the training data has no labels; add a label column or bring a fine-tuned model")
     rows = rows[: cfg.teacher.finetune_max_samples]
     args = training_args(out, cfg.train, cfg.teacher.finetune_epochs, cfg.teacher.finetune_lr)
     return finetune(model, tokenizer, tokenize(rows, tokenizer, cfg.max_length, labels=True), args)
