@@ -50,17 +50,17 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _preflight(recipe: Any, profiles: list[Any]) -> None:
-    """Refuse budgets no compression in this pipeline can meet, before any work is done."""
-    from transformers import AutoConfig
-
+    """Refuse bad inputs (model, checkpoint, data, labels, keep ratios) and budgets no compression in this pipeline
+    can meet, before any work is done: a refusal leaves no run folder and no log."""
     from .arch import dims
-    from .modeling import check_model_dir, check_tokenizer_files, resolve_model_dir
+    from .stages.teacher import check_inputs
 
-    folder = resolve_model_dir(recipe.teacher.model)
-    check_model_dir(folder, recipe.teacher.allow_pickle)
-    check_tokenizer_files(folder)
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
-    embed_mb = config.vocab_size * dims(config)["hidden"] / 2**20  # INT8 word embedding: a floor on file size
+    config = check_inputs(recipe)
+    d = dims(config)
+    structured = recipe.prune.structured
+    if "structured" in recipe.prune.branches and structured.fit_profile is None:  # a fit profile picks the ratio itself
+        structured.check_keep(d["layers"] * d["heads"], d["layers"] * d["ffn"])
+    embed_mb = config.vocab_size * d["hidden"] / 2**20  # INT8 word embedding: a floor on file size
     for p in profiles:
         size = p.budgets.size_mb
         if size is not None and size < embed_mb:
