@@ -1,0 +1,216 @@
+"""Bad input, refused before any work: exit status 2, one line on stderr naming the problem (and the line, label or
+weight at fault), no traceback, and no run folder left behind. Each case builds its bad input in tmp_path from the
+tiny models and data of tests/conftest.py and runs the real console entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import make_model_dir, tiny_config, write_tsv, write_vocab
+from harness import assert_refused, edgesmith, short_profile, tree, write_recipe  # noqa: F401  (short_profile: a fixture)
+
+Setup = dict[str, Any]  # model, data; optionally data_keys (more keys of the recipe's data mapping), extra (recipe YAML), args (CLI flags)
+
+
+def data_folder(tmp: Path, train: str | None = None) -> Path:
+    """Valid tiny task data (train 40 rows, dev 20), or with train.tsv replaced by `train`."""
+    folder = tmp / "data"
+    folder.mkdir()
+    write_tsv(folder / "train.tsv", 40, seed=1)
+    write_tsv(folder / "dev.tsv", 20, seed=2)
+    if train is not None:
+        (folder / "train.tsv").write_text(train)
+    return folder
+
+
+def one_file(tmp: Path, name: str, text: str | bytes) -> Path:
+    path = tmp / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def jsonl(bad_line: str, at: int) -> str:
+    """JSON Lines with `bad_line` as line number `at` (1-based) among good rows."""
+    lines = [json.dumps({"text": f"good film {i}", "label": i % 2}) for i in range(40)]
+    lines.insert(at - 1, bad_line)
+    return "\n".join(lines) + "\n"
+
+
+def model_copy(tmp: Path, model: Path, config: dict[str, Any] | str | None = None) -> Path:
+    """A copy of the tiny model; `config` updates config.json (a dict) or replaces its text (a str)."""
+    folder = tmp / "model"
+    shutil.copytree(model, folder)
+    if isinstance(config, str):
+        (folder / "config.json").write_text(config)
+    elif config:
+        (folder / "config.json").write_text(json.dumps(json.loads((folder / "config.json").read_text()) | config))
+    return folder
+
+
+def damaged_weights(tmp: Path, model: Path, damage: Callable[[bytes], bytes]) -> Path:
+    folder = model_copy(tmp, model)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    return folder
+
+
+def pickled(tmp: Path, state: Any) -> Path:
+    """A model folder whose only weights are `state` in pytorch_model.bin."""
+    import torch
+
+    folder = make_model_dir(tmp / "pickled", task="embedding")
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    return folder
+
+
+class Payload:
+    """Unpickling this would create the file `marker`: weights_only must refuse it before that happens."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return open, (str(self.marker), "w")
+
+
+def malicious_pickle(tmp: Path, model: Path) -> Setup:
+    return {"model": pickled(tmp, {"weight": Payload(tmp / "pwned")}), "data": data_folder(tmp), "args": ["--allow-pickle"]}
+
+
+def truncated_pickle(tmp: Path, model: Path) -> Setup:
+    folder = pickled(tmp, {})
+    blob = folder / "pytorch_model.bin"
+    blob.write_bytes(blob.read_bytes()[:40])
+    return {"model": folder, "data": data_folder(tmp), "args": ["--allow-pickle"]}
+
+
+def pickle_with_foreign_layers(tmp: Path, model: Path) -> Setup:
+    """A bare-encoder pickle whose second layer is named as another model's would name it."""
+    from safetensors.torch import load_file
+
+    encoder = make_model_dir(tmp / "enc", task="embedding")
+    state = {k.replace("encoder.layer.1.", "encoder.block.1."): v for k, v in load_file(str(encoder / "model.safetensors")).items()}
+    return {"model": pickled(tmp, state), "data": data_folder(tmp), "args": ["--allow-pickle"]}
+
+
+def three_label_model(tmp: Path, model: Path) -> Setup:
+    from transformers import AutoModelForSequenceClassification, BertTokenizerFast
+
+    folder = tmp / "three"
+    AutoModelForSequenceClassification.from_config(tiny_config("bert", num_labels=3)).save_pretrained(folder)
+    BertTokenizerFast(vocab_file=str(write_vocab(folder))).save_pretrained(folder)
+    return {"model": folder, "data": data_folder(tmp)}
+
+
+def relabelled(tmp: Path, names: tuple[str, str]) -> Path:
+    """The tiny data with labels 0/1 written as names[0]/names[1]."""
+    folder = data_folder(tmp)
+    for f in folder.iterdir():
+        header, *rows = f.read_text().splitlines()
+        f.write_text("\n".join([header] + [f"{r.rsplit(chr(9), 1)[0]}\t{names[int(r[-1])]}" for r in rows]) + "\n")
+    return folder
+
+
+def dev_only(tmp: Path) -> Path:
+    folder = tmp / "dev-only"
+    folder.mkdir()
+    write_tsv(folder / "dev.tsv", 20, seed=2)
+    return folder
+
+
+UNLABELLED_TRAIN = "sentence\n" + "a good film\nthe plot was dull\n" * 20
+
+
+def case(needles: tuple[str, ...], build: Callable[[Path, Path], Setup]) -> tuple[tuple[str, ...], Callable[[Path, Path], Setup]]:
+    return needles, build
+
+
+def same(extra: str = "", args: tuple[str, ...] = ()) -> Callable[[Path, Path], Setup]:
+    """The good tiny model and data, with recipe YAML `extra` and CLI `args`."""
+    return lambda tmp, model: {"model": model, "data": data_folder(tmp), "extra": extra, "args": list(args)}
+
+
+def bad_data(make: Callable[[Path], Path], extra: str = "", data_keys: str = "") -> Callable[[Path, Path], Setup]:
+    return lambda tmp, model: {"model": model, "data": make(tmp), "extra": extra, "data_keys": data_keys}
+
+
+def bad_model(make: Callable[[Path, Path], Path]) -> Callable[[Path, Path], Setup]:
+    return lambda tmp, model: {"model": make(tmp, model), "data": data_folder(tmp)}
+
+
+CASES = {
+    # the model folder and its checkpoint
+    "config-not-json": case(("config.json", "not valid JSON"), bad_model(lambda t, m: model_copy(t, m, "{not json"))),
+    "config-not-an-object": case(("config.json", "not a JSON object"), bad_model(lambda t, m: model_copy(t, m, "[1, 2]"))),
+    "unknown-model-type": case(("'toaster'", "not a supported"), bad_model(lambda t, m: model_copy(t, m, {"model_type": "toaster"}))),
+    "truncated-safetensors": case(("model.safetensors", "truncated or corrupt"),
+                                  bad_model(lambda t, m: damaged_weights(t, m, lambda b: b[: len(b) // 2]))),
+    "junk-safetensors": case(("model.safetensors", "truncated or corrupt"),
+                             bad_model(lambda t, m: damaged_weights(t, m, lambda b: b"not a checkpoint" * 4))),
+    "malicious-pickle": case(("pytorch_model.bin", "weights_only"), malicious_pickle),
+    "truncated-pickle": case(("pytorch_model.bin", "truncated or corrupt"), truncated_pickle),
+    "pickle-encoder-keys-do-not-fit": case(("lacks", "encoder weights", "bert.encoder.layer.1"), pickle_with_foreign_layers),
+    "checkpoint-deeper-than-config": case(("encoder weights that config.json does not describe", "layer.1"),
+                                          bad_model(lambda t, m: model_copy(t, m, {"num_hidden_layers": 1}))),
+    "checkpoint-shapes-unlike-config": case(("shaped unlike config.json",),
+                                            bad_model(lambda t, m: model_copy(t, m, {"intermediate_size": 48}))),
+    # labels against the teacher's head
+    "head-label-count": case(("3 labels", "has 2", "reinit_head"), three_label_model),
+    "label-names-the-head-lacks": case(("['bad', 'good']", "['positive', 'negative']"), lambda t, m: {
+        "model": model_copy(t, m, {"id2label": {"0": "positive", "1": "negative"}, "label2id": {"positive": 0, "negative": 1}}),
+        "data": relabelled(t, ("bad", "good"))}),
+    "labels-1-2-against-LABEL_i": case(("['1', '2']", "['LABEL_0', 'LABEL_1']"), bad_data(lambda t: relabelled(t, ("1", "2")))),
+    "one-class": case(("every row has the label '1'", "two classes"),
+                      bad_data(lambda t: one_file(t, "d.tsv", "sentence\tlabel\n" + "a good film\t1\n" * 40))),
+    "new-head-without-labels": case(("untrained", "no labels"), lambda t, m: {
+        "model": make_model_dir(t / "enc", task="embedding"), "data": data_folder(t, UNLABELLED_TRAIN)}),
+    "label-weight-without-labels": case(("label_weight",),
+                                        bad_data(lambda t: data_folder(t, UNLABELLED_TRAIN), "distill: {label_weight: 0.5}\n")),
+    # the data files
+    "jsonl-array-line": case(("line 4", "an array, not an object"), bad_data(lambda t: one_file(t, "d.jsonl", jsonl("[1, 2]", 4)))),
+    "jsonl-string-line": case(("line 2", "a string, not an object"), bad_data(lambda t: one_file(t, "d.jsonl", jsonl('"x"', 2)))),
+    "jsonl-broken-line": case(("line 7", "not valid JSON"), bad_data(lambda t: one_file(t, "d.jsonl", jsonl('{"text": oops}', 7)))),
+    "jsonl-label-not-a-value": case(("label [1]", "not a string or a number"),
+                                    bad_data(lambda t: one_file(t, "d.jsonl", jsonl('{"text": "a film", "label": [1]}', 3)))),
+    "csv-ragged-row": case(("line 5 has 3 fields", "header has 2"),
+                           bad_data(lambda t: one_file(t, "d.csv", "text,label\n" + "a film,1\n" * 3 + "a film,0,extra\n" + "b,0\n" * 40))),
+    "tsv-missing-field": case(("train.tsv: line 3 has 1 fields",),
+                              bad_data(lambda t: data_folder(t, "sentence\tlabel\na good film\t1\na film without label\n"))),
+    "not-utf8": case(("not UTF-8", "0xe9"), bad_data(lambda t: one_file(t, "d.tsv", b"sentence\tlabel\n" + b"caf\xe9 film\t1\nbad\t0\n" * 20))),
+    "folder-without-train-file": case(("no train file",), bad_data(dev_only)),
+    "one-data-row": case(("1 data row", "too few for a held-out split"),
+                         bad_data(lambda t: one_file(t, "d.tsv", "sentence\tlabel\na good film\t1\n"))),
+    "empty-file": case(("no rows",), bad_data(lambda t: one_file(t, "d.tsv", ""))),
+    "label-column-missing": case(("no values in the label column 'stars'",),
+                                 bad_data(data_folder, data_keys="label_column: stars")),
+    "some-labels-empty": case(("(train)", "1 of 40 rows have no label"),
+                              bad_data(lambda t: data_folder(t, "sentence\tlabel\n" + "a good film\t1\nbad\t0\n" * 19 + "dull\t1\nno label\t\n"))),
+    "too-few-held-out-rows": case(("1 held-out row", "fewer than 2"), same(args=("--max-eval-samples", "1"))),
+    # structured keep ratios
+    "keep-ratio-not-whole": case(("keep_heads", "1.5", "neither a share"), same("prune: {structured: {keep_heads: 1.5}}\n")),
+    "keep-more-heads-than-the-model-has": case(("keep_heads", "100", "model's 8"), same("prune: {structured: {keep_heads: 100}}\n")),
+    "keep-more-ffn-than-the-model-has": case(("keep_ffn", "model's 128"), same("prune: {structured: {keep_ffn: 1000}}\n")),
+    "keep-everything": case(("nothing would be pruned",), same("prune: {structured: {keep_heads: 1.0, keep_ffn: 1.0}}\n")),
+    "keep-every-head-and-neuron-by-count": case(("nothing would be pruned",), same("prune: {structured: {keep_heads: 8, keep_ffn: 128}}\n")),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_is_refused_before_any_work(name: str, tmp_path: Path, tiny_bert: Path, short_profile: Path) -> None:  # noqa: F811
+    needles, build = CASES[name]
+    setup = build(tmp_path, tiny_bert)
+    recipe = write_recipe(tmp_path, setup["model"], setup["data"], short_profile, setup.get("extra", ""))
+    if setup.get("data_keys"):
+        source = f"source: '{setup['data']}'"
+        recipe.write_text(recipe.read_text().replace(source, f"{source}, {setup['data_keys']}"))
+    out = tmp_path / "out"
+    assert_refused(edgesmith("run", recipe, "--out", out, *setup.get("args", [])), *needles)
+    assert tree(out) == {}
+    assert not (tmp_path / "pwned").exists()  # the malicious pickle ran nothing
