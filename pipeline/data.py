@@ -48,7 +48,8 @@ def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise EdgesmithError(f"{path}: line {number} is not valid JSON ({err.msg} at column {err.colno}); fix that line") from None
+            raise EdgesmithError(f"{path}: line {number} is not valid JSON ({err.msg} at column {err.colno}); "
+                                 "fix that line") from None
         require(isinstance(row, dict), f"{path}: line {number} is {JSON_TYPES.get(type(row), 'not an object')}, not an object; "
                 'write one object per line, like {"text": "...", "label": "..."}')
         rows.append(row)
@@ -104,9 +105,9 @@ def _split(rows: list[dict[str, Any]], fraction: float, seed: int, where: str) -
     require(len(rows) > 0, f"{where}: no rows; check the file is not empty")
     n_eval = max(1, int(len(rows) * fraction))
     require(n_eval >= MIN_EVAL_ROWS and n_eval < len(rows),
-            f"{where}: {len(rows)} data row{'s' * (len(rows) > 1)}, too few for a held-out split (data.eval_fraction {fraction} holds out "
-            f"{n_eval}; at least {MIN_EVAL_ROWS} must be held out and 1 left to train on); add rows, raise "
-            "data.eval_fraction, or pass a folder with train and dev files")
+            f"{where}: {len(rows)} data row{'s' * (len(rows) > 1)}, too few for a held-out split (data.eval_fraction "
+            f"{fraction} holds out {n_eval}; at least {MIN_EVAL_ROWS} must be held out and 1 left to train on); add rows, "
+            "raise data.eval_fraction, or pass a folder with train and dev files")
     rows = list(rows)
     random.Random(seed).shuffle(rows)
     return {"train": rows[n_eval:], "eval": rows[:n_eval]}

@@ -84,7 +84,8 @@ def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     tokenizer = load_tokenizer(src)
     data = inputs["data"]
     labels = data.facts["labels"]
-    model, head_trained = load_pretrained(src, cfg.task, kind, num_labels=len(labels) or None, reinit_head=cfg.teacher.reinit_head)
+    model, head_trained = load_pretrained(src, cfg.task, kind, num_labels=len(labels) or None,
+                                          reinit_head=cfg.teacher.reinit_head)
     ids = _decide_labels(model, labels, head_trained) if cfg.task == "classification" else {}
     finetuned: dict[str, Any] = {}
     if cfg.task == "classification" and not head_trained:

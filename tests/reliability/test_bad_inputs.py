@@ -15,7 +15,8 @@ import pytest
 from conftest import make_model_dir, tiny_config, write_tsv, write_vocab
 from harness import assert_refused, edgesmith, short_profile, tree, write_recipe  # noqa: F401  (short_profile: a fixture)
 
-Setup = dict[str, Any]  # model, data; optionally data_keys (more keys of the recipe's data mapping), extra (recipe YAML), args (CLI flags)
+# model, data; optionally data_keys (more keys of the recipe's data mapping), extra (recipe YAML), args (CLI flags)
+Setup = dict[str, Any]
 
 
 def data_folder(tmp: Path, train: str | None = None) -> Path:
@@ -96,7 +97,8 @@ def pickle_with_foreign_layers(tmp: Path, model: Path) -> Setup:
     from safetensors.torch import load_file
 
     encoder = make_model_dir(tmp / "enc", task="embedding")
-    state = {k.replace("encoder.layer.1.", "encoder.block.1."): v for k, v in load_file(str(encoder / "model.safetensors")).items()}
+    state = load_file(str(encoder / "model.safetensors"))
+    state = {k.replace("encoder.layer.1.", "encoder.block.1."): v for k, v in state.items()}
     return {"model": pickled(tmp, state), "data": data_folder(tmp), "args": ["--allow-pickle"]}
 
 
@@ -128,82 +130,97 @@ def dev_only(tmp: Path) -> Path:
 UNLABELLED_TRAIN = "sentence\n" + "a good film\nthe plot was dull\n" * 20
 
 
-def case(needles: tuple[str, ...], build: Callable[[Path, Path], Setup]) -> tuple[tuple[str, ...], Callable[[Path, Path], Setup]]:
-    return needles, build
-
-
 def same(extra: str = "", args: tuple[str, ...] = ()) -> Callable[[Path, Path], Setup]:
     """The good tiny model and data, with recipe YAML `extra` and CLI `args`."""
     return lambda tmp, model: {"model": model, "data": data_folder(tmp), "extra": extra, "args": list(args)}
+
+
+def keep(structured: str) -> Callable[[Path, Path], Setup]:
+    return same(f"prune: {{structured: {{{structured}}}}}\n")
 
 
 def bad_data(make: Callable[[Path], Path], extra: str = "", data_keys: str = "") -> Callable[[Path, Path], Setup]:
     return lambda tmp, model: {"model": model, "data": make(tmp), "extra": extra, "data_keys": data_keys}
 
 
+def bad_file(name: str, text: str | bytes) -> Callable[[Path, Path], Setup]:
+    return bad_data(lambda tmp: one_file(tmp, name, text))
+
+
+def bad_train(text: str, extra: str = "") -> Callable[[Path, Path], Setup]:
+    return bad_data(lambda tmp: data_folder(tmp, text), extra)
+
+
 def bad_model(make: Callable[[Path, Path], Path]) -> Callable[[Path, Path], Setup]:
     return lambda tmp, model: {"model": make(tmp, model), "data": data_folder(tmp)}
 
 
-CASES = {
+def bad_config(config: dict[str, Any] | str) -> Callable[[Path, Path], Setup]:
+    return bad_model(lambda tmp, model: model_copy(tmp, model, config))
+
+
+def bad_weights(damage: Callable[[bytes], bytes]) -> Callable[[Path, Path], Setup]:
+    return bad_model(lambda tmp, model: damaged_weights(tmp, model, damage))
+
+
+def swapped_names_model(tmp: Path, model: Path) -> Setup:
+    names = {"id2label": {"0": "positive", "1": "negative"}, "label2id": {"positive": 0, "negative": 1}}
+    return {"model": model_copy(tmp, model, names), "data": relabelled(tmp, ("bad", "good"))}
+
+
+def bare_encoder_unlabelled_train(tmp: Path, model: Path) -> Setup:
+    return {"model": make_model_dir(tmp / "enc", task="embedding"), "data": data_folder(tmp, UNLABELLED_TRAIN)}
+
+
+CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     # the model folder and its checkpoint
-    "config-not-json": case(("config.json", "not valid JSON"), bad_model(lambda t, m: model_copy(t, m, "{not json"))),
-    "config-not-an-object": case(("config.json", "not a JSON object"), bad_model(lambda t, m: model_copy(t, m, "[1, 2]"))),
-    "unknown-model-type": case(("'toaster'", "not a supported"), bad_model(lambda t, m: model_copy(t, m, {"model_type": "toaster"}))),
-    "truncated-safetensors": case(("model.safetensors", "truncated or corrupt"),
-                                  bad_model(lambda t, m: damaged_weights(t, m, lambda b: b[: len(b) // 2]))),
-    "junk-safetensors": case(("model.safetensors", "truncated or corrupt"),
-                             bad_model(lambda t, m: damaged_weights(t, m, lambda b: b"not a checkpoint" * 4))),
-    "malicious-pickle": case(("pytorch_model.bin", "weights_only"), malicious_pickle),
-    "truncated-pickle": case(("pytorch_model.bin", "truncated or corrupt"), truncated_pickle),
-    "pickle-encoder-keys-do-not-fit": case(("lacks", "encoder weights", "bert.encoder.layer.1"), pickle_with_foreign_layers),
-    "checkpoint-deeper-than-config": case(("encoder weights that config.json does not describe", "layer.1"),
-                                          bad_model(lambda t, m: model_copy(t, m, {"num_hidden_layers": 1}))),
-    "checkpoint-shapes-unlike-config": case(("shaped unlike config.json",),
-                                            bad_model(lambda t, m: model_copy(t, m, {"intermediate_size": 48}))),
+    "config-not-json": (("config.json", "not valid JSON"), bad_config("{not json")),
+    "config-not-an-object": (("config.json", "not a JSON object"), bad_config("[1, 2]")),
+    "unknown-model-type": (("'toaster'", "not a supported"), bad_config({"model_type": "toaster"})),
+    "truncated-safetensors": (("model.safetensors", "truncated or corrupt"), bad_weights(lambda b: b[: len(b) // 2])),
+    "junk-safetensors": (("model.safetensors", "truncated or corrupt"), bad_weights(lambda b: b"not a checkpoint" * 4)),
+    "malicious-pickle": (("pytorch_model.bin", "weights_only"), malicious_pickle),
+    "truncated-pickle": (("pytorch_model.bin", "truncated or corrupt"), truncated_pickle),
+    "pickle-encoder-keys-do-not-fit": (("lacks", "encoder weights", "bert.encoder.layer.1"), pickle_with_foreign_layers),
+    "checkpoint-deeper-than-config": (("encoder weights that config.json does not describe", "layer.1"),
+                                      bad_config({"num_hidden_layers": 1})),
+    "checkpoint-shapes-unlike-config": (("shaped unlike config.json",), bad_config({"intermediate_size": 48})),
     # labels against the teacher's head
-    "head-label-count": case(("3 labels", "has 2", "reinit_head"), three_label_model),
-    "label-names-the-head-lacks": case(("['bad', 'good']", "['positive', 'negative']"), lambda t, m: {
-        "model": model_copy(t, m, {"id2label": {"0": "positive", "1": "negative"}, "label2id": {"positive": 0, "negative": 1}}),
-        "data": relabelled(t, ("bad", "good"))}),
-    "labels-1-2-against-LABEL_i": case(("['1', '2']", "['LABEL_0', 'LABEL_1']"), bad_data(lambda t: relabelled(t, ("1", "2")))),
-    "one-class": case(("every row has the label '1'", "two classes"),
-                      bad_data(lambda t: one_file(t, "d.tsv", "sentence\tlabel\n" + "a good film\t1\n" * 40))),
-    "new-head-without-labels": case(("untrained", "no labels"), lambda t, m: {
-        "model": make_model_dir(t / "enc", task="embedding"), "data": data_folder(t, UNLABELLED_TRAIN)}),
-    "label-weight-without-labels": case(("label_weight",),
-                                        bad_data(lambda t: data_folder(t, UNLABELLED_TRAIN), "distill: {label_weight: 0.5}\n")),
+    "head-label-count": (("3 labels", "has 2", "reinit_head"), three_label_model),
+    "label-names-the-head-lacks": (("['bad', 'good']", "['positive', 'negative']"), swapped_names_model),
+    "labels-1-2-against-LABEL_i": (("['1', '2']", "['LABEL_0', 'LABEL_1']"), bad_data(lambda t: relabelled(t, ("1", "2")))),
+    "one-class": (("every row has the label '1'", "two classes"), bad_file("d.tsv", "sentence\tlabel\n" + "a film\t1\n" * 40)),
+    "new-head-without-labels": (("untrained", "no labels"), bare_encoder_unlabelled_train),
+    "label-weight-without-labels": (("label_weight",), bad_train(UNLABELLED_TRAIN, "distill: {label_weight: 0.5}\n")),
     # the data files
-    "jsonl-array-line": case(("line 4", "an array, not an object"), bad_data(lambda t: one_file(t, "d.jsonl", jsonl("[1, 2]", 4)))),
-    "jsonl-string-line": case(("line 2", "a string, not an object"), bad_data(lambda t: one_file(t, "d.jsonl", jsonl('"x"', 2)))),
-    "jsonl-broken-line": case(("line 7", "not valid JSON"), bad_data(lambda t: one_file(t, "d.jsonl", jsonl('{"text": oops}', 7)))),
-    "jsonl-label-not-a-value": case(("label [1]", "not a string or a number"),
-                                    bad_data(lambda t: one_file(t, "d.jsonl", jsonl('{"text": "a film", "label": [1]}', 3)))),
-    "csv-ragged-row": case(("line 5 has 3 fields", "header has 2"),
-                           bad_data(lambda t: one_file(t, "d.csv", "text,label\n" + "a film,1\n" * 3 + "a film,0,extra\n" + "b,0\n" * 40))),
-    "tsv-missing-field": case(("train.tsv: line 3 has 1 fields",),
-                              bad_data(lambda t: data_folder(t, "sentence\tlabel\na good film\t1\na film without label\n"))),
-    "not-utf8": case(("not UTF-8", "0xe9"), bad_data(lambda t: one_file(t, "d.tsv", b"sentence\tlabel\n" + b"caf\xe9 film\t1\nbad\t0\n" * 20))),
-    "folder-without-train-file": case(("no train file",), bad_data(dev_only)),
-    "one-data-row": case(("1 data row", "too few for a held-out split"),
-                         bad_data(lambda t: one_file(t, "d.tsv", "sentence\tlabel\na good film\t1\n"))),
-    "empty-file": case(("no rows",), bad_data(lambda t: one_file(t, "d.tsv", ""))),
-    "label-column-missing": case(("no values in the label column 'stars'",),
-                                 bad_data(data_folder, data_keys="label_column: stars")),
-    "some-labels-empty": case(("(train)", "1 of 40 rows have no label"),
-                              bad_data(lambda t: data_folder(t, "sentence\tlabel\n" + "a good film\t1\nbad\t0\n" * 19 + "dull\t1\nno label\t\n"))),
-    "too-few-held-out-rows": case(("1 held-out row", "fewer than 2"), same(args=("--max-eval-samples", "1"))),
+    "jsonl-array-line": (("line 4", "an array, not an object"), bad_file("d.jsonl", jsonl("[1, 2]", 4))),
+    "jsonl-string-line": (("line 2", "a string, not an object"), bad_file("d.jsonl", jsonl('"x"', 2))),
+    "jsonl-broken-line": (("line 7", "not valid JSON"), bad_file("d.jsonl", jsonl('{"text": oops}', 7))),
+    "jsonl-label-not-a-value": (("label [1]", "not a string or a number"),
+                                bad_file("d.jsonl", jsonl('{"text": "a film", "label": [1]}', 3))),
+    "csv-ragged-row": (("line 5 has 3 fields", "header has 2"),
+                       bad_file("d.csv", "text,label\n" + "a film,1\n" * 3 + "a film,0,extra\n" + "b,0\n" * 40)),
+    "tsv-missing-field": (("train.tsv: line 3 has 1 fields",), bad_train("sentence\tlabel\na good film\t1\nno label field\n")),
+    "not-utf8": (("not UTF-8", "0xe9"), bad_file("d.tsv", b"sentence\tlabel\n" + b"caf\xe9 film\t1\nbad\t0\n" * 20)),
+    "folder-without-train-file": (("no train file",), bad_data(dev_only)),
+    "one-data-row": (("1 data row", "too few for a held-out split"), bad_file("d.tsv", "sentence\tlabel\na good film\t1\n")),
+    "empty-file": (("no rows",), bad_file("d.tsv", "")),
+    "label-column-missing": (("no values in the label column 'stars'",), bad_data(data_folder, data_keys="label_column: stars")),
+    "some-labels-empty": (("(train)", "1 of 40 rows have no label"),
+                          bad_train("sentence\tlabel\n" + "a good film\t1\nbad\t0\n" * 19 + "dull\t1\nno label\t\n")),
+    "too-few-held-out-rows": (("1 held-out row", "fewer than 2"), same(args=("--max-eval-samples", "1"))),
     # structured keep ratios
-    "keep-ratio-not-whole": case(("keep_heads", "1.5", "neither a share"), same("prune: {structured: {keep_heads: 1.5}}\n")),
-    "keep-more-heads-than-the-model-has": case(("keep_heads", "100", "model's 8"), same("prune: {structured: {keep_heads: 100}}\n")),
-    "keep-more-ffn-than-the-model-has": case(("keep_ffn", "model's 128"), same("prune: {structured: {keep_ffn: 1000}}\n")),
-    "keep-everything": case(("nothing would be pruned",), same("prune: {structured: {keep_heads: 1.0, keep_ffn: 1.0}}\n")),
-    "keep-every-head-and-neuron-by-count": case(("nothing would be pruned",), same("prune: {structured: {keep_heads: 8, keep_ffn: 128}}\n")),
+    "keep-ratio-not-whole": (("keep_heads", "1.5", "neither a share"), keep("keep_heads: 1.5")),
+    "keep-more-heads-than-the-model-has": (("keep_heads", "100", "model's 8"), keep("keep_heads: 100")),
+    "keep-more-ffn-than-the-model-has": (("keep_ffn", "model's 128"), keep("keep_ffn: 1000")),
+    "keep-everything": (("nothing would be pruned",), keep("keep_heads: 1.0, keep_ffn: 1.0")),
+    "keep-every-head-and-neuron-by-count": (("nothing would be pruned",), keep("keep_heads: 8, keep_ffn: 128")),
 }
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_bad_input_is_refused_before_any_work(name: str, tmp_path: Path, tiny_bert: Path, short_profile: Path) -> None:  # noqa: F811
+def test_bad_input_is_refused_before_any_work(name: str, tmp_path: Path, tiny_bert: Path,
+                                              short_profile: Path) -> None:  # noqa: F811
     needles, build = CASES[name]
     setup = build(tmp_path, tiny_bert)
     recipe = write_recipe(tmp_path, setup["model"], setup["data"], short_profile, setup.get("extra", ""))
