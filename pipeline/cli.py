@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -86,13 +85,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     out = a.out or Path("runs") / recipe.name
     start = time.time()
     log = lambda msg: print(f"[{time.time() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    fresh = not out.exists()
-    try:
-        runner.run(recipe, chosen, out, set(a.force), log, sign_key=a.sign)
-    except EdgesmithError:
-        if fresh:  # a run that failed before any stage finished leaves nothing behind
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    runner.run(recipe, chosen, out, set(a.force), log, sign_key=a.sign)  # an error keeps every finished stage (runner.run)
     summary = json.loads((out / "summary.json").read_text())
     print(json.dumps(summary["profiles"], indent=1))
     print(f"report: {out / 'report.html'}  summary: {out / 'summary.json'}")

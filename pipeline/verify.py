@@ -33,6 +33,7 @@ MIN_AGREEMENT = 0.75  # INT8 may flip a near-tie among the 8 reference rows, not
 MIN_COSINE = 0.95
 TEMPLATES = Path(__file__).resolve().parent / "bundle_templates"
 CODE = ("predict.py", "bench.py")  # the only code a bundle may carry, copied from TEMPLATES
+MAX_UNPACKED = 4 * 2**30  # a bundle of a BERT-family encoder is far smaller; refuses decompression bombs before extracting
 # Files Python would import or load from the bundle folder (sys.path[0] when predict.py runs) besides CODE.
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pyd", ".so", ".dll", ".dylib", ".pth")
 UNLISTED = ("manifest.json", signing.SIGNATURE)  # the manifest cannot list itself, nor its signature
@@ -81,6 +82,9 @@ def _check_members(members: list[tarfile.TarInfo]) -> str:
         require(_safe_name(m.name), f"archive entry {m.name!r} leaves the bundle folder; refusing to extract it")
         require(not (m.issym() or m.islnk()), f"archive entry {m.name!r} is a link; a bundle holds only regular files")
         require(m.isfile() or m.isdir(), f"archive entry {m.name!r} is not a regular file; a bundle holds only regular files")
+    total = sum(m.size for m in members)
+    require(total <= MAX_UNPACKED, f"the archive unpacks to {total / 2**30:.1f} GiB, over verify's {MAX_UNPACKED / 2**30:.0f} GiB "
+            "limit for a bundle; refusing to extract it")
     tops = sorted({PurePosixPath(m.name).parts[0] for m in members})
     require(len(tops) == 1, f"the archive holds {len(tops)} top-level entries ({', '.join(tops[:3])}); a bundle archive holds one folder")
     return tops[0]
@@ -151,17 +155,13 @@ def _code(folder: Path, files: dict[str, str]) -> str:
 def _session(manifest: dict[str, Any]) -> str:
     """The settings bundle_io applies to the runtime must be edgesmith's own: an ONNX Runtime option such as
     optimized_model_filepath would otherwise make verify write wherever the manifest says."""
-    from .runtimes import CPU_ONLY, session_settings, with_threads
+    from .bundle_io import BUNDLE_RUNTIMES
+    from .runtimes import made_here
 
     session = manifest.get("session")
-    try:
-        runtime, settings = session["runtime"], session["settings"]
-        require(runtime in ("onnxruntime", "openvino"), f"unknown runtime {runtime!r}")
-        providers = tuple(settings.get("providers", CPU_ONLY))
-        ours = with_threads(runtime, settings, 1) == session_settings(runtime, 1, providers)
-    except (KeyError, TypeError, AttributeError, EdgesmithError):
-        ours = False
-    require(ours, "manifest.json session settings are not ones edgesmith makes; tampered bundle (or another edgesmith version: rebuild it)")
+    runtime = session.get("runtime") if isinstance(session, dict) else None
+    require(runtime in BUNDLE_RUNTIMES and made_here(runtime, session.get("settings")),
+            "manifest.json session settings are not ones edgesmith makes; tampered bundle (or another edgesmith version: rebuild it)")
     return f"session settings are edgesmith's ({runtime})"
 
 

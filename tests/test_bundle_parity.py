@@ -197,6 +197,7 @@ def test_bench_py_opens_the_manifest_session(bundles):
     assert out["session"] == row["session"]["settings"] and out["p50_ms"] > 0
     assert "override only the thread count" in _run(folder, "bench.py", "--help").stdout
     assert "override only the thread count" in _run(folder, "predict.py", "--help").stdout
+    assert not (folder / "__pycache__").exists()  # verify would refuse the unlisted .pyc
 
 
 def test_bundle_io_runs_no_bundle_code(bundles, tmp_path):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
 
-from predict import Predictor, read_manifest
+sys.dont_write_bytecode = True  # no __pycache__/ in the bundle: `edgesmith verify` refuses files the manifest does not list
+from predict import Predictor, read_manifest  # noqa: E402
 
 
 def main() -> None:

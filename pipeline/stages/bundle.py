@@ -53,7 +53,7 @@ def choose(rows: list[dict[str, Any]], teacher_metric: float, budget: float) -> 
     return min(ok, key=lambda r: r["bytes"]), within  # profile hardware absent: the smallest
 
 
-@stage("bundle", BundleStageConfig, version=3)
+@stage("bundle", BundleStageConfig, version=4)
 def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     bench, teacher = inputs["bench"], inputs["teacher"]
     row, within = choose(bench.facts["rows"], teacher.facts["quality"]["metric"], cfg.budget)

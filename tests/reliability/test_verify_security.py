@@ -289,3 +289,15 @@ def test_keygen_writes_an_owner_only_private_key_and_never_overwrites(tmp_path: 
     before = private.read_bytes()
     assert_refused(edgesmith("keygen", tmp_path / "k"), "k.key", "already exists")
     assert private.read_bytes() == before
+
+
+def test_archive_that_unpacks_past_the_limit_is_refused_before_extraction(bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    """A decompression bomb: the sizes in the headers are summed before anything is written."""
+    from edgesmith import verify
+    from edgesmith.errors import EdgesmithError
+
+    archive = tar_of(bundle, tmp_path / "big.tar.gz")
+    monkeypatch.setattr(verify, "MAX_UNPACKED", 1000)
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda *a, **k: pytest.fail("extracted before the size check"))
+    with pytest.raises(EdgesmithError, match="limit for a bundle; refusing to extract it"):
+        verify.verify(archive)
