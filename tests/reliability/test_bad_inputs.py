@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from edgesmith.artifacts import sha256_file
 from conftest import make_model_dir, tiny_config, write_tsv, write_vocab
 from harness import assert_refused, edgesmith, short_profile, tree, write_recipe  # noqa: F401  (short_profile: a fixture)
 
@@ -218,9 +219,29 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    """A finished tiny run: the folder a bad rerun must leave exactly as it was."""
+    root = tmp_path_factory.mktemp("finished")
+    profile = root / "short.yaml"
+    profile.write_text("description: short\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n")
+    recipe = write_recipe(root, tiny_bert, data_folder(root), profile,
+                          "distill: {max_steps: 2, batch_size: 8}\nbench: {warmup: 1, iterations: 5}\n"
+                          "prune: {structured: {importance_samples: 16, ffn_multiple_of: 8}}\n")
+    done = edgesmith("run", recipe, "--out", root / "run")
+    assert done.code == 0, done.stderr
+    return root / "run"
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {name: sha256_file(folder / name) for name in tree(folder)}
+
+
+@pytest.mark.parametrize("mode", ["fresh", "rerun"])
 @pytest.mark.parametrize("name", CASES)
-def test_bad_input_is_refused_before_any_work(name: str, tmp_path: Path, tiny_bert: Path,
-                                              short_profile: Path) -> None:  # noqa: F811
+def test_bad_input_is_refused_before_any_work(name: str, mode: str, tmp_path: Path, tiny_bert: Path,
+                                              short_profile: Path, request: pytest.FixtureRequest) -> None:  # noqa: F811
+    """fresh: no run folder is left behind; rerun: a finished run folder is left byte for byte as it was."""
     needles, build = CASES[name]
     setup = build(tmp_path, tiny_bert)
     recipe = write_recipe(tmp_path, setup["model"], setup["data"], short_profile, setup.get("extra", ""))
@@ -228,6 +249,9 @@ def test_bad_input_is_refused_before_any_work(name: str, tmp_path: Path, tiny_be
         source = f"source: '{setup['data']}'"
         recipe.write_text(recipe.read_text().replace(source, f"{source}, {setup['data_keys']}"))
     out = tmp_path / "out"
+    if mode == "rerun":
+        shutil.copytree(request.getfixturevalue("finished_run"), out)
+    before = digests(out)
     assert_refused(edgesmith("run", recipe, "--out", out, *setup.get("args", [])), *needles)
-    assert tree(out) == {}
+    assert digests(out) == before and (mode == "rerun" or before == {})
     assert not (tmp_path / "pwned").exists()  # the malicious pickle ran nothing
