@@ -23,6 +23,7 @@ from pathlib import Path
 from .errors import EdgesmithError
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+STAGE_FOLDER = re.compile(r"\d\d-[A-Za-z0-9._-]+")  # 00-data, 05-export-structured, 08-bundle-mobile-cpu
 LOCK_FILE = ".edgesmith.lock"
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"
 
@@ -69,7 +70,7 @@ def recover(root: Path) -> list[str]:
 
     Only called under the run lock, so nothing else is writing here. Returns what it did, for the log."""
     done = []
-    for path in sorted(root.glob(f".*{OLD_SUFFIX}")):
+    for path in _leftovers(root, OLD_SUFFIX):
         target = root / path.name[1: -len(OLD_SUFFIX)]
         if target.exists():
             shutil.rmtree(path)
@@ -77,10 +78,26 @@ def recover(root: Path) -> list[str]:
         else:
             path.rename(target)
             done.append(f"restored {target.name} from an interrupted swap")
-    for path in sorted(root.glob(f".*{TMP_SUFFIX}")):
+    for path in _leftovers(root, TMP_SUFFIX):
         shutil.rmtree(path)
         done.append(f"removed the unfinished {path.name}")
     return done
+
+
+def _leftovers(root: Path, suffix: str) -> list[Path]:
+    """Hidden `.NN-stage.tmp` / `.NN-stage.old` folders: only those edgesmith makes, never a user's own."""
+    return sorted(p for p in root.glob(f".*{suffix}")
+                  if p.is_dir() and not p.is_symlink() and STAGE_FOLDER.fullmatch(p.name[1: -len(suffix)]))
+
+
+def check_run_folder(root: Path) -> None:
+    """An existing --out must be empty or an edgesmith run folder: a run writes and replaces folders there."""
+    if not root.is_dir():
+        return
+    entries = list(root.iterdir())
+    ours = (root / LOCK_FILE).is_file() or any(STAGE_FOLDER.fullmatch(p.name) and (p / "manifest.json").is_file() for p in entries)
+    if entries and not ours:
+        raise EdgesmithError(f"--out {root} is not empty and not an edgesmith run folder; pass a new or empty folder")
 
 
 class RunLock:

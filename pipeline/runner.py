@@ -20,7 +20,7 @@ from .artifacts import Artifact, run_stage, sha256_file
 from .config import Profile, Recipe
 from .errors import EdgesmithError
 from .modeling import resolve_model_dir
-from .runfolder import LOCK_FILE, RunLock, child, is_empty_run, recover
+from .runfolder import LOCK_FILE, RunLock, check_run_folder, child, is_empty_run, recover
 from .signing import SigningKey
 
 
@@ -45,6 +45,7 @@ def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log
     otherwise every finished stage stays, and the top-level recipe.json and reports are written only on success."""
     signing = SigningKey.of(sign_key)  # a bad key fails now, not after the training stages
     fresh = not out.exists()
+    check_run_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

@@ -242,3 +242,22 @@ def test_a_failing_benchmark_process_is_an_error_not_not_measured(tmp_path: Path
     profile = Profile(name="p", description="p", runtimes={"onnxruntime": ("fp32",)}, threads=1, seq_len=16)
     with pytest.raises(EdgesmithError, match=r"benchmark of .*model.onnx failed \(exit 1\): .*(INVALID_PROTOBUF|Protobuf|protobuf)"):
         measure("onnxruntime", broken, profile, threads=1, vocab=100, warmup=1, iterations=5)
+
+
+def test_out_that_is_someone_elses_folder_is_refused_and_kept(inputs: Path, tmp_path: Path) -> None:
+    """`--out ~/Documents` by mistake: not empty, not a run folder; nothing there is written, renamed or deleted."""
+    home = tmp_path / "Documents"
+    (home / ".drafts.tmp").mkdir(parents=True)
+    (home / ".drafts.tmp" / "draft.txt").write_text("unsaved work")
+    (home / "notes.txt").write_text("mine")
+    before = tree(home)
+    assert_refused(edgesmith("run", inputs / "recipe.yaml", "--out", home), "not empty", "not an edgesmith run folder")
+    assert tree(home) == before
+
+
+def test_recovery_touches_only_edgesmiths_own_leftovers(tmp_path: Path) -> None:
+    (tmp_path / ".drafts.tmp").mkdir()
+    (tmp_path / ".photos.old").mkdir()
+    (tmp_path / ".03-distill-structured.tmp").mkdir()
+    assert recover(tmp_path) == ["removed the unfinished .03-distill-structured.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".drafts.tmp", ".photos.old"]
