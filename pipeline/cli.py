@@ -13,6 +13,7 @@ from typing import Any
 from .errors import EdgesmithError
 
 QUICKSTART = Path(__file__).with_name("quickstart.yaml")
+EXPORT_FORMAT = {"onnxruntime": "onnx", "openvino": "openvino"}  # the export a runtime's candidates are built from
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +66,10 @@ def _preflight(recipe: Any, profiles: list[Any]) -> None:
         if size is not None and size < embed_mb:
             raise EdgesmithError(f"profile {p.name}: budgets.size_mb={size} is impossible: the word embedding alone is "
                                  f"{embed_mb:.1f} MB at INT8; raise the budget or pick a smaller-vocabulary model")
+        lacking = [r for r in p.runtimes if EXPORT_FORMAT[r] not in recipe.export.formats]
+        if lacking:
+            raise EdgesmithError(f"profile {p.name} runs {lacking} but the recipe's export.formats is {list(recipe.export.formats)}; "
+                                 f"add {[EXPORT_FORMAT[r] for r in lacking]} to export.formats or drop the runtime from the profile")
         if p.seq_len > config.max_position_embeddings:
             raise EdgesmithError(f"profile {p.name}: seq_len {p.seq_len} exceeds the model's {config.max_position_embeddings} positions; lower seq_len")
 

@@ -166,6 +166,8 @@ class Profile(Frozen):
     def _some_candidate(self) -> "Profile":
         if not self.runtimes or not all(self.runtimes.values()):
             raise ValueError("runtimes must map at least one runtime to a non-empty list of precisions")
+        if "int8-dynamic" in self.runtimes.get("openvino", ()):  # NNCF quantizes statically: the name would lie
+            raise ValueError("openvino has no int8-dynamic here (NNCF INT8 is static); use int8-static")
         return self
 
     def candidates(self) -> list[tuple[str, str]]:

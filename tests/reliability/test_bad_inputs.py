@@ -140,6 +140,14 @@ def keep(structured: str) -> Callable[[Path, Path], Setup]:
     return same(f"prune: {{structured: {{{structured}}}}}\n")
 
 
+def bad_profile(yaml_text: str) -> Callable[[Path, Path], Setup]:
+    """The good model and data, run for a profile written from `yaml_text`."""
+    def build(tmp: Path, model: Path) -> Setup:
+        (tmp / "prof.yaml").write_text(yaml_text)
+        return {"model": model, "data": data_folder(tmp), "args": ["--profile", str(tmp / "prof.yaml")]}
+    return build
+
+
 def bad_data(make: Callable[[Path], Path], extra: str = "", data_keys: str = "") -> Callable[[Path, Path], Setup]:
     return lambda tmp, model: {"model": model, "data": make(tmp), "extra": extra, "data_keys": data_keys}
 
@@ -216,6 +224,14 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "keep-more-ffn-than-the-model-has": (("keep_ffn", "model's 128"), keep("keep_ffn: 1000")),
     "keep-everything": (("nothing would be pruned",), keep("keep_heads: 1.0, keep_ffn: 1.0")),
     "keep-every-head-and-neuron-by-count": (("nothing would be pruned",), keep("keep_heads: 8, keep_ffn: 128")),
+    # recipe against profile
+    "profile-runtime-not-exported": (("export.formats", "['openvino']"),
+                                     same("export: {formats: [onnx]}\n", args=("--profile", "embedded"))),
+    "openvino-int8-dynamic-would-be-static": (("int8-dynamic", "int8-static"),
+                                              bad_profile("description: p\nruntimes: {openvino: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n")),
+    "profile-name-leaves-the-run-folder": (("not a safe name",),
+                                           bad_profile("name: ../../x\ndescription: p\nruntimes: {onnxruntime: [fp32]}\nthreads: 1\nseq_len: 16\n")),
+    "recipe-name-leaves-the-run-folder": (("not a safe name",), same("name: ../victim\n")),
 }
 
 
