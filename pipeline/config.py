@@ -38,8 +38,12 @@ class TeacherConfig(Frozen):
 
 class DataConfig(Frozen):
     source: str = Field(description="folder with train/dev files, a file, a `datasets` name, or 'pydoc'")
+    eval_source: str | None = Field(None, description="held-out data apart from `source` (a file, or a folder's dev "
+                                    "file; its text columns are found on their own): then every row of `source` trains")
     text_columns: tuple[str, ...] | None = None
     label_column: str = "label"
+    score_column: str = Field("score", description="embedding task: the gold similarity of two sentences (STS); "
+                              "scored held-out pairs are rated by Spearman correlation")
     max_length: int = Field(128, ge=8, le=512)
     max_train_samples: int | None = Field(None, gt=0)
     max_eval_samples: int | None = Field(None, gt=0)

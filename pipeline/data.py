@@ -1,7 +1,9 @@
 """Reading task data: a folder (train + dev/validation), one file (split off a held-out share), a `datasets`
-name, or 'pydoc' (English sentences from Python's bundled documentation, for the offline quickstart).
+name, or 'pydoc' (English sentences from Python's bundled documentation, for the offline quickstart); the held-out
+rows may come from a second file or folder (data.eval_source).
 
-Rows come out as {"text": [one or two strings], "label": str | None}: labels stay as the data writes them. Which
+Rows come out as {"text": [one or two strings], "label": str | None}, plus "score" (a float) for the sentence pairs
+of an embedding task that carry a gold similarity (STS): labels stay as the data writes them. Which
 class id a label is depends on the teacher (its trained head's label names decide), so the teacher stage maps
 them, with `label_ids`.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 import re
 from collections.abc import Iterable
@@ -84,8 +87,12 @@ def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def load_splits(source: str, eval_fraction: float, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
-    """Raw train/eval rows from any supported source."""
+def load_splits(source: str, eval_fraction: float, seed: int = 0,
+                eval_source: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Raw train/eval rows from any supported source. With `eval_source` the held-out rows come from there (a file
+    or a folder's dev file), so every row of `source` trains: distil on one corpus, score on another (STS)."""
+    if eval_source is not None:
+        return {"train": _whole(source, "train", "data.source"), "eval": _whole(eval_source, "eval", "data.eval_source")}
     if source == "pydoc":
         return _split(pydoc_sentences(), eval_fraction, seed, source)
     path = Path(source)
@@ -99,6 +106,23 @@ def load_splits(source: str, eval_fraction: float, seed: int = 0) -> dict[str, l
         require(path.is_file(), f"data file {path} not found; pass --data with an existing file or folder")
         return _split(read_table(path), eval_fraction, seed, str(path))
     return _from_datasets(source)
+
+
+def _whole(source: str, split: str, key: str) -> list[dict[str, Any]]:
+    """Every row of one split of `source`, none held out: a folder's train (or dev) file, a file, pydoc or a
+    `datasets` split."""
+    if source == "pydoc":
+        return pydoc_sentences()
+    path = Path(source)
+    if path.is_dir():
+        names = ("train",) if split == "train" else EVAL_NAMES
+        found = _find(path, names)
+        require(found is not None, f"{key} {path} has no {'/'.join(names)} file (.tsv/.csv/.jsonl); add one or name a file")
+        return read_table(found)
+    if path.suffix in SUFFIXES:
+        require(path.is_file(), f"{key} {path} not found; name an existing file or folder")
+        return read_table(path)
+    return _from_datasets(source)[split]
 
 
 def _split(rows: list[dict[str, Any]], fraction: float, seed: int, where: str) -> dict[str, list[dict[str, Any]]]:
@@ -128,19 +152,25 @@ def _from_datasets(name: str) -> dict[str, list[dict[str, Any]]]:
     return {"train": list(ds["train"]), "eval": list(ds[eval_split])}
 
 
-def normalize(rows: list[dict[str, Any]], text_columns: tuple[str, ...] | None, label_column: str, where: str) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
-    """Pick text columns (1 or 2) and the label (a stripped string, None when empty); rows with empty text are dropped."""
+def normalize(rows: list[dict[str, Any]], text_columns: tuple[str, ...] | None, label_column: str, where: str,
+              score_column: str | None = None) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """Pick text columns (1 or 2) and the label (a stripped string, None when empty); rows with empty text are dropped.
+    `score_column` (embedding task): when the rows have it and two texts, each keeps its gold similarity as "score"."""
     require(len(rows) > 0, f"{where}: no rows; check the file is not empty")
+    skip = {label_column, score_column} | ID_COLUMNS
     columns = text_columns or tuple(
-        c for c, v in rows[0].items() if c != label_column and c not in ID_COLUMNS and isinstance(v, str) and not _is_number(v)
+        c for c, v in rows[0].items() if c not in skip and isinstance(v, str) and not _is_number(v)
     )[:2]
     missing = [c for c in columns if c not in rows[0]]
     require(not missing and len(columns) > 0, f"{where}: text column(s) {missing or '(none found)'} missing; set data.text_columns")
+    scored = len(columns) == 2 and score_column in rows[0]
     out = []
-    for r in rows:
+    for number, r in enumerate(rows, 1):
         texts = [str(r.get(c) or "").strip() for c in columns]
         if all(texts):
             out.append({"text": texts, "label": _label(r.get(label_column), where)})
+            if scored:
+                out[-1]["score"] = _score(r.get(score_column), score_column, number, where)
     require(len(out) > 0, f"{where}: every row has empty text; check the text columns {list(columns)}")
     return out, columns
 
@@ -150,6 +180,17 @@ def _label(value: Any, where: str) -> str | None:
             f"{where}: label {value!r} is not a string or a number; write one label per row")
     text = "" if value is None else str(value).strip()
     return text or None
+
+
+def _score(value: Any, column: str, number: int, where: str) -> float:
+    """A pair's gold similarity as a float; text, blanks, NaN and infinities stop here, naming the row."""
+    try:
+        score = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        score = math.nan
+    require(math.isfinite(score), f"{where}: data row {number}, column {column!r}: {value!r} is not a number; write the pair's "
+            "gold similarity as a number (e.g. 3.8), or set data.score_column to the column that holds it")
+    return score
 
 
 def _is_number(v: str) -> bool:
@@ -163,21 +204,25 @@ class TaskData:
     columns: tuple[str, ...]
     labels: list[str]  # classification: the distinct labels of all rows, sorted (`sort_labels`)
     train_labelled: bool
+    eval_scored: bool  # embedding task: held-out rows are sentence pairs with gold similarity scores (STS)
 
 
 def read_task_data(d: DataConfig, task: str) -> TaskData:
     """Train and held-out rows, capped at data.max_*_samples; for classification, the labels of every row read
     (before the caps: a capped held-out set may miss a class). Training rows may all lack labels (distillation
-    needs none), but not some of them."""
-    raw = load_splits(d.source, d.eval_fraction)
-    train, columns = normalize(raw["train"], d.text_columns, d.label_column, f"{d.source} (train)")
-    evals, _ = normalize(raw["eval"], columns, d.label_column, f"{d.source} (eval)")
+    needs none), but not some of them. Gold similarity scores are kept for the embedding task only: a classifier
+    reads every column it is given as text or label."""
+    raw = load_splits(d.source, d.eval_fraction, eval_source=d.eval_source)
+    scores = d.score_column if task == "embedding" else None
+    held_out = d.eval_source or d.source
+    train, columns = normalize(raw["train"], d.text_columns, d.label_column, f"{d.source} (train)", scores)
+    evals, _ = normalize(raw["eval"], None if d.eval_source else columns, d.label_column, f"{held_out} (eval)", scores)
     labels, labelled = check_labels(train, evals, d.label_column, d.source) if task == "classification" else ([], False)
     evals = evals[: d.max_eval_samples]
-    require(len(evals) >= MIN_EVAL_ROWS, f"{d.source}: {len(evals)} held-out row(s), fewer than {MIN_EVAL_ROWS}; add data "
+    require(len(evals) >= MIN_EVAL_ROWS, f"{held_out}: {len(evals)} held-out row(s), fewer than {MIN_EVAL_ROWS}; add data "
             "or raise data.eval_fraction or data.max_eval_samples")
     train = [r if labelled else dict(r, label=None) for r in train[: d.max_train_samples]]
-    return TaskData(train, evals, columns, labels, labelled)
+    return TaskData(train, evals, columns, labels, labelled, "score" in evals[0])
 
 
 def check_labels(train: list[dict[str, Any]], evals: list[dict[str, Any]], column: str, where: str) -> tuple[list[str], bool]:

@@ -1,5 +1,7 @@
 """Quality on held-out rows, the same for every artifact: accuracy for classifiers; for sentence encoders,
-fidelity to the teacher (mean cosine of embeddings and nearest-neighbour agreement), all in points (0-100)."""
+fidelity to the teacher (mean cosine of embeddings and nearest-neighbour agreement) and, on sentence pairs with
+gold similarity scores (STS), the Spearman correlation sentence-transformers users compare encoders by; all in
+points (0-100)."""
 
 from __future__ import annotations
 
@@ -19,13 +21,32 @@ def batches(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, batch_s
         yield {k: v.astype(np.int64) for k, v in enc.items()}
 
 
+def scored(rows: list[dict[str, Any]]) -> bool:
+    """Sentence pairs with gold similarity scores (only the embedding task's data keeps scores)."""
+    return "score" in rows[0]
+
+
 def outputs(session: Any, rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> np.ndarray:
-    """Stacked model outputs ([rows, classes] logits or [rows, dim] embeddings)."""
+    """Stacked model outputs ([rows, classes] logits or [rows, dim] embeddings). Scored pairs are embedded one
+    sentence at a time, as sentence-transformers does, never as a tokenizer pair: every row's sentence 1, then
+    every row's sentence 2 ([2 x rows, dim])."""
+    if scored(rows):
+        rows = [{"text": [r["text"][i]]} for i in (0, 1) for r in rows]
     return np.concatenate([session.run(feed) for feed in batches(rows, tokenizer, max_length)])
 
 
+def first_rows(rows: list[dict[str, Any]], reference: np.ndarray, n: int | None) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The first n rows and the teacher's outputs for them (laid out as `outputs` lays them out)."""
+    if n is None or n >= len(rows):
+        return rows, reference
+    if scored(rows):
+        return rows[:n], np.concatenate([reference[:n], reference[len(rows) : len(rows) + n]])
+    return rows[:n], reference[:n]
+
+
 def quality(out: np.ndarray, rows: list[dict[str, Any]], task: str, reference: np.ndarray | None) -> dict[str, float]:
-    """Task metrics in points. `reference` is the teacher's embeddings for the same rows (embedding task)."""
+    """Task metrics in points. `reference` is the teacher's embeddings for the same rows (embedding task). On scored
+    pairs the headline `metric` is `spearman`; fidelity to the teacher is reported beside it."""
     if task == "classification":
         labels = np.array([r["label"] for r in rows])
         if labels.dtype.kind not in "iu":  # label strings never equal a predicted id: 0 %, silently
@@ -35,7 +56,20 @@ def quality(out: np.ndarray, rows: list[dict[str, Any]], task: str, reference: n
     assert reference is not None, "embedding quality needs the teacher's embeddings"
     a, b = _unit(out), _unit(reference)
     cosine = float((a * b).sum(-1).mean() * 100)
-    return {"metric": cosine, "cosine": cosine, "nn_agreement": nn_agreement(a, b)}
+    metrics = {"metric": cosine, "cosine": cosine, "nn_agreement": nn_agreement(a, b)}
+    if scored(rows):
+        rho = spearman(a, [r["score"] for r in rows])
+        metrics |= {"metric": rho, "spearman": rho}
+    return metrics
+
+
+def spearman(embeddings: np.ndarray, scores: list[float]) -> float:
+    """Spearman correlation (x100) between the cosine of each pair's two embeddings (every sentence 1, then every
+    sentence 2, as `outputs` stacks them) and the pairs' gold scores."""
+    from scipy.stats import spearmanr
+
+    first_sentences, second_sentences = np.split(_unit(embeddings), 2)
+    return float(spearmanr((first_sentences * second_sentences).sum(-1), scores).statistic * 100)
 
 
 def nn_agreement(a: np.ndarray, b: np.ndarray) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..config import BenchConfig, Frozen, Profile, Task
-from ..evaluate import outputs, quality
+from ..evaluate import first_rows, outputs, quality
 from ..latency import effective_threads, measure
 from ..modeling import load_tokenizer
 from ..registry import stage
@@ -38,7 +38,7 @@ def hardware_gap(profile: Profile) -> str | None:
     return None
 
 
-@stage("bench", BenchStageConfig, version=2)
+@stage("bench", BenchStageConfig, version=3)
 def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     threads, clamp = effective_threads(cfg.profile)
     vocab = load_tokenizer(inputs["teacher"].path / "model").vocab_size
@@ -67,8 +67,8 @@ def _row(branch: str, name: str, runtime: str, path: Path, q: dict[str, Any], fa
 
 def _fp32_quality(cfg: BenchStageConfig, runtime: str, path: Path, inputs: dict[str, Any], branch: str) -> dict[str, Any]:
     tokenizer = load_tokenizer(inputs[f"shrink-{branch}"].path / "model")
-    evals = labelled_rows(inputs["data"], inputs["teacher"], "eval")[: cfg.bench.eval_samples]
-    reference = np.load(inputs["teacher"].path / "eval_outputs.npy")[: len(evals)]
+    evals, reference = first_rows(labelled_rows(inputs["data"], inputs["teacher"], "eval"),
+                                  np.load(inputs["teacher"].path / "eval_outputs.npy"), cfg.bench.eval_samples)
     return quality(outputs(open_session(runtime, path, threads=2), evals, tokenizer, cfg.max_length), evals, cfg.task, reference)
 
 

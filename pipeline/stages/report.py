@@ -75,7 +75,8 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
     rec = cfg.recipe
-    metric = "accuracy" if rec.task == "classification" else "fidelity (mean cosine x100)"
+    metric = ("accuracy" if rec.task == "classification" else "Spearman (cosine vs gold score, x100)"
+              if inputs["data"].facts["eval_scored"] else "fidelity (mean cosine x100)")
     profiles = {p: json.loads(json.dumps(inputs[f"bundle-{p}"].facts)) for p in cfg.profiles}
     benches = {p: inputs[f"bench-{p}"].facts for p in cfg.profiles}
     prof_json = {p: json.loads((inputs[f"bundle-{p}"].path / inputs[f"bundle-{p}"].facts["bundle"] / "manifest.json").read_text())["profile"] for p in cfg.profiles}

@@ -55,7 +55,7 @@ def check_inputs(recipe: Recipe) -> Any:
     kind = check_model_dir(src, recipe.teacher.allow_pickle)
     check_tokenizer_files(src)
     config, head_trained = inspect_checkpoint(src, recipe.task, kind)
-    if recipe.data.source == "pydoc":  # built in: nothing a user can get wrong, and seconds to read
+    if recipe.data.source == "pydoc" and recipe.data.eval_source is None:  # built in: nothing to get wrong, seconds to read
         return config
     data = read_task_data(recipe.data, recipe.task)
     if recipe.task == "classification":
@@ -77,7 +77,7 @@ def _with_ids(rows: list[dict[str, Any]], ids: dict[str, int]) -> list[dict[str,
     return [dict(r, label=ids[r["label"]] if ids and r["label"] is not None else None) for r in rows]
 
 
-@stage("teacher", TeacherStageConfig, version=2)
+@stage("teacher", TeacherStageConfig, version=3)
 def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     src = resolve_model_dir(cfg.teacher.model)
     kind = check_model_dir(src, cfg.teacher.allow_pickle)
@@ -94,7 +94,7 @@ def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     save_model(model, tokenizer, out / "model", cfg.task)
     evals = _with_ids(read_rows(data.path / "eval.jsonl"), ids)
     teacher_out = outputs(TorchModelSession(model, cfg.task), evals, tokenizer, cfg.max_length)
-    np.save(out / "eval_outputs.npy", teacher_out)
+    np.save(out / "eval_outputs.npy", teacher_out)  # the reference, in `outputs`' layout (scored pairs: 2 rows each)
     metric = quality(teacher_out, evals, cfg.task, teacher_out)
     return {"source": str(src), "weights_format": kind, "params": param_count(model), "head_trained": head_trained,
             "finetune": finetuned, "quality": metric, "bytes": dir_size(out / "model", "*.safetensors"), "label_ids": ids,
