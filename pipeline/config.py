@@ -14,6 +14,7 @@ from .runfolder import check_name
 
 Task = Literal["classification", "embedding"]
 Branch = Literal["structured", "sparse"]
+UNPRUNED = "unpruned"  # the pseudo-branch of the teacher exported and quantized as is: the baseline every run beats or ships
 Precision = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]
 Runtime = Literal["onnxruntime", "openvino"]
 

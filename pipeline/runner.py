@@ -1,6 +1,7 @@
 """The stage graph of one run:
 
-    data -> teacher -> per branch: prune -> distill -> shrink -> export
+    data -> teacher -> export (the teacher unpruned: the plain-quantization baseline, a candidate like any branch)
+                    -> per branch: prune -> distill -> shrink -> export
                     -> per profile: quantize (each branch) -> bench -> bundle
                     -> report
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .artifacts import Artifact, run_stage, sha256_file
-from .config import Profile, Recipe
+from .config import UNPRUNED, Profile, Recipe
 from .errors import EdgesmithError
 from .modeling import resolve_model_dir
 from .runfolder import LOCK_FILE, RunLock, check_run_folder, child, is_empty_run, recover
@@ -92,7 +93,12 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
         teacher=recipe.teacher, task=task, max_length=max_len, train=recipe.distill, model_digest=model_digest(recipe.teacher.model)),
         {"data": data})
     base = {"data": data, "teacher": teacher}
-    branch_arts: dict[str, Artifact] = {}
+    # The teacher itself, unpruned, exported and quantized like every branch: what one line of Optimum or NNCF
+    # gives. It is a candidate of every profile, so a bundle that plain quantization beats never ships.
+    unpruned = node("export", f"05-export-{UNPRUNED}", ExportStageConfig(export=recipe.export, task=task, max_length=max_len),
+                    {"data": data, "shrink": teacher})
+    branch_arts: dict[str, Artifact] = {f"shrink-{UNPRUNED}": teacher, f"export-{UNPRUNED}": unpruned}
+    candidates = (*recipe.prune.branches, UNPRUNED)
     fit_name = recipe.prune.structured.fit_profile
     fit = profile_store.load(fit_name) if fit_name else None
     for b in recipe.prune.branches:
@@ -109,9 +115,9 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     for p in profiles:
         quants = {f"quantize-{b}": node("quantize", f"06-quantize-{b}-{p.name}", QuantizeStageConfig(
             quantize=recipe.quantize, profile=p, task=task, max_length=max_len),
-            base | {"export": branch_arts[f"export-{b}"], "shrink": branch_arts[f"shrink-{b}"]}) for b in recipe.prune.branches}
+            base | {"export": branch_arts[f"export-{b}"], "shrink": branch_arts[f"shrink-{b}"]}) for b in candidates}
         bench = node("bench", f"07-bench-{p.name}", BenchStageConfig(
-            bench=recipe.bench, profile=p, task=task, max_length=max_len, branches=recipe.prune.branches),
+            bench=recipe.bench, profile=p, task=task, max_length=max_len, branches=candidates),
             base | branch_arts | quants)
         bundle = node("bundle", f"08-bundle-{p.name}", BundleStageConfig(
             profile=p, task=task, max_length=max_len, budget=recipe.quantize.accuracy_budget, recipe_json=recipe.canonical_json(),

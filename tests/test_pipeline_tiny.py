@@ -85,7 +85,10 @@ def test_quantized_candidates_are_measured_against_the_budget(tiny_run):
 def test_bench_measures_teacher_and_every_artifact_with_thread_clamp(tiny_run):
     _, out = tiny_run
     facts = _manifests(out)["07-bench-tiny-ort"]["facts"]
-    assert [r["branch"] for r in facts["rows"]].count("teacher") == 1 and len(facts["rows"]) == 7
+    branches = [r["branch"] for r in facts["rows"]]
+    # the teacher in PyTorch, then per branch (structured, sparse, and the teacher unpruned) its FP32 export and the
+    # profile's two INT8 candidates
+    assert branches.count("teacher") == 1 and len(branches) == 10 and branches.count("unpruned") == 3
     for r in facts["rows"]:
         lat = r["latency"]
         assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] and lat["peak_rss_mb"] > lat["rss_before_load_mb"] > 0
@@ -104,6 +107,22 @@ def test_summary_and_report(tiny_run):
     gpu = summary["profiles"]["tiny-gpu"]
     assert gpu["status"] == "not measured" and "CUDA" in gpu["reason"] and gpu["p50_ms"] is None
     assert "| profile |" in (out / "report.md").read_text()
+
+
+def test_every_profile_measures_the_teacher_quantized_alone_and_says_whether_pruning_paid(tiny_run):
+    """The baseline a one-liner gives (the teacher unpruned, quantized with each of the profile's pairs) is built,
+    measured in the same run, and the summary gives the bundle's speed-up and quality change against it."""
+    _, out = tiny_run
+    summary = json.loads((out / "summary.json").read_text())
+    for name, pairs in (("tiny-ort", {"onnxruntime-int8-dynamic", "onnxruntime-int8-static"}), ("tiny-ov", {"openvino-int8-static"})):
+        rows = _manifests(out)[f"07-bench-{name}"]["facts"]["rows"]
+        assert pairs <= {r["artifact"] for r in rows if r["branch"] == "unpruned"}
+        s = summary["profiles"][name]
+        ref = s["quantized_teacher"]
+        assert ref["artifact"].split(":", 1)[1] in pairs and ref["p50_ms"] > 0
+        assert s["speedup_p50_vs_quantized_teacher"] == pytest.approx(ref["p50_ms"] / s["p50_ms"])
+        assert s["pruning_paid"] == (not s["artifact"].startswith("unpruned:")) and s["verdict"].startswith("Pruning")
+    assert "Against the teacher quantized alone" in (out / "report.md").read_text()
 
 
 def test_gpu_profile_gets_an_fp16_candidate_without_invented_latency(tiny_run):

@@ -148,3 +148,25 @@ def test_bundle_choice_prefers_speed_within_budget_and_accuracy_outside_it():
     assert choose(rows, 90, 0.6) == (rows[1], True)
     tie = [rows[0], row("fp32", 87.5, 8), row("int8", 87.5, 2.4), row("worse", 86, 1)]
     assert choose(tie, 90, 1.0) == (tie[2], False)
+
+
+def test_quantized_teacher_ships_when_pruning_does_not_pay_and_the_summary_says_so():
+    from edgesmith.stages.bundle import choose
+    from edgesmith.stages.report import against_quantized_teacher
+
+    def row(branch, artifact, metric, p50):
+        return {"branch": branch, "artifact": artifact, "bytes": 1, "quality": {"metric": metric}, "latency": {"p50_ms": p50}}
+
+    profile = {"runtimes": {"openvino": ["int8-static"], "onnxruntime": ["int8-dynamic"]}}
+    teacher = row("teacher", "pytorch-fp32", 90, 20)
+    base_ov, base_ort = row("unpruned", "openvino-int8-static", 89.8, 4), row("unpruned", "onnxruntime-int8-dynamic", 89.9, 5)
+    slow_pruned = row("structured", "openvino-int8-static", 89.0, 4.5)
+    chosen, within = choose([teacher, base_ov, base_ort, slow_pruned], 90, 1.5)
+    assert chosen is base_ov and within
+    s = against_quantized_teacher([teacher, base_ov, base_ort, slow_pruned], chosen, profile)
+    assert not s["pruning_paid"] and s["verdict"].startswith("Pruning did not pay") and "unpruned:openvino-int8-static" in s["verdict"]
+    fast_pruned = row("structured", "openvino-int8-static", 89.0, 2)
+    chosen, _ = choose([teacher, base_ov, base_ort, fast_pruned], 90, 1.5)
+    s = against_quantized_teacher([teacher, base_ov, base_ort, fast_pruned], chosen, profile)
+    assert chosen is fast_pruned and s["pruning_paid"] and s["speedup_p50_vs_quantized_teacher"] == 2.0
+    assert s["quality_change_vs_quantized_teacher"] == pytest.approx(-0.8) and "2.00x faster" in s["verdict"]

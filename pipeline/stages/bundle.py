@@ -37,7 +37,8 @@ class BundleStageConfig(Frozen):
 
 
 def choose(rows: list[dict[str, Any]], teacher_metric: float, budget: float) -> tuple[dict[str, Any], bool]:
-    """(row, within_budget): the fastest p50 among rows within the quality budget; when none is, the fastest of
+    """(row, within_budget): the fastest p50 among rows within the quality budget (the teacher quantized unpruned
+    is one of them, so a bundle that plain quantization beats never ships); when none is, the fastest of
     the most accurate rows. Without latency (hardware absent) the smallest file stands in for the fastest."""
     compressed = [r for r in rows if r["branch"] != "teacher" and "metric" in r["quality"]]
     if not compressed:

@@ -1,15 +1,16 @@
-"""Stage `export`: ONNX (dynamic batch/sequence, ORT transformer fusions) and OpenVINO IR, each validated
+"""Stage `export` (each pruned branch's shrunk student, and the teacher unpruned): ONNX (dynamic batch/sequence, ORT transformer fusions) and OpenVINO IR, each validated
 against PyTorch on held-out rows. A fusion count short of one Attention per layer is recorded as a warning."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from ..config import ExportConfig, Frozen, Task
 from ..errors import EdgesmithError
 from ..evaluate import compare, outputs
-from ..modeling import load_model, load_tokenizer
+from ..modeling import PLAN_FILE, load_model, load_tokenizer
 from ..registry import stage
 from ..runtimes import input_names_for, open_session
 from .common import read_rows
@@ -35,7 +36,7 @@ def run(cfg: ExportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     names = input_names_for(src)
     export_onnx(model, cfg.task, names, out / "model.raw.onnx", cfg.export.opset)
     fused = fuse(out / "model.raw.onnx", out / "model.onnx")
-    layers = len(inputs["shrink"].facts["shape_plan"])
+    layers = len(json.loads((src / PLAN_FILE).read_text())["layers"])  # a shrunk student's or the teacher's own
     warnings = [] if fused.get("Attention", 0) == layers else [f"attention fused in {fused.get('Attention', 0)} of {layers} layers: expect less speed-up"]
     files = {"onnxruntime": out / "model.onnx"}
     if "openvino" in cfg.export.formats:

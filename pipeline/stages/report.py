@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import Frozen, Recipe
+from ..config import UNPRUNED, Frozen, Recipe
 from ..registry import stage
 
 MB = 2**20
@@ -44,12 +44,44 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
         "teacher": {"quality": teacher["quality"].get("metric"), "p50_ms": t_lat.get("p50_ms"), "p90_ms": t_lat.get("p90_ms"),
                     "size_mb": teacher["bytes"] / MB, "peak_memory_mb": t_lat.get("peak_rss_mb")},
     }
+    row |= against_quantized_teacher(bench["rows"], chosen, profile)
     b = profile["budgets"]
     checks = {"quality_drop": (row["quality_drop"], budget), "p90_ms": (row["p90_ms"], b.get("p90_ms")),
               "peak_memory_mb": (row["peak_memory_mb"], b.get("peak_memory_mb")), "size_mb": (row["size_mb"], b.get("size_mb"))}
     row["budgets"] = {k: {"value": v, "limit": lim, "verdict": "not measured" if v is None else ("pass" if v <= lim else "FAIL")}
                       for k, (v, lim) in checks.items() if lim is not None}
     return row
+
+
+def quantized_teacher(rows: list[dict[str, Any]], profile: dict[str, Any]) -> dict[str, Any] | None:
+    """The teacher unpruned, quantized with one of the profile's runtime/precision pairs: the fastest measured one
+    (what a user gets from one line of Optimum or NNCF), or the first when this machine cannot measure the profile."""
+    pairs = {f"{runtime}-{precision}" for runtime, precisions in profile["runtimes"].items() for precision in precisions}
+    mine = [r for r in rows if r["branch"] == UNPRUNED and r["artifact"] in pairs]
+    timed = [r for r in mine if "p50_ms" in r["latency"]]
+    return min(timed, key=lambda r: r["latency"]["p50_ms"]) if timed else (mine[0] if mine else None)
+
+
+def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+    """The bundle against the quantized teacher: speed-up, quality change (points, + is better) and one sentence."""
+    ref = quantized_teacher(rows, profile)
+    if ref is None:
+        return {}
+    name, ref_lat, lat = f"{UNPRUNED}:{ref['artifact']}", ref["latency"], chosen["latency"]
+    speedup = ref_lat["p50_ms"] / lat["p50_ms"] if "p50_ms" in lat and "p50_ms" in ref_lat else None
+    change = chosen["quality"]["metric"] - ref["quality"]["metric"] if "metric" in chosen["quality"] and "metric" in ref["quality"] else None
+    paid = chosen["branch"] != UNPRUNED
+    if not paid:
+        verdict = f"Pruning did not pay: the teacher quantized alone ({name}) is the fastest artifact within the accuracy budget, so it ships."
+    elif speedup is None:
+        verdict = f"Pruning was chosen without a latency measurement (this machine lacks the profile's hardware): compare it with {name} on the device."
+    else:
+        verdict = (f"Pruning paid: the bundle is {speedup:.2f}x faster (p50) than the teacher quantized alone ({name}), "
+                   f"at {_fmt(change)} points of quality against it.")
+    return {"quantized_teacher": {"artifact": name, "quality": ref["quality"].get("metric"), "p50_ms": ref_lat.get("p50_ms"),
+                                  "p90_ms": ref_lat.get("p90_ms"), "size_mb": ref["bytes"] / MB},
+            "speedup_p50_vs_quantized_teacher": speedup, "quality_change_vs_quantized_teacher": change,
+            "pruning_paid": paid, "verdict": verdict}
 
 
 def _drop(teacher: dict[str, Any], row: dict[str, Any]) -> float | None:
@@ -71,7 +103,7 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
     return head, body
 
 
-@stage("report", ReportStageConfig)
+@stage("report", ReportStageConfig, version=2)
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
     rec = cfg.recipe
@@ -94,12 +126,16 @@ def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
 
 def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str, Any], benches: dict[str, Any], metric: str) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
-    head = ["profile", "bundle artifact", metric, "drop", "p50 ms", "p90 ms", "speed-up", "size MB", "size ratio", "peak RSS MB", "budgets"]
+    out.append(("Against the teacher quantized alone", "\n".join(f"{p}: {s['verdict']}" for p, s in summary["profiles"].items() if "verdict" in s)))
+    head = ["profile", "bundle artifact", metric, "drop", "p50 ms", "p90 ms", "speed-up", "vs quantized teacher", "size MB",
+            "size ratio", "peak RSS MB", "budgets"]
     body = []
     for p, s in summary["profiles"].items():
         verdicts = ", ".join(f"{k} {v['verdict']}" for k, v in s["budgets"].items())
+        vs_q = s.get("speedup_p50_vs_quantized_teacher")
         body.append([p, s["artifact"], _fmt(s["quality"]), _fmt(s["quality_drop"]), _fmt(s["p50_ms"]), _fmt(s["p90_ms"]),
                      f"{s['speedup_p50_vs_teacher']:.2f}x" if s["speedup_p50_vs_teacher"] else (s["reason"] or "—"),
+                     f"{vs_q:.2f}x, {_fmt(s['quality_change_vs_quantized_teacher'])} pts" if vs_q else "—",
                      _fmt(s["size_mb"]), _fmt(s["size_ratio_vs_teacher"]), _fmt(s["peak_memory_mb"], 0), verdicts])
     out.append(("Bundles against budgets", (head, body)))
     for p, bench in benches.items():
@@ -138,9 +174,9 @@ def _figures(cfg: ReportStageConfig, inputs: dict[str, Any], benches: dict[str, 
     first = cfg.profiles[0]
     chosen = inputs[f"bundle-{first}"].facts["chosen"]
     branch = chosen["branch"]
-    shrink = inputs[f"shrink-{branch}"].facts
+    pruned = [] if branch == UNPRUNED else [(f"{branch} FP32", inputs[f"shrink-{branch}"].facts["bytes"] / MB)]
     figs["size_waterfall"] = plots.size_waterfall([
-        ("teacher FP32", shrink["teacher_bytes"] / MB), (f"{branch} FP32", shrink["bytes"] / MB),
+        ("teacher FP32", inputs["teacher"].facts["bytes"] / MB), *pruned,
         (f"{first}: {chosen['artifact']}", chosen["bytes"] / MB), (".tar.gz bundle", summary["profiles"][first]["tar_gz_mb"]),
     ])
     if "structured" in cfg.recipe.prune.branches:

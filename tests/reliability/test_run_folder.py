@@ -29,8 +29,8 @@ quantize: {{calibration_samples: 8, accuracy_budget: 100}}
 bench: {{warmup: 1, iterations: 5}}
 profiles: ['{profile}']
 """
-STAGE_FOLDERS = ("00-data", "01-teacher", "02-prune-structured", "03-distill-structured", "04-shrink-structured",
-                 "05-export-structured", "06-quantize-structured-tiny", "07-bench-tiny", "08-bundle-tiny", "09-report")
+STAGE_FOLDERS = ("00-data", "01-teacher", "05-export-unpruned", "02-prune-structured", "03-distill-structured", "04-shrink-structured",
+                 "05-export-structured", "06-quantize-structured-tiny", "06-quantize-unpruned-tiny", "07-bench-tiny", "08-bundle-tiny", "09-report")
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_second_run_on_a_locked_folder_says_who_holds_it(inputs: Path, tmp_path:
 
 
 def test_late_failure_keeps_finished_stages_and_rerun_reuses_them(inputs: Path, tmp_path: Path, monkeypatch) -> None:
-    """A fresh run that fails at shrink keeps data..distill; recipe.json is not written; the rerun skips them."""
+    """A fresh run that fails at shrink keeps every stage before it; recipe.json is not written; the rerun skips them."""
     from edgesmith import stages  # noqa: F401  (registers the stages)
     from edgesmith.cli import main
     from edgesmith.errors import EdgesmithError
@@ -119,7 +119,7 @@ def test_late_failure_keeps_finished_stages_and_rerun_reuses_them(inputs: Path, 
     monkeypatch.setitem(STAGES, "shrink", Stage(real.name, refuse, real.config, real.version))
     assert main(["run", str(inputs / "recipe.yaml"), "--out", str(out)]) == 2
     finished = {p.parent.name for p in out.glob(f"*/{MANIFEST}")}
-    assert finished == set(STAGE_FOLDERS[:4])
+    assert finished == set(STAGE_FOLDERS[:5])  # data, teacher, the unpruned export, prune, distill
     assert not (out / "recipe.json").exists() and not list(out.glob(".*.tmp"))
     distilled = sha256_file(out / "03-distill-structured" / MANIFEST)
     monkeypatch.setitem(STAGES, "shrink", real)
