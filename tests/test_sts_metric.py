@@ -163,4 +163,6 @@ def test_a_tiny_embedding_run_scores_teacher_and_every_artifact_by_spearman(tmp_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metric"] == "Spearman (cosine vs gold score, x100)"
     assert summary["profiles"]["tiny-ort"]["teacher"]["quality"] == pytest.approx(teacher["spearman"])
-    assert any("reproduces the build" in line for line in verify(out / "08-bundle-tiny-ort" / "edgesmith-tiny-ort"))
+    bundle = out / "08-bundle-tiny-ort" / "edgesmith-tiny-ort"
+    assert any("reproduces the build" in line for line in verify(bundle))
+    assert json.loads((bundle / "reference.json").read_text())["pairs"] is None  # a sentence encoder takes no pairs

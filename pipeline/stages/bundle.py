@@ -54,7 +54,7 @@ def choose(rows: list[dict[str, Any]], teacher_metric: float, budget: float) -> 
     return min(ok, key=lambda r: r["bytes"]), within  # profile hardware absent: the smallest
 
 
-@stage("bundle", BundleStageConfig, version=4)
+@stage("bundle", BundleStageConfig, version=5)
 def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     bench, teacher = inputs["bench"], inputs["teacher"]
     row, within = choose(bench.facts["rows"], teacher.facts["quality"]["metric"], cfg.budget)
@@ -71,7 +71,7 @@ def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     text_pairs = len(inputs["data"].facts["text_columns"]) == 2
     manifest = _manifest(cfg, row, within, model_file, tokenizer, labels, bench.facts, teacher.facts, text_pairs)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    _write_reference(folder, student_dir, read_rows(inputs["data"].path / "eval.jsonl")[:REFERENCE_ROWS], cfg)
+    _write_reference(folder, student_dir, read_rows(inputs["data"].path / "eval.jsonl")[:REFERENCE_ROWS], cfg, text_pairs)
     manifest["files"] = file_hashes(folder)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
     if cfg.signing is not None:  # last: the signature covers the final manifest, and the tar carries it
@@ -114,14 +114,16 @@ def _input_names(row: dict[str, Any]) -> list[str]:
     return open_session(row["runtime"], Path(row["path"]), threads=1).input_names
 
 
-def _write_reference(folder: Path, student_dir: Path, rows: list[dict[str, Any]], cfg: BundleStageConfig) -> None:
+def _write_reference(folder: Path, student_dir: Path, rows: list[dict[str, Any]], cfg: BundleStageConfig, text_pairs: bool) -> None:
     """Sentences with the bundle's own outputs (integrity) and the PyTorch student's (fidelity), for verify.
 
     The outputs come from the manifest's session settings, as predict.py applies them (f32 on every CPU), through
     edgesmith's own session: no bundle code runs here. `session` says what produced them (a GPU bundle built on a
     CPU machine falls back to the CPU provider)."""
     texts = [r["text"][0] for r in rows]
-    pairs = [r["text"][1] for r in rows] if len(rows[0]["text"]) == 2 else None
+    # Inputs as the bundle takes them: a single-sentence bundle (an encoder scored on STS pairs included) gets
+    # first sentences only, since predict.py refuses --pair for it.
+    pairs = [r["text"][1] for r in rows] if text_pairs else None
     feed = encode(folder, texts, pairs)
     session = open_bundle_session(folder)
     torch_out = TorchModelSession(load_model(student_dir), cfg.task).run(feed)
