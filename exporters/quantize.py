@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .openvino import save_ir
+
 # Ops ORT's integer quantizer handles in a fused BERT graph. Gather/EmbedLayerNormalization matter: the word
 # embedding is the largest single tensor, and leaving it FP32 keeps the file near half of the FP32 size.
 DYNAMIC_OPS = ["MatMul", "Attention", "Gather", "EmbedLayerNormalization"]
@@ -57,15 +59,13 @@ def ov_int8(src_xml: Path, dst_xml: Path, feeds: list[dict[str, np.ndarray]]) ->
     model = ov.Core().read_model(str(src_xml))
     quantized = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
                               subset_size=len(feeds))
-    ov.save_model(quantized, str(dst_xml))
-    return dst_xml
+    return save_ir(quantized, dst_xml)
 
 
 def ov_copy(src_xml: Path, dst_xml: Path, fp16: bool) -> Path:
     import openvino as ov
 
-    ov.save_model(ov.Core().read_model(str(src_xml)), str(dst_xml), compress_to_fp16=fp16)
-    return dst_xml
+    return save_ir(ov.Core().read_model(str(src_xml)), dst_xml, fp16=fp16)
 
 
 def copy(src: Path, dst: Path) -> Path:

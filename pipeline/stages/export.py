@@ -27,7 +27,7 @@ class ExportStageConfig(Frozen):
     max_length: int
 
 
-@stage("export", ExportStageConfig, version=2)
+@stage("export", ExportStageConfig, version=3)
 def run(cfg: ExportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     from edgesmith.exporters.onnx import export_onnx, fuse
 

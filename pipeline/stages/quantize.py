@@ -25,7 +25,7 @@ class QuantizeStageConfig(Frozen):
     max_length: int
 
 
-@stage("quantize", QuantizeStageConfig, version=3)
+@stage("quantize", QuantizeStageConfig, version=4)
 def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     from edgesmith.exporters.quantize import model_bytes, quantize
 

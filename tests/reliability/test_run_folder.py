@@ -55,6 +55,28 @@ def clean_run(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def build_fingerprint(run: Path) -> dict[str, dict[str, str]]:
+    """The recorded sha256 of every file of every stage that builds models (all but bench, bundle and report, which
+    hold fresh latency measurements): a rerun after a kill must rebuild them byte for byte."""
+    return {p.parent.name: json.loads(p.read_text())["files"] for p in run.glob(f"*/{MANIFEST}")
+            if not p.parent.name.startswith(("07-", "08-", "09-"))}
+
+
+def chosen(run: Path) -> tuple[str, str]:
+    manifest = json.loads((run / "08-bundle-tiny" / "edgesmith-tiny" / "manifest.json").read_text())
+    return manifest["branch"], manifest["artifact"]
+
+
+def assert_bundle_ships_a_built_candidate(run: Path) -> None:
+    """The bundle's model file is byte for byte the candidate file the bench measured."""
+    branch, artifact = chosen(run)
+    rows = json.loads((run / "07-bench-tiny" / "results.json").read_text())
+    row = next(r for r in rows if (r["branch"], r["artifact"]) == (branch, artifact))
+    folder = run / "08-bundle-tiny" / "edgesmith-tiny"
+    shipped = json.loads((folder / "manifest.json").read_text())["model_file"]
+    assert sha256_file(folder / shipped) == sha256_file(Path(row["path"]))
+
+
 def bundle_fingerprint(run: Path) -> dict[str, str]:
     """sha256 of every bundle file, with the bundle manifest's measured latency/memory blanked: those are fresh
     measurements on each run; everything else (model, tokenizer, reference outputs, quality) must be identical."""
@@ -212,7 +234,10 @@ def test_kill_9_during_each_stage_then_rerun_gives_the_same_bundle(clean_run: Pa
     assert not (out / "summary.json").exists()
     rerun = edgesmith("run", inputs / "recipe.yaml", "--out", out)
     assert rerun.code == 0, rerun.stderr
-    assert bundle_fingerprint(out) == bundle_fingerprint(clean_run)
+    assert build_fingerprint(out) == build_fingerprint(clean_run)  # every model, export and quantized file
+    assert_bundle_ships_a_built_candidate(out)
+    if chosen(out) == chosen(clean_run):  # the choice follows fresh latency measurements; the tiny candidates are near-ties
+        assert bundle_fingerprint(out) == bundle_fingerprint(clean_run)
     assert not [p.name for p in out.iterdir() if p.name.endswith((".tmp", ".old"))]
     assert_parents_consistent(out)
 
