@@ -170,3 +170,4 @@ def test_quantized_teacher_ships_when_pruning_does_not_pay_and_the_summary_says_
     s = against_quantized_teacher([teacher, base_ov, base_ort, fast_pruned], chosen, profile)
     assert chosen is fast_pruned and s["pruning_paid"] and s["speedup_p50_vs_quantized_teacher"] == 2.0
     assert s["quality_change_vs_quantized_teacher"] == pytest.approx(-0.8) and "2.00x faster" in s["verdict"]
+    assert "0.80 points below it" in s["verdict"]

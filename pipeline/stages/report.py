@@ -76,8 +76,9 @@ def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any]
     elif speedup is None:
         verdict = f"Pruning was chosen without a latency measurement (this machine lacks the profile's hardware): compare it with {name} on the device."
     else:
-        verdict = (f"Pruning paid: the bundle is {speedup:.2f}x faster (p50) than the teacher quantized alone ({name}), "
-                   f"at {_fmt(change)} points of quality against it.")
+        where = "" if change is None else f", {abs(change):.2f} points {'below' if change < 0 else 'above'} it in quality"
+        verdict = (f"Pruning paid within the accuracy budget: the bundle is {speedup:.2f}x faster (p50) than the teacher "
+                   f"quantized alone ({name}){where}.")
     return {"quantized_teacher": {"artifact": name, "quality": ref["quality"].get("metric"), "p50_ms": ref_lat.get("p50_ms"),
                                   "p90_ms": ref_lat.get("p90_ms"), "size_mb": ref["bytes"] / MB},
             "speedup_p50_vs_quantized_teacher": speedup, "quality_change_vs_quantized_teacher": change,
@@ -103,7 +104,7 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
     return head, body
 
 
-@stage("report", ReportStageConfig, version=2)
+@stage("report", ReportStageConfig, version=3)
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
     rec = cfg.recipe
