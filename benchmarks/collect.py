@@ -1,6 +1,7 @@
 """Write docs/results.md from finished runs (their summary.json, bench results and stage manifests).
 
     python benchmarks/collect.py runs/sst2 runs/quickstart
+    python benchmarks/collect.py --out docs/OTHER.md runs/NAME ...
 
 Every figure in docs/results.md comes from these files; nothing is typed in by hand. The targets checked are
 those of the end-to-end issue: for SST-2 on mobile-cpu, within 1.5 accuracy points of the teacher, p50 at
@@ -35,6 +36,8 @@ def run_section(run: Path) -> list[str]:
         lines.append(f"| {name} | {s['artifact']} | {f(s['quality'])} | {f(t['quality'])} | {f(s['quality_drop'])} | {f(s['p50_ms'])} | "
                      f"{f(t['p50_ms'])} | {f(s['speedup_p50_vs_teacher'])}x | {f(s['p90_ms'])} | {f(s['size_mb'])} | "
                      f"{f(s['size_ratio_vs_teacher'])} | {f(s['peak_memory_mb'], 0)} | {f(t['peak_memory_mb'], 0)} |")
+    lines.append("")
+    lines += [f"- {name}, against the teacher quantized alone: {s['verdict']}" for name, s in summary["profiles"].items() if "verdict" in s]
     lines.append("")
     for bench in sorted(run.glob("07-bench-*/manifest.json")):
         facts = json.loads(bench.read_text())["facts"]
@@ -75,19 +78,23 @@ def targets(run: Path) -> list[str]:
 
 
 def main() -> None:
-    runs = [Path(p) for p in sys.argv[1:]] or [Path("runs/sst2"), Path("runs/quickstart")]
+    args = sys.argv[1:]
+    target = Path("docs/results.md")
+    if args[:1] == ["--out"]:  # another page, so that a partial set of runs does not replace docs/results.md
+        target, args = Path(args[1]), args[2:]
+    runs = [Path(p) for p in args] or [Path("runs/sst2"), Path("runs/quickstart")]
     import importlib.metadata as md
 
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "onnxruntime", "openvino", "nncf"))
     out = ["# Measured results", "",
-           f"Collected {datetime.date.today()} by `python benchmarks/collect.py {' '.join(map(str, runs))}` on "
+           f"Collected {datetime.date.today()} by `python benchmarks/collect.py {' '.join(sys.argv[1:])}` on "
            f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores; {versions}.",
            "Every latency is measured in its own process at the profile's batch and sequence length, after warm-up; "
            "teacher and artifacts come from the same run.", ""]
     for run in runs:
         if (run / "summary.json").is_file():
             out += run_section(run) + fit_section(run) + (targets(run) if run.name == "sst2" else [])
-    Path("docs/results.md").write_text("\n".join(out) + "\n")
+    target.write_text("\n".join(out) + "\n")
     print("\n".join(out))
 
 
