@@ -11,6 +11,7 @@ from pathlib import Path
 
 from edgesmith.config import Profile, parse, read_yaml
 from edgesmith.errors import EdgesmithError
+from edgesmith.runfolder import check_name
 
 BUILTIN = Path(__file__).parent
 
@@ -40,5 +41,9 @@ def load(name_or_path: str) -> Profile:
             )
         path = known[name_or_path]
     data = read_yaml(path)
-    data.setdefault("name", path.stem)
+    if "name" not in data:  # the file name becomes the name (and part of folder names): say where it came from
+        try:
+            data["name"] = check_name(path.stem, "profile name")
+        except ValueError as err:
+            raise EdgesmithError(f"profile {path}: {err} (taken from the file name); rename the file or add a `name:` key") from None
     return parse(Profile, data, f"profile {path}")

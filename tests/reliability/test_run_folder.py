@@ -286,3 +286,12 @@ def test_recovery_touches_only_edgesmiths_own_leftovers(tmp_path: Path) -> None:
     (tmp_path / ".03-distill-structured.tmp").mkdir()
     assert recover(tmp_path) == ["removed the unfinished .03-distill-structured.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".drafts.tmp", ".photos.old"]
+
+
+def test_a_profile_file_name_that_is_no_safe_name_is_named_as_the_culprit(inputs: Path, tmp_path: Path) -> None:
+    """A profile without `name:` is named after its file: the error must say so, not blame a key the user never wrote."""
+    profile = tmp_path / "my phone.yaml"
+    profile.write_text((inputs / "tiny.yaml").read_text())
+    assert_refused(edgesmith("run", inputs / "recipe.yaml", "--profile", profile, "--out", tmp_path / "out"),
+                   "'my phone' is not a safe name", "taken from the file name", "rename the file")
+    assert not (tmp_path / "out").exists()
