@@ -23,12 +23,17 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     """The bundle's manifest.json, once its session is checked to be one edgesmith makes: it is applied as is."""
     require((folder / "manifest.json").is_file(), f"{folder}: no manifest.json; pass a bundle folder made by edgesmith")
     manifest = json.loads((folder / "manifest.json").read_text())
+    require(session_is_ours(manifest), f"{folder}: manifest.json has no session settings edgesmith makes (an older "
+            "edgesmith made it, or it was edited); rebuild the bundle")
+    return manifest
+
+
+def session_is_ours(manifest: dict[str, Any]) -> bool:
+    """Whether manifest["session"] names a bundle runtime with settings session_settings could have made: they are
+    applied key by key (ONNX Runtime's optimized_model_filepath would write a file)."""
     session = manifest.get("session")
     runtime = session.get("runtime") if isinstance(session, dict) else None
-    require(runtime in BUNDLE_RUNTIMES and made_here(runtime, session.get("settings")),
-            f"{folder}: manifest.json has no session settings edgesmith makes (an older edgesmith made it, or it was edited); "
-            "rebuild the bundle")
-    return manifest
+    return runtime in BUNDLE_RUNTIMES and made_here(runtime, session.get("settings"))
 
 
 def encode(folder: Path, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:

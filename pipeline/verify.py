@@ -153,16 +153,11 @@ def _code(folder: Path, files: dict[str, str]) -> str:
 
 
 def _session(manifest: dict[str, Any]) -> str:
-    """The settings bundle_io applies to the runtime must be edgesmith's own: an ONNX Runtime option such as
-    optimized_model_filepath would otherwise make verify write wherever the manifest says."""
-    from .bundle_io import BUNDLE_RUNTIMES
-    from .runtimes import made_here
+    from .bundle_io import session_is_ours
 
-    session = manifest.get("session")
-    runtime = session.get("runtime") if isinstance(session, dict) else None
-    require(runtime in BUNDLE_RUNTIMES and made_here(runtime, session.get("settings")),
+    require(session_is_ours(manifest),
             "manifest.json session settings are not ones edgesmith makes; tampered bundle (or another edgesmith version: rebuild it)")
-    return f"session settings are edgesmith's ({runtime})"
+    return f"session settings are edgesmith's ({manifest['session']['runtime']})"
 
 
 def _tokenizer(folder: Path) -> str:
