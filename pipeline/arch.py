@@ -24,6 +24,8 @@ class Arch:
     ffn_in: str
     ffn_out: str
     attn_module: str  # module whose head-count attributes must follow the shrink
+    attn_norm: str  # LayerNorm after the attention block: its input is the block's output plus the residual
+    ffn_norm: str  # LayerNorm after the FFN block, likewise
     heads_attr: str
     width_attr: str  # attention width attribute (heads * head_size)
     cfg_layers: str
@@ -42,6 +44,8 @@ _BERT_LIKE = dict(
     ffn_in="intermediate.dense",
     ffn_out="output.dense",
     attn_module="attention.self",
+    attn_norm="attention.output.LayerNorm",
+    ffn_norm="output.LayerNorm",
     heads_attr="num_attention_heads",
     width_attr="all_head_size",
     cfg_layers="num_hidden_layers",
@@ -64,6 +68,8 @@ ARCHITECTURES: dict[str, Arch] = {
         ffn_in="ffn.lin1",
         ffn_out="ffn.lin2",
         attn_module="attention",
+        attn_norm="sa_layer_norm",
+        ffn_norm="output_layer_norm",
         heads_attr="n_heads",
         width_attr="dim",
         cfg_layers="n_layers",

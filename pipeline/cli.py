@@ -59,7 +59,7 @@ def _preflight(recipe: Any, profiles: list[Any]) -> None:
     d = dims(config)
     structured = recipe.prune.structured
     if "structured" in recipe.prune.branches and structured.fit_profile is None:  # a fit profile picks the ratio itself
-        structured.check_keep(d["layers"] * d["heads"], d["layers"] * d["ffn"])
+        structured.check_keep(d["layers"], d["heads"], d["ffn"])
     embed_mb = config.vocab_size * d["hidden"] / 2**20  # INT8 word embedding: a floor on file size
     for p in profiles:
         size = p.budgets.size_mb

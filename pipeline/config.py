@@ -52,8 +52,10 @@ class DataConfig(Frozen):
 
 
 class StructuredConfig(Frozen):
-    keep_heads: float = Field(0.5, gt=0, description="share of heads kept (<=1) or a total head count (>1)")
-    keep_ffn: float = Field(0.5, gt=0, description="share of FFN neurons kept (<=1) or a total count (>1)")
+    keep_layers: float = Field(1.0, gt=0, description="depth: share of encoder layers kept (<=1) or a layer count (>1); "
+                               "the layers whose removal changes the outputs least go first")
+    keep_heads: float = Field(0.5, gt=0, description="share of the kept layers' heads kept (<=1) or a total head count (>1)")
+    keep_ffn: float = Field(0.5, gt=0, description="share of the kept layers' FFN neurons kept (<=1) or a total count (>1)")
     min_heads_per_layer: int = Field(1, ge=1)
     ffn_multiple_of: int = Field(16, ge=1, description="round kept FFN widths to this (int8 GEMM tiles)")
     importance_samples: int = Field(512, ge=8)
@@ -61,24 +63,35 @@ class StructuredConfig(Frozen):
                        "geometric from 1 to the target), distilling on an equal slice of the data after each")
     fit_profile: str | None = Field(None, description="choose the keep ratio by measured latency: the largest whose "
                                     "quantized model meets this profile's p90 budget (overrides keep_heads/keep_ffn)")
+    reconstruct: bool = Field(False, description="retraining-free start (Kwon et al. 2022): rescale the kept heads and "
+                              "neurons of each layer by least squares so the layer's output matches the unpruned model's")
 
-    @field_validator("keep_heads", "keep_ffn")
+    @field_validator("keep_layers", "keep_heads", "keep_ffn")
     @classmethod
     def _share_or_count(cls, v: float) -> float:
         if v > 1 and not v.is_integer():  # 1.5 is neither a share nor a count: it was read as a count of 1
             raise ValueError(f"{v:g} is neither a share (at most 1) nor a whole count; write e.g. 0.75 or {int(v) + 1}")
         return v
 
-    def check_keep(self, heads: int, ffn: int) -> None:
-        """Against a model with `heads` attention heads and `ffn` FFN neurons in all: no count above what it has,
-        and something pruned."""
-        for name, spec, total in (("keep_heads", self.keep_heads, heads), ("keep_ffn", self.keep_ffn, ffn)):
+    @model_validator(mode="after")
+    def _reconstruct_one_shot(self) -> "StructuredConfig":
+        if self.reconstruct and self.steps > 1:  # the scales fit one plan; a gradual cut changes the plan each step
+            raise ValueError("reconstruct needs steps: 1 (the least-squares scales fit one keep-plan); set one of them")
+        return self
+
+    def check_keep(self, layers: int, heads: int, ffn: int) -> None:
+        """Against a model of `layers` layers with `heads` attention heads and `ffn` FFN neurons per layer: no count
+        above what it has, and something pruned."""
+        kept_layers = max(1, round(self.keep_layers * layers)) if self.keep_layers <= 1 else int(self.keep_layers)
+        totals = (("keep_layers", self.keep_layers, layers), ("keep_heads", self.keep_heads, min(kept_layers, layers) * heads),
+                  ("keep_ffn", self.keep_ffn, min(kept_layers, layers) * ffn))
+        for name, spec, total in totals:
             if spec > total:
                 raise EdgesmithError(f"prune.structured.{name}: {spec:g} is more than the model's {total}; "
                                      f"use a share (at most 1) or a count up to {total}")
-        if self.keep_heads in (1, heads) and self.keep_ffn in (1, ffn):
-            raise EdgesmithError("prune.structured keeps every head and FFN neuron (keep_heads, keep_ffn = "
-                                 f"{self.keep_heads:g}, {self.keep_ffn:g}): nothing would be pruned; lower one of them")
+        if all(spec in (1, total) for _, spec, total in totals):
+            raise EdgesmithError("prune.structured keeps every layer, head and FFN neuron (keep_layers, keep_heads, keep_ffn = "
+                                 f"{self.keep_layers:g}, {self.keep_heads:g}, {self.keep_ffn:g}): nothing would be pruned; lower one of them")
 
 
 class SparseConfig(Frozen):
@@ -104,6 +117,9 @@ class DistillConfig(Frozen):
     batch_size: int = Field(32, ge=1)
     temperature: float = Field(2.0, gt=0)
     hidden_weight: float = Field(1.0, ge=0, description="weight of the hidden-state MSE term")
+    attention_weight: float = Field(0.0, ge=0, description="weight of the attention terms (TinyBERT/MiniLM): KL between "
+                                    "the teacher's and the student's attention distributions and value relations, "
+                                    "for every kept head of every kept layer")
     label_weight: float = Field(0.0, ge=0, description="weight of cross-entropy on the gold labels (classification "
                                 "data with labels only); 0 = learn from the teacher alone")
     warmup_ratio: float = Field(0.06, ge=0, lt=1)

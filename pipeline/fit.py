@@ -18,7 +18,7 @@ RATIOS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.33, 0.25, 0.2, 0.15, 0.1)
 
 
 def fit_keep_ratio(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, profile: Profile, task: str,
-                   feeds: list[dict[str, Any]], work: Path) -> dict[str, Any]:
+                   feeds: list[dict[str, Any]], work: Path, kept_layers: list[int] | None = None) -> dict[str, Any]:
     """Walk down RATIOS until the measured p90 fits; returns the choice and the measured curve."""
     from edgesmith.exporters.onnx import export_onnx, fuse
     from edgesmith.exporters.openvino import export_ir
@@ -37,7 +37,7 @@ def fit_keep_ratio(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredCo
     vocab, names = load_tokenizer(teacher_dir).vocab_size, input_names_for(teacher_dir)
     curve = []
     for ratio in RATIOS:
-        plan = select(*scores, cfg.model_copy(update={"keep_heads": ratio, "keep_ffn": ratio}))
+        plan = select(*scores, cfg.model_copy(update={"keep_heads": ratio, "keep_ffn": ratio}), kept_layers)
         folder = work / f"keep-{ratio}"
         folder.mkdir(parents=True)
         export_onnx(slice_model(load_model(teacher_dir), plan), task, names, folder / "raw.onnx", opset=17)

@@ -238,12 +238,18 @@ def _slice_linear(linear: Any, index: Any, dim: int) -> Any:
     return prune_linear_layer(linear, index, dim=dim)
 
 
-def slice_model(model: Any, plan: list[dict[str, list[int]]]) -> Any:
-    """Physically remove heads and FFN neurons in place. plan[i] = {'heads': kept head ids, 'ffn': kept neuron ids}."""
+def slice_model(model: Any, plan: list[dict[str, Any]]) -> Any:
+    """Physically remove heads, FFN neurons and whole layers in place. plan[i] = {'heads': kept head ids, 'ffn':
+    kept neuron ids} for layer i, with 'dropped': True for a layer removed whole, and optional 'head_scales' /
+    'ffn_scales' (one per kept unit, from least-squares reconstruction) folded into the output projections."""
     import torch
 
     a, d = arch_for(model.config), dims(model.config)
+    require(len(plan) == len(encoder_layers(model)), f"a keep-plan for {len(plan)} layers cannot slice a model with "
+            f"{len(encoder_layers(model))}; this is a bug, please report it")
     for layer, keep in zip(encoder_layers(model), plan):
+        if keep.get("dropped"):
+            continue
         heads = torch.tensor(keep["heads"], dtype=torch.long)
         cols = (heads[:, None] * d["head_size"] + torch.arange(d["head_size"])).reshape(-1)
         for role in ("query", "key", "value"):
@@ -253,7 +259,35 @@ def slice_model(model: Any, plan: list[dict[str, list[int]]]) -> Any:
         set_module(layer, a.ffn_in, _slice_linear(get(layer, a.ffn_in), ffn, 0))
         set_module(layer, a.ffn_out, _slice_linear(get(layer, a.ffn_out), ffn, 1))
         _set_heads(get(layer, a.attn_module), a, len(keep["heads"]), d["head_size"])
+        _fold_scales(layer, a, keep, d["head_size"])
+    return drop_layers(model, [i for i, keep in enumerate(plan) if not keep.get("dropped")])
+
+
+def drop_layers(model: Any, kept: list[int]) -> Any:
+    """Keep only the encoder layers `kept` (ids, ascending); the config's layer count follows, so the saved model
+    reloads with as many layers as it has."""
+    import torch.nn as nn
+
+    a = arch_for(model.config)
+    layers = encoder_layers(model)
+    if len(kept) == len(layers):
+        return model
+    require(kept, "a keep-plan must keep at least one layer; raise prune.structured.keep_layers")
+    set_module(model.base_model, a.layers, nn.ModuleList([layers[i] for i in kept]))
+    setattr(model.config, a.cfg_layers, len(kept))
     return model
+
+
+def _fold_scales(layer: Any, a: Any, keep: dict[str, Any], head_size: int) -> None:
+    """Multiply each kept head's (neuron's) columns of the output projection by its reconstruction scale."""
+    import torch
+
+    with torch.no_grad():
+        if keep.get("head_scales"):
+            scale = torch.tensor(keep["head_scales"], dtype=torch.float32).repeat_interleave(head_size)
+            get(layer, a.attn_out).weight.mul_(scale)
+        if keep.get("ffn_scales"):
+            get(layer, a.ffn_out).weight.mul_(torch.tensor(keep["ffn_scales"], dtype=torch.float32))
 
 
 def _set_heads(attn: Any, a: Any, heads: int, head_size: int) -> None:

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .attention_kd import Capture, LayerMap, attention_loss
 from .config import DistillConfig
 from .errors import require
 
@@ -62,15 +63,20 @@ def finetune(model: Any, tokenizer: Any, items: list[dict[str, Any]], args: Any)
     return {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
 
 
-def distill(student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, Any]], args: Any, task: str, cfg: DistillConfig) -> dict[str, float]:
-    """Train the student against the teacher's outputs and hidden states."""
+def distill(student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, Any]], args: Any, task: str, cfg: DistillConfig,
+            lmap: LayerMap | None = None) -> dict[str, float]:
+    """Train the student against the teacher's outputs, hidden states and (attention_weight > 0) attention, student
+    layer j against teacher layer lmap.layers[j] (the same layer when None: width pruning or sparse)."""
     from transformers import DataCollatorWithPadding
 
     trainer = _distill_trainer_class()(
         model=student.train(), args=args, train_dataset=items, data_collator=DataCollatorWithPadding(tokenizer),
     )
-    trainer.setup_kd(teacher.eval(), task, cfg)
-    result = trainer.train()
+    trainer.setup_kd(teacher.eval(), task, cfg, lmap or LayerMap.identity(teacher.config))
+    try:
+        result = trainer.train()
+    finally:
+        trainer.teardown_kd()
     shutil.rmtree(args.output_dir, ignore_errors=True)
     student.eval()
     return {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
@@ -92,18 +98,18 @@ def distill_gradual(student: Any, teacher: Any, tokenizer: Any, items: list[dict
         slice_model(student, plan if current is None else relative(current, plan))
         current = plan
         share = items[i * len(items) // len(steps): (i + 1) * len(items) // len(steps)]
-        stats = distill(student, teacher, tokenizer, share, training_args(out, cfg, cfg.epochs, cfg.learning_rate), task, cfg)
+        args = training_args(out, cfg, cfg.epochs, cfg.learning_rate)
+        stats = distill(student, teacher, tokenizer, share, args, task, cfg, LayerMap.from_plan(plan))
         losses.append(stats["train_loss"])
         total += stats["steps"]
     return {"train_loss": losses[-1], "steps": total, "step_losses": losses}
 
 
-def kd_loss(s: Any, t: Any, mask: Any, task: str, cfg: DistillConfig, labels: Any = None) -> Any:
+def kd_loss(s: Any, t: Any, mask: Any, task: str, cfg: DistillConfig, labels: Any = None, layers: tuple[int, ...] | None = None) -> Any:
     """Logit KD at a temperature (classifiers) or cosine of pooled embeddings (encoders), plus hidden-state MSE,
     plus (optionally) cross-entropy on gold labels: the teacher is not always right.
 
-    Width pruning keeps depth and hidden size, so student layer i is matched to teacher layer i.
-    """
+    Student layer j's output is matched to teacher layer layers[j]'s (to layer j when None)."""
     import torch.nn.functional as F
 
     from edgesmith.exporters.onnx import mean_pool
@@ -111,30 +117,43 @@ def kd_loss(s: Any, t: Any, mask: Any, task: str, cfg: DistillConfig, labels: An
     if task == "classification":
         T = cfg.temperature
         main = F.kl_div(F.log_softmax(s.logits / T, -1), F.softmax(t.logits / T, -1), reduction="batchmean") * T * T
-        if labels is not None and cfg.label_weight > 0:
+        if labels is not None and cfg.label_weight > 0 and bool((labels != -100).any()):  # a batch of unlabelled rows has no CE
             main = main + cfg.label_weight * F.cross_entropy(s.logits, labels)
     else:
         main = (1 - (mean_pool(s.last_hidden_state, mask) * mean_pool(t.last_hidden_state, mask)).sum(-1)).mean()
+    layers = layers if layers is not None else tuple(range(len(s.hidden_states) - 1))
     m = mask.unsqueeze(-1).to(s.hidden_states[0].dtype)
-    hidden = sum(((hs - ht) ** 2 * m).sum() / (m.sum() * hs.shape[-1]) for hs, ht in zip(s.hidden_states[1:], t.hidden_states[1:]))
-    return main + cfg.hidden_weight * hidden / (len(s.hidden_states) - 1)
+    pairs = [(s.hidden_states[j + 1], t.hidden_states[i + 1]) for j, i in enumerate(layers)]
+    hidden = sum(((hs - ht) ** 2 * m).sum() / (m.sum() * hs.shape[-1]) for hs, ht in pairs)
+    return main + cfg.hidden_weight * hidden / len(pairs)
 
 
 def _distill_trainer_class() -> Any:
     import torch
     from transformers import Trainer
 
+    from .arch import dims
+
     class DistillTrainer(Trainer):
-        def setup_kd(self, teacher: Any, task: str, cfg: DistillConfig) -> None:
-            self.kd = (teacher.to(self.args.device), task, cfg)
+        def setup_kd(self, teacher: Any, task: str, cfg: DistillConfig, lmap: LayerMap) -> None:
+            self.kd = (teacher.to(self.args.device), task, cfg, lmap)
+            self.captures = (Capture(self.model), Capture(teacher)) if cfg.attention_weight > 0 else None
+
+        def teardown_kd(self) -> None:
+            for c in self.captures or ():
+                c.remove()
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
-            teacher, task, cfg = self.kd
+            teacher, task, cfg, lmap = self.kd
             labels = inputs.pop("labels", None)  # the teacher is the main target; gold labels are optional
             with torch.no_grad():
                 t = teacher(**inputs, output_hidden_states=True)
             s = model(**inputs, output_hidden_states=True)
-            loss = kd_loss(s, t, inputs["attention_mask"], task, cfg, labels)
+            mask = inputs["attention_mask"]
+            loss = kd_loss(s, t, mask, task, cfg, labels, lmap.layers)
+            if self.captures:
+                s_cap, t_cap = self.captures
+                loss = loss + cfg.attention_weight * attention_loss(s_cap, t_cap, lmap, mask, dims(teacher.config)["head_size"])
             return (loss, s) if return_outputs else loss
 
     return DistillTrainer

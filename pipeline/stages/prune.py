@@ -22,7 +22,7 @@ class PruneStageConfig(Frozen):
     fit: Profile | None = None  # the resolved prune.structured.fit_profile
 
 
-@stage("prune", PruneStageConfig)
+@stage("prune", PruneStageConfig, version=2)
 def run(cfg: PruneStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     teacher_dir = inputs["teacher"].path / "model"
     model = load_model(teacher_dir)
@@ -35,28 +35,37 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
     import torch
 
     from ..evaluate import batches
-    from ..importance import fisher_scores, schedule
+    from ..importance import choose_layers, fisher_scores, schedule
 
     tokenizer = load_tokenizer(teacher_dir)
     rows = rows[: cfg.structured.importance_samples]
     feeds = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches(rows, tokenizer, cfg.max_length, 8)]
     head_scores, ffn_scores = fisher_scores(model, feeds, cfg.task)
+    kept_layers, depth_log = choose_layers(model, feeds, cfg.task, cfg.structured.keep_layers)
     structured, fit = cfg.structured, None
     if cfg.fit is not None:
         from ..fit import fit_keep_ratio
 
         calib = [{k: v for k, v in b.items()} for b in batches(rows[:32], tokenizer, cfg.max_length, 1)]
-        fit = fit_keep_ratio(teacher_dir, (head_scores, ffn_scores), structured, cfg.fit, cfg.task, calib, out / "fit")
+        fit = fit_keep_ratio(teacher_dir, (head_scores, ffn_scores), structured, cfg.fit, cfg.task, calib, out / "fit", kept_layers)
         (out / "fit").rmdir()
         structured = structured.model_copy(update={"keep_heads": fit["keep"], "keep_ffn": fit["keep"]})
-    steps = schedule(head_scores, ffn_scores, structured)
+    steps = schedule(head_scores, ffn_scores, structured, kept_layers)
+    reconstruction = None
+    if structured.reconstruct:
+        from ..reconstruct import reconstruct
+
+        steps[-1], reconstruction = reconstruct(model, steps[-1], feeds)
     plan = steps[-1]
     (out / "plan.json").write_text(json.dumps({
         "layers": plan, "steps": steps, "head_scores": head_scores.tolist(), "ffn_scores_sum": ffn_scores.sum(1).tolist(),
     }))
-    return {"heads_per_layer": [len(p["heads"]) for p in plan], "ffn_per_layer": [len(p["ffn"]) for p in plan],
+    kept = [p for p in plan if not p.get("dropped")]
+    return {"layers_kept": kept_layers, "layers_total": len(plan), "depth_removals": depth_log,
+            "heads_per_layer": [len(p["heads"]) for p in kept], "ffn_per_layer": [len(p["ffn"]) for p in kept],
             "steps_heads_total": [sum(len(p["heads"]) for p in s) for s in steps],
-            "heads_total": head_scores.numel(), "ffn_total": ffn_scores.numel(), "importance_rows": len(rows), "fit": fit}
+            "heads_total": head_scores.numel(), "ffn_total": ffn_scores.numel(), "importance_rows": len(rows), "fit": fit,
+            "reconstruction": reconstruction}
 
 
 def _sparse(cfg: PruneStageConfig, model: Any, out: Path) -> dict[str, Any]:
