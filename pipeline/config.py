@@ -32,8 +32,10 @@ class TeacherConfig(Frozen):
     allow_pickle: bool = False
     reinit_head: bool = Field(False, description="train a new classification head on the data's labels, discarding the "
                               "checkpoint's (needed when its label count or names differ from the data's)")
-    finetune_epochs: float = Field(1.0, gt=0)
-    finetune_lr: float = Field(5e-5, gt=0)
+    finetune_epochs: float | None = Field(None, gt=0, description="None: from the data size (up to 10 epochs on a few "
+                                          "thousand rows, 1-2 on tens of thousands)")
+    finetune_lr: float | None = Field(None, gt=0, description="None: from the model size (1e-4 under 50M parameters, "
+                                      "3e-5 for BERT-base, 2e-5 above)")
     finetune_max_samples: int | None = Field(20000, gt=0)
 
 

@@ -13,6 +13,7 @@ from ..config import UNPRUNED, Frozen, Recipe
 from ..registry import stage
 
 MB = 2**20
+LEARNED_LITTLE = 5.0  # points above the majority-class rate under which a classifier has learned little
 
 
 class ReportStageConfig(Frozen):
@@ -85,6 +86,20 @@ def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any]
             "pruning_paid": paid, "verdict": verdict}
 
 
+def against_majority(teacher: dict[str, Any]) -> dict[str, Any]:
+    """Classification: the teacher's accuracy on the eval split against always answering its most common label
+    (`majority_rate`, points), and one sentence saying plainly when the teacher has learned little."""
+    rate, acc = teacher.get("majority_rate"), teacher["quality"].get("metric")
+    if rate is None or acc is None:
+        return {}
+    margin = acc - rate
+    note = f"The teacher scores {acc:.2f} accuracy against a majority-class rate of {rate:.2f} ({margin:+.2f} points)"
+    if margin < LEARNED_LITTLE:
+        note += (f": the teacher has learned little (within {LEARNED_LITTLE:g} points of always answering the most common "
+                 "label); check the labels, or bring a fine-tuned teacher or more data")
+    return {"majority_rate": rate, "teacher_vs_majority": note + "."}
+
+
 def _drop(teacher: dict[str, Any], row: dict[str, Any]) -> float | None:
     if "metric" in row["quality"] and "metric" in teacher["quality"]:
         return teacher["quality"]["metric"] - row["quality"]["metric"]
@@ -104,7 +119,7 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
     return head, body
 
 
-@stage("report", ReportStageConfig, version=3)
+@stage("report", ReportStageConfig, version=4)
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
     rec = cfg.recipe
@@ -115,6 +130,7 @@ def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     prof_json = {p: json.loads((inputs[f"bundle-{p}"].path / inputs[f"bundle-{p}"].facts["bundle"] / "manifest.json").read_text())["profile"] for p in cfg.profiles}
     summary = {"recipe": rec.name, "task": rec.task, "metric": metric, "accuracy_budget": rec.quantize.accuracy_budget,
                "profiles": {p: profile_summary(benches[p], profiles[p], prof_json[p], rec.quantize.accuracy_budget) for p in cfg.profiles}}
+    summary |= against_majority(inputs["teacher"].facts) if rec.task == "classification" else {}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     sections = _sections(cfg, inputs, summary, benches, metric)
     figures = _figures(cfg, inputs, benches, summary, metric)
@@ -127,6 +143,8 @@ def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
 
 def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str, Any], benches: dict[str, Any], metric: str) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
+    if "teacher_vs_majority" in summary:
+        out.append(("The teacher against the majority class", summary["teacher_vs_majority"]))
     out.append(("Against the teacher quantized alone", "\n".join(f"{p}: {s['verdict']}" for p, s in summary["profiles"].items() if "verdict" in s)))
     head = ["profile", "bundle artifact", metric, "drop", "p50 ms", "p90 ms", "speed-up", "vs quantized teacher", "size MB",
             "size ratio", "peak RSS MB", "budgets"]

@@ -77,7 +77,7 @@ def _with_ids(rows: list[dict[str, Any]], ids: dict[str, int]) -> list[dict[str,
     return [dict(r, label=ids[r["label"]] if ids and r["label"] is not None else None) for r in rows]
 
 
-@stage("teacher", TeacherStageConfig, version=3)
+@stage("teacher", TeacherStageConfig, version=4)
 def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     src = resolve_model_dir(cfg.teacher.model)
     kind = check_model_dir(src, cfg.teacher.allow_pickle)
@@ -98,7 +98,15 @@ def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     metric = quality(teacher_out, evals, cfg.task, teacher_out)
     return {"source": str(src), "weights_format": kind, "params": param_count(model), "head_trained": head_trained,
             "finetune": finetuned, "quality": metric, "bytes": dir_size(out / "model", "*.safetensors"), "label_ids": ids,
-            "label_names": head_labels(model.config) if cfg.task == "classification" else []}
+            "label_names": head_labels(model.config) if cfg.task == "classification" else [],
+            "majority_rate": majority_rate(evals) if cfg.task == "classification" else None}
+
+
+def majority_rate(rows: list[dict[str, Any]]) -> float | None:
+    """The share of the most common label among labelled `rows`, in points (x100): the accuracy of always answering
+    it, the floor a classifier must clear to have learned anything. None when no row has a label."""
+    labels = [r["label"] for r in rows if r["label"] is not None]
+    return max(labels.count(label) for label in set(labels)) / len(labels) * 100 if labels else None
 
 
 def _decide_labels(model: Any, labels: list[str], head_trained: bool) -> dict[str, int]:
@@ -112,8 +120,7 @@ def _decide_labels(model: Any, labels: list[str], head_trained: bool) -> dict[st
 
 
 def _finetune(cfg: TeacherStageConfig, model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
-    from ..training import finetune, tokenize, training_args
+    from ..finetune import finetune
 
-    rows = rows[: cfg.teacher.finetune_max_samples]
-    args = training_args(out, cfg.train, cfg.teacher.finetune_epochs, cfg.teacher.finetune_lr)
-    return finetune(model, tokenizer, tokenize(rows, tokenizer, cfg.max_length, labels=True), args)
+    return finetune(model, tokenizer, rows[: cfg.teacher.finetune_max_samples], out, cfg.train, max_length=cfg.max_length,
+                    epochs=cfg.teacher.finetune_epochs, lr=cfg.teacher.finetune_lr)
