@@ -39,6 +39,15 @@ class TeacherConfig(Frozen):
     finetune_max_samples: int | None = Field(20000, gt=0)
 
 
+class AugmentConfig(Frozen):
+    """TinyBERT-style augmentation for distillation (edgesmith.augment): copies of the training and unlabeled texts
+    with whole words swapped for near neighbours in the teacher's word embeddings, labelled by the teacher alone."""
+    copies: int = Field(4, ge=1, le=50, description="augmented copies of each text")
+    replace_prob: float = Field(0.4, gt=0, le=1, description="chance that each whole word is replaced")
+    neighbours: int = Field(15, ge=1, description="a word is replaced by one of this many nearest words (cosine)")
+    seed: int = 0
+
+
 class DataConfig(Frozen):
     source: str = Field(description="folder with train/dev files, a file, a `datasets` name, or 'pydoc'")
     eval_source: str | None = Field(None, description="held-out data apart from `source` (a file, or a folder's dev "
@@ -51,6 +60,9 @@ class DataConfig(Frozen):
     max_train_samples: int | None = Field(None, gt=0)
     max_eval_samples: int | None = Field(None, gt=0)
     eval_fraction: float = Field(0.1, gt=0, lt=1)
+    unlabeled: str | None = Field(None, description="in-domain text for distillation only (never teacher fine-tuning or "
+                                  "evaluation): a .txt, one text per line, or a TSV/CSV/JSONL with the text columns")
+    augment: AugmentConfig | None = Field(None, description="teacher-labelled augmentation of the distillation texts")
 
 
 class StructuredConfig(Frozen):

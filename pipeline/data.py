@@ -1,6 +1,7 @@
 """Reading task data: a folder (train + dev/validation), one file (split off a held-out share), a `datasets`
 name, or 'pydoc' (English sentences from Python's bundled documentation, for the offline quickstart); the held-out
-rows may come from a second file or folder (data.eval_source).
+rows may come from a second file or folder (data.eval_source), and in-domain text for distillation alone from a third
+(data.unlabeled).
 
 Rows come out as {"text": [one or two strings], "label": str | None}, plus "score" (a float) for the sentence pairs
 of an embedding task that carry a gold similarity (STS): labels stay as the data writes them. Which
@@ -33,14 +34,18 @@ JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a numb
 
 def read_table(path: Path) -> list[dict[str, Any]]:
     """Rows of a TSV/CSV (with a header) or JSON Lines file, UTF-8; a malformed line is named by its number."""
+    text = _read_text(path)
+    return _json_lines(path, text) if path.suffix in (".jsonl", ".json") else _delimited(path, text)
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheet exports start with a byte-order mark
+        return path.read_text(encoding="utf-8-sig")  # -sig: spreadsheet exports start with a byte-order mark
     except UnicodeDecodeError as err:
         raise EdgesmithError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
                              "save the file as UTF-8") from None
     except OSError as err:
         raise EdgesmithError(f"{path}: unreadable ({err.strerror}); check the path and its permissions") from None
-    return _json_lines(path, text) if path.suffix in (".jsonl", ".json") else _delimited(path, text)
 
 
 def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
@@ -205,13 +210,15 @@ class TaskData:
     labels: list[str]  # classification: the distinct labels of all rows, sorted (`sort_labels`)
     train_labelled: bool
     eval_scored: bool  # embedding task: held-out rows are sentence pairs with gold similarity scores (STS)
+    unlabeled: list[dict[str, Any]]  # data.unlabeled: distillation only, label None
 
 
 def read_task_data(d: DataConfig, task: str) -> TaskData:
     """Train and held-out rows, capped at data.max_*_samples; for classification, the labels of every row read
     (before the caps: a capped held-out set may miss a class). Training rows may all lack labels (distillation
     needs none), but not some of them. Gold similarity scores are kept for the embedding task only: a classifier
-    reads every column it is given as text or label."""
+    reads every column it is given as text or label. The unlabeled rows (data.unlabeled) have the training rows'
+    text columns and are capped like them."""
     raw = load_splits(d.source, d.eval_fraction, eval_source=d.eval_source)
     scores = d.score_column if task == "embedding" else None
     held_out = d.eval_source or d.source
@@ -222,7 +229,34 @@ def read_task_data(d: DataConfig, task: str) -> TaskData:
     require(len(evals) >= MIN_EVAL_ROWS, f"{held_out}: {len(evals)} held-out row(s), fewer than {MIN_EVAL_ROWS}; add data "
             "or raise data.eval_fraction or data.max_eval_samples")
     train = [r if labelled else dict(r, label=None) for r in train[: d.max_train_samples]]
-    return TaskData(train, evals, columns, labels, labelled, "score" in evals[0])
+    unlabeled = read_unlabeled(d.unlabeled, columns)[: d.max_train_samples] if d.unlabeled else []
+    return TaskData(train, evals, columns, labels, labelled, "score" in evals[0], unlabeled)
+
+
+UNLABELED_SUFFIXES = (".txt", *SUFFIXES)
+
+
+def read_unlabeled(source: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """In-domain text for distillation only, as rows with label None: a .txt file holds one text per line (single-text
+    tasks), a TSV/CSV/JSONL file the training data's text `columns` (any label in it is ignored)."""
+    path, where = Path(source), f"data.unlabeled {source}"
+    require(path.suffix in UNLABELED_SUFFIXES, f"{where}: not a {'/'.join(UNLABELED_SUFFIXES)} file; give one text per "
+            "line in a .txt file, or a table with the training data's text columns")
+    require(path.is_file(), f"{where} not found; name an existing {'/'.join(UNLABELED_SUFFIXES)} file or remove data.unlabeled")
+    if path.suffix == ".txt":
+        require(len(columns) == 1, f"{where}: a .txt file holds single texts, one per line, but the task's rows are "
+                f"pairs ({', '.join(columns)}); give a TSV/CSV/JSONL file with those two columns")
+        lines = [line.strip() for line in _read_text(path).splitlines()]
+        rows = [{"text": [line], "label": None} for line in lines if line]
+        require(len(rows) > 0, f"{where}: no text; write one in-domain text per line, or remove data.unlabeled")
+        return rows
+    table = read_table(path)
+    require(len(table) > 0, f"{where}: no rows; add in-domain text, or remove data.unlabeled")
+    missing = [c for c in columns if c not in table[0]]
+    require(not missing, f"{where}: no column {', '.join(map(repr, missing))} (the training data's text columns are "
+            f"{list(columns)}, it has {list(table[0])}); rename its columns to match")
+    rows, _ = normalize(table, columns, "", where)  # no label column: these rows teach through the teacher alone
+    return rows
 
 
 def check_labels(train: list[dict[str, Any]], evals: list[dict[str, Any]], column: str, where: str) -> tuple[list[str], bool]:

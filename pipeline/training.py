@@ -23,10 +23,10 @@ def tokenize(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels
     )
     items = [{k: enc[k][i] for k in enc.keys()} for i in range(len(rows))]
     if labels:
-        require(all(r["label"] is not None for r in rows), "training on gold labels needs a label on every training row; "
+        require(any(r["label"] is not None for r in rows), "training on gold labels needs labelled training rows; "
                 "label the data or set distill.label_weight: 0")
-        for item, r in zip(items, rows):
-            item["labels"] = r["label"]
+        for item, r in zip(items, rows):  # unlabeled and augmented rows: -100, cross_entropy's ignore_index
+            item["labels"] = -100 if r["label"] is None else r["label"]
     return items
 
 

@@ -1,18 +1,25 @@
 """Stage `data`: read the task data once, normalise it to JSON Lines, and fix the held-out split. Labels stay as
-the data writes them; the teacher stage decides their class ids (see `teacher.labelled_rows`)."""
+the data writes them; the teacher stage decides their class ids (see `teacher.labelled_rows`). In-domain text for
+distillation alone (data.unlabeled) goes to its own file, which neither the teacher nor evaluation reads; the
+distill stage reads its rows through `distill_rows`."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
 from pydantic import computed_field
 
-from ..config import DataConfig, Frozen, Task
+from ..artifacts import Artifact
+from ..config import AugmentConfig, DataConfig, Frozen, Task
 from ..data import read_task_data
 from ..registry import stage
 from ..runner import source_digest
-from .common import write_rows
+from .common import read_rows, write_rows
+from .teacher import labelled_rows
+
+UNLABELED = "unlabeled.jsonl"
 
 
 class DataStageConfig(Frozen):
@@ -25,11 +32,45 @@ class DataStageConfig(Frozen):
     def eval_digest(self) -> str | None:
         return source_digest(self.data.eval_source) if self.data.eval_source else None
 
+    @computed_field  # likewise: an edited unlabeled file reruns
+    @property
+    def unlabeled_digest(self) -> str | None:
+        return source_digest(self.data.unlabeled) if self.data.unlabeled else None
 
-@stage("data", DataStageConfig, version=3)
+
+@stage("data", DataStageConfig, version=4)
 def run(cfg: DataStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     data = read_task_data(cfg.data, cfg.task)
     write_rows(out / "train.jsonl", data.train)
     write_rows(out / "eval.jsonl", data.evals)
+    if data.unlabeled:
+        write_rows(out / UNLABELED, data.unlabeled)
+    augment = cfg.data.augment.model_dump(mode="json") if cfg.data.augment else None
     return {"train_rows": len(data.train), "eval_rows": len(data.evals), "text_columns": list(data.columns),
-            "labels": data.labels, "train_labelled": data.train_labelled, "eval_scored": data.eval_scored}
+            "labels": data.labels, "train_labelled": data.train_labelled, "eval_scored": data.eval_scored,
+            "unlabeled_rows": len(data.unlabeled), "augment": augment}
+
+
+def distill_rows(data: Artifact, teacher: Artifact) -> list[dict[str, Any]]:
+    """The rows the student distils on: the training rows (labels as the teacher's class ids), the unlabeled rows
+    (data.unlabeled) and `copies` augmented copies of both (data.augment, neighbours from the teacher's word
+    embeddings, so the distill stage, which has the teacher as an input, makes them). Without either, exactly the
+    training rows; with them, all mixed in a fixed order so that each slice of gradual pruning gets its share of each."""
+    rows = labelled_rows(data, teacher, "train")
+    extra = read_rows(data.path / UNLABELED) if data.facts["unlabeled_rows"] else []
+    if data.facts["augment"]:
+        extra += _augmented(rows + extra, teacher, AugmentConfig(**data.facts["augment"]))
+    if not extra:
+        return rows
+    mixed = rows + extra
+    random.Random(0).shuffle(mixed)
+    return mixed
+
+
+def _augmented(rows: list[dict[str, Any]], teacher: Artifact, cfg: AugmentConfig) -> list[dict[str, Any]]:
+    from ..augment import augment_rows
+    from ..modeling import load_model, load_tokenizer
+
+    folder = teacher.path / "model"
+    embeddings = load_model(folder).get_input_embeddings().weight.detach().float().numpy()
+    return augment_rows(rows, load_tokenizer(folder), embeddings, cfg)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from ..config import DistillConfig, Frozen, Task
 from ..modeling import load_model, load_tokenizer, param_count, save_model
 from ..registry import stage
-from .teacher import labelled_rows
+from .data import distill_rows
 
 
 class DistillStageConfig(Frozen):
@@ -38,7 +38,7 @@ def run(cfg: DistillStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     tokenizer = load_tokenizer(teacher_dir)
     teacher, student = load_model(teacher_dir, attn="sdpa"), load_model(teacher_dir, attn="sdpa")
     prune_dir = inputs["prune"].path
-    rows = labelled_rows(inputs["data"], inputs["teacher"], "train")
+    rows = distill_rows(inputs["data"], inputs["teacher"])  # training + unlabeled + augmented rows
     items = tokenize(rows, tokenizer, cfg.max_length, labels=_use_labels(cfg))
     if cfg.branch == "structured":
         plan = json.loads((prune_dir / "plan.json").read_text())

@@ -54,6 +54,10 @@ def check_inputs(recipe: Recipe) -> Any:
     src = resolve_model_dir(recipe.teacher.model)
     kind = check_model_dir(src, recipe.teacher.allow_pickle)
     check_tokenizer_files(src)
+    if recipe.data.augment is not None:  # word replacement needs a WordPiece vocabulary: refuse another one now
+        from ..augment import whole_words
+
+        whole_words(load_tokenizer(src))
     config, head_trained = inspect_checkpoint(src, recipe.task, kind)
     if recipe.data.source == "pydoc" and recipe.data.eval_source is None:  # built in: nothing to get wrong, seconds to read
         return config

@@ -160,6 +160,14 @@ def bad_train(text: str, extra: str = "") -> Callable[[Path, Path], Setup]:
     return bad_data(lambda tmp: data_folder(tmp, text), extra)
 
 
+def bad_unlabeled(name: str, text: str | None) -> Callable[[Path, Path], Setup]:
+    """Good data with `data.unlabeled` naming the file `name` holding `text` (None: no such file)."""
+    def build(tmp: Path, model: Path) -> Setup:
+        path = tmp / name if text is None else one_file(tmp, name, text)
+        return {"model": model, "data": data_folder(tmp), "data_keys": f"unlabeled: '{path}'"}
+    return build
+
+
 def bad_model(make: Callable[[Path, Path], Path]) -> Callable[[Path, Path], Setup]:
     return lambda tmp, model: {"model": make(tmp, model), "data": data_folder(tmp)}
 
@@ -218,6 +226,9 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "some-labels-empty": (("(train)", "1 of 40 rows have no label"),
                           bad_train("sentence\tlabel\n" + "a good film\t1\nbad\t0\n" * 19 + "dull\t1\nno label\t\n")),
     "too-few-held-out-rows": (("1 held-out row", "fewer than 2"), same(args=("--max-eval-samples", "1"))),
+    "unlabeled-file-missing": (("data.unlabeled", "more.txt not found"), bad_unlabeled("more.txt", None)),
+    "unlabeled-text-column-missing": (("data.unlabeled", "no column 'sentence'", "rename its columns"),
+                                      bad_unlabeled("more.tsv", "review\na good film\n")),
     # structured keep ratios
     "keep-ratio-not-whole": (("keep_heads", "1.5", "neither a share"), keep("keep_heads: 1.5")),
     "keep-more-heads-than-the-model-has": (("keep_heads", "100", "model's 8"), keep("keep_heads: 100")),
