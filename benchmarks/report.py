@@ -1,6 +1,6 @@
 """Render docs/benchmarks.md and docs/benchmarks.png from docs/benchmarks.json (written by compare.py).
 
-    python benchmarks/report.py      (re-renders without re-measuring)
+    python benchmarks/report.py      (re-renders both pages without re-measuring)
 """
 
 from __future__ import annotations
@@ -10,21 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from seeds import spread, summary, target_lines, teacher, verdict
+
 MB = 2**20
-
-
-def _targets(entries: list[dict[str, Any]], teacher: dict[str, Any], best: dict[str, Any]) -> list[str]:
-    medium = next((e for e in entries if e.get("level") == "medium" and e.get("profile") == "mobile-cpu"), None)
-    if not medium:
-        return []
-    ratio = best["p50_ms"] / medium["p50_ms"]
-    drop = teacher["accuracy"] - medium["accuracy"]
-    return ["## Target: medium mobile-cpu bundle vs the best peer", "",
-            f"- p50 speed-up over the best peer ({best['name']}, {best['p50_ms']:.2f} ms): **{ratio:.2f}x** "
-            f"(target 2x: **{'met' if ratio >= 2 else 'NOT met'}**)",
-            f"- accuracy drop vs the teacher: **{drop:.2f} points** (target ≤ 1.0: **{'met' if drop <= 1.0 else 'NOT met'}**)"
-            + (f"; paired standard error of that drop on these 872 sentences: ±{medium['drop_se']:.2f} points" if "drop_se" in medium else ""),
-            ""]
 
 
 def _ops(entries: list[dict[str, Any]]) -> list[str]:
@@ -71,48 +59,101 @@ def _spread(e: dict[str, Any]) -> str:
     return f"{min(p50s):.2f}-{max(p50s):.2f}"
 
 
-def _cache_note(src: Path, meta: dict[str, Any]) -> str:
+def _cache_note(meta: dict[str, Any], root: Path) -> str:
     """How many edgesmith stages this harness run rebuilt, read off the stage manifests' times."""
-    started = src.stat().st_mtime - meta["seconds"]
-    manifests = list((src.parents[1] / "runs" / "compare").glob("edgesmith-*/*/manifest.json"))
+    started = meta["started"]
+    manifests = list((root / meta["work"]).glob("*-seed*/*/manifest.json"))
     cached = sum(m.stat().st_mtime < started for m in manifests)
     if not cached:
         return f"a cold run: all {len(manifests)} edgesmith stages were built in it."
     return f"{cached} of {len(manifests)} edgesmith stages came from the cache of an earlier run; all measurements are fresh."
 
 
+SUITES = {"sst2": ("SST-2 dev accuracy (%)", "acc."), "sts": ("STS-B dev Spearman x100", "Spearman")}
+
+
+def _table(entries: list[dict[str, Any]], suite: str, rows: int | None) -> list[str]:
+    """Every artifact of one suite; copies of a file measured once repeat its figures."""
+    t = teacher(entries, suite)
+    ov = next((e for e in entries if e["suite"] == suite and e.get("role") == "ov-int8"), None)
+    title, metric = SUITES[suite]
+    lines = [f"### {title}" + (f", {rows} held-out {'pairs' if suite == 'sts' else 'sentences'}" if rows else ""), "",
+             f"| artifact | {metric} | drop (±SE) | p50 ms | p50 range | p90 ms | real p50/p90 ms | seq/s b8 | MB (gzip) | peak RSS MB | "
+             "vs teacher | vs OV INT8 teacher | GFLOP | floor ms | p50/floor |", "|---|" + "---|" * 14]
+    for e in (e for e in entries if e["suite"] == suite):
+        se = f" (±{e['drop_se']:.2f})" if "drop_se" in e and e is not t else ""
+        vs_ov = f"{ov['p50_ms'] / e['p50_ms']:.2f}x" if ov else "—"
+        lines.append(
+            f"| {e['name']} | {e['quality']:.2f} | {t['quality'] - e['quality']:.2f}{se} | {e['p50_ms']:.2f} | {_spread(e)} | {e['p90_ms']:.2f} | "
+            f"{e['real_p50_ms']:.2f} / {e['real_p90_ms']:.2f} | {e['throughput_b8']:.0f} | {e['bytes'] / MB:.1f} ({e['gzip_bytes'] / MB:.1f}) | "
+            f"{e['peak_rss_mb']:.0f} | {t['p50_ms'] / e['p50_ms']:.2f}x | {vs_ov} | {e['gflop']:.2f} | {e['floor_ms']:.2f} | "
+            f"{e['p50_ms'] / e['floor_ms']:.1f}x |")
+    return lines + [""]
+
+
+def _levels_table(entries: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+    lines = ["| level | seeds | distillation rows | bundle p50 ms | drop, points | vs reference | vs fastest INT8 teacher | "
+             "real p50 ms | vs fastest there | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for lv in meta["levels"]:
+        s = summary(entries, lv)
+        rows = lv["overrides"].get("data.max_train_samples", "recipe's")
+        lines.append(f"| {lv['key']} (`{lv['recipe']}`) | {len(s['bundles'])} | {rows} | {spread([b['p50_ms'] for b in s['bundles']])} | "
+                     f"{spread(s['drops'])} | {spread(s['speedups'], unit='x')} ({s['ref']['name']}) | {spread(s['vs_best'], unit='x')} | "
+                     f"{spread([b['real_p50_ms'] for b in s['bundles']])} | {spread(s['real_speedups'], unit='x')} | {verdict(s['met'])} |")
+    return lines + [""]
+
+
+def _timing(meta: dict[str, Any]) -> list[str]:
+    """Where the wall time went: the numbers to budget the next run by."""
+    t = meta["timing"]
+    lines = ["## Where the harness time went", "",
+             f"Wall time {t['total'] / 60:.1f} min on {meta['cpu']}: edgesmith runs {sum(t['runs'].values()) / 60:.1f} min, "
+             f"peers {t['peers'] / 60:.1f} min, measurement (latency rounds, op counters, quality, sizes) {t['measure'] / 60:.1f} min. "
+             "Per run (a run resumed from cached stages counts only what it rebuilt):", "",
+             "| run | minutes |", "|---|---|"]
+    return lines + [f"| {name} | {s / 60:.1f} |" for name, s in t["runs"].items()] + [""]
+
+
 def render(src: Path, docs: Path) -> None:
     data = json.loads(src.read_text())
     meta, entries = data["meta"], data["entries"]
-    teacher = next(e for e in entries if e["group"] == "teacher")
-    best = next(e for e in entries if e["name"] == meta["best_peer"])
+    root = Path(__file__).resolve().parents[1]
+    plan = meta["plan"]
+    seeds = sorted({s for lv in meta["levels"] for s in lv["seeds"]})
     lines = ["# edgesmith against the tools users chain by hand", "",
-             f"One run of `python benchmarks/compare.py` on {meta['date']}: CPU {meta['cpu']}, {meta['threads']} threads "
-             f"(the mobile-cpu profile's 4, clamped to this machine), batch 1, sequence 128 unless stated. "
-             f"Harness wall time {meta['seconds'] / 60:.1f} min; {_cache_note(src, meta)}",
+             f"One run of `python benchmarks/compare.py{' --smoke' if meta['smoke'] else ''}` (`make bench`) on {meta['date']}: "
+             f"CPU {meta['cpu']}, {meta['threads']} thread, batch 1, sequence 128 unless stated. Harness wall time "
+             f"**{meta['seconds'] / 60:.1f} min**; {_cache_note(meta, root)}",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
-             f"Measured GEMM throughput on ONNX Runtime ({meta['threads']} threads, 128x384x1536): FP32 "
-             f"{meta['gemm_gflops']['fp32']:.0f} GFLOP/s, INT8 {meta['gemm_gflops']['int8']:.0f} GOP/s. "
-             "The floor is the encoder's FLOPs at seq 128 divided by that throughput (INT8 for quantized artifacts).", "",
-             "Accuracy is on all 872 SST-2 dev sentences. Seq-128 latency: each round runs every artifact once, in its own "
-             "process, 300 timed runs after 20 warm-up runs; p50 and p90 are medians over "
-             f"{_rounds(entries)} rounds (the `p50 range` column shows the spread across rounds: this VM is noisy). "
-             "`real` is batch-1 latency over every dev sentence at its own token length; throughput is at batch 8, seq 128.", "",
-             "| artifact | acc. | p50 ms | p50 range | p90 ms | real p50/p90 ms | seq/s b8 | MB (gzip) | peak RSS MB | vs teacher | vs best peer | GFLOP | floor ms | p50/floor |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for e in entries:
-        lines.append(
-            f"| {e['name']} | {e['accuracy']:.2f} | {e['p50_ms']:.2f} | {_spread(e)} | {e['p90_ms']:.2f} | {e['real_p50_ms']:.2f} / {e['real_p90_ms']:.2f} | "
-            f"{e['throughput_b8']:.0f} | {e['bytes'] / MB:.1f} ({e['gzip_bytes'] / MB:.1f}) | {e['peak_rss_mb']:.0f} | {teacher['p50_ms'] / e['p50_ms']:.2f}x | "
-            f"{best['p50_ms'] / e['p50_ms']:.2f}x | {e['gflop']:.2f} | {e['floor_ms']:.2f} | {e['p50_ms'] / e['floor_ms']:.1f}x |")
-    lines += ["", "Notes per artifact:", ""] + [f"- {e['name']}: {e['note']}" for e in entries] + [""]
-    lines += _targets(entries, teacher, best) + ["![accuracy against latency](benchmarks.png)", ""]
-    lines += _ops(entries)
-    lines += _sweep(docs / "distill_sweep.jsonl", teacher["accuracy"])
+             f"Every edgesmith level ran with distill.seed {', '.join(map(str, seeds))} (run folders `{meta['work']}/<level>-seed<N>`, "
+             "the `embedded` profile: 1 thread). A target counts as met only on the mean over seeds, with every seed's drop "
+             "within 0.5 points of that mean.", "",
+             f"Seq-128 latency: each round runs every artifact once, in its own process, {plan['iterations']} timed runs after "
+             f"{plan['warmup']} warm-up runs; p50 and p90 are medians over {_rounds(entries)} rounds (`p50 range`: the spread across "
+             "rounds). `real` is batch-1 latency over every held-out sentence at its own token length (one pass); throughput is "
+             f"at batch 8, seq 128. Measured GEMM throughput on ONNX Runtime ({meta['threads']} thread, 128x384x1536): FP32 "
+             f"{meta['gemm_gflops']['fp32']:.0f} GFLOP/s, INT8 {meta['gemm_gflops']['int8']:.0f} GOP/s; the floor is the encoder's "
+             "FLOPs at seq 128 divided by that throughput (INT8 for quantized artifacts).", "",
+             "## Targets", ""]
+    for lv in meta["levels"]:
+        lines += target_lines(entries, lv)
+    lines += ["## Levels over seeds", "",
+              "Mean (min to max) over seeds. `vs reference`: p50 speed-up over the target's reference; the fastest INT8 teacher is "
+              "the fastest of the peers' INT8 builds and edgesmith's own quantized-teacher candidates.", ""]
+    lines += _levels_table(entries, meta)
+    lines += ["## Every artifact", "", "`drop` is against the teacher in PyTorch FP32, with the paired standard error of "
+              "that drop on the same sentences (SST-2). Rows marked as the same file as another were measured once.", ""]
+    for suite in SUITES:
+        if any(e["suite"] == suite for e in entries):
+            lines += _table(entries, suite, meta.get("eval_rows", {}).get(suite))
+    lines += ["Notes per artifact:", ""] + [f"- {e['name']}: {e['note']}" + (f" (same file as {e['same_as']})" if "same_as" in e else "")
+                                           for e in entries] + [""]
+    lines += ["![quality against latency](benchmarks.png)", ""] + _ops(entries) + _timing(meta)
+    sst2 = [e for e in entries if e["suite"] == "sst2" and e["group"] == "teacher"]
+    lines += _sweep(root / "docs" / "distill_sweep.jsonl", sst2[0]["quality"]) if sst2 and not meta["smoke"] else []
     (docs / "benchmarks.md").write_text("\n".join(lines))
     _plot(entries, docs / "benchmarks.png")
     print("\n".join(lines))
-
 
 def _plot(entries: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
@@ -120,22 +161,28 @@ def _plot(entries: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    colors = {"teacher": "C7", "peer": "C1", "edgesmith": "C0"}
-    for i, e in enumerate(entries):
-        ax.scatter(e["p50_ms"], e["accuracy"], color=colors[e["group"]], s=30)
-        # alternate label offsets: the two bundles of one level often sit on top of each other
-        ax.annotate(e["name"].replace(" bundle", ""), (e["p50_ms"], e["accuracy"]), fontsize=6,
-                    xytext=(4, 3 if i % 2 else -9), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("p50 latency, ms (batch 1, seq 128, log)")
-    ax.set_ylabel("SST-2 dev accuracy, %")
-    ax.set_title("grey: teacher, orange: peers, blue: edgesmith")
+    suites = [s for s in SUITES if any(e["suite"] == s for e in entries)]
+    fig, axes = plt.subplots(1, len(suites), figsize=(8 * len(suites), 5), squeeze=False)
+    colors = {"teacher": "C7", "peer": "C1", "unpruned": "C3", "edgesmith": "C0", "sparse": "C2"}
+    for ax, suite in zip(axes[0], suites):
+        for i, e in enumerate(e for e in entries if e["suite"] == suite):
+            ax.scatter(e["p50_ms"], e["quality"], color=colors[e["group"]], s=30)
+            # alternate label offsets: the seeds of one level often sit on top of each other
+            ax.annotate(e["name"].replace("edgesmith ", ""), (e["p50_ms"], e["quality"]), fontsize=6,
+                        xytext=(4, 3 if i % 2 else -9), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("p50 latency, ms (1 thread, batch 1, seq 128, log)")
+        ax.set_ylabel(SUITES[suite][0])
+        ax.set_title("grey: teacher, orange: peers, red: edgesmith's quantized teacher, blue: edgesmith, green: sparse", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 if __name__ == "__main__":
+    from sparse_doc import render as render_sparse
+
     root = Path(__file__).resolve().parents[1]
-    render(Path(sys.argv[1]) if len(sys.argv) > 1 else root / "docs" / "benchmarks.json", root / "docs")
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "docs" / "benchmarks.json"
+    render(src, src.parent)
+    render_sparse(src, src.parent)

@@ -1,0 +1,213 @@
+"""The edgesmith levels `benchmarks/compare.py` measures, and their runs.
+
+A level is a recipe, the overrides that keep the harness inside its time budget, and the target it must meet.
+Each level runs once per seed (the recipe's `distill.seed`) into runs/compare/<level>-seed<N> from a copy of the
+recipe written beside it, with the `embedded` profile only: the targets are measured at 1 thread, the profile's
+thread count, and a second profile would cost about 1.5 minutes more per run (quantize + bench stages). Finished
+stages are reused by edgesmith on a rerun, so an interrupted harness picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = "embedded"
+PATH_KEYS = ("teacher.model", "data.source", "data.eval_source", "data.unlabeled")
+# Distillation rows per run: 9 runs of 20k rows (about 2 min each on 2 cores) keep `make bench` under 60 minutes
+# (docs/benchmarks.md, "Where the harness time went"). The recipes alone use 40k (sst2) and all 67k (sst2-fast).
+TRAIN_ROWS = 20000
+SMOKE = {"data.max_train_samples": 300, "data.max_eval_samples": 200, "prune.structured.importance_samples": 64,
+         "quantize.calibration_samples": 32, "bench.iterations": 10, "bench.warmup": 2}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Met when the mean p50 speed-up (batch 1, seq 128, 1 thread) over `against` reaches `speedup` and the mean
+    quality drop against the teacher is at most `drop` points, with every seed's drop within `spread` of that mean."""
+
+    speedup: float
+    against: str  # "ov-int8": the teacher quantized with OpenVINO + NNCF INT8; "best-peer": the fastest INT8 teacher
+    drop: float
+    spread: float = 0.5
+
+
+@dataclass(frozen=True)
+class Level:
+    key: str
+    recipe: Path
+    suite: str  # "sst2": accuracy on SST-2 dev (peers built by benchmarks/peers.py); "sts": Spearman x100 on STS-B dev
+    target: Target
+    overrides: dict[str, Any] = field(default_factory=dict)
+    sparse_seed0: bool = False  # seed 0 also runs the sparse branch (docs/structural-vs-sparse.md); others do not
+
+
+LEVELS = {
+    "sst2": Level("sst2", ROOT / "recipes" / "sst2.yaml", "sst2", Target(2.0, "best-peer", 1.0),
+                  {"data.max_train_samples": TRAIN_ROWS}, sparse_seed0=True),
+    "sst2-fast": Level("sst2-fast", ROOT / "recipes" / "sst2-fast.yaml", "sst2", Target(3.0, "ov-int8", 1.0),
+                       {"data.max_train_samples": TRAIN_ROWS}),
+    "sts": Level("sts", ROOT / "recipes" / "minilm-sts.yaml", "sts", Target(2.0, "ov-int8", 1.0),
+                 {"data.max_train_samples": TRAIN_ROWS}),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    level: Level
+    seed: int
+    recipe: Path  # the per-seed copy
+    out: Path
+
+    @property
+    def name(self) -> str:
+        return self.out.name
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        data = data.setdefault(p, {})
+    data[leaf] = value
+
+
+def _get(data: dict[str, Any], dotted: str) -> Any:
+    for p in dotted.split("."):
+        data = data.get(p) if isinstance(data, dict) else None  # type: ignore[assignment]
+    return data
+
+
+def write_recipe(level: Level, seed: int, work: Path, smoke: bool) -> Path:
+    """The level's recipe for one seed, with the harness's overrides and paths made absolute (edgesmith resolves
+    relative paths from where it runs); written as work/<level>-seed<N>.yaml."""
+    recipe = yaml.safe_load(level.recipe.read_text())
+    for dotted in PATH_KEYS:
+        value = _get(recipe, dotted)
+        if isinstance(value, str) and (ROOT / value).exists():
+            _set(recipe, dotted, str((ROOT / value).resolve()))
+    for dotted, value in (level.overrides | (SMOKE if smoke else {})).items():
+        _set(recipe, dotted, value)
+    _set(recipe, "distill.seed", seed)
+    _set(recipe, "prune.branches", ["structured", "sparse"] if level.sparse_seed0 and seed == 0 else ["structured"])
+    recipe |= {"name": f"{level.key}-seed{seed}", "profiles": [PROFILE]}
+    path = work / f"{level.key}-seed{seed}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def plan(levels: list[Level], seeds: list[int], work: Path, smoke: bool) -> list[Run]:
+    """Every (level, seed) run, its recipe copy written and validated now: a recipe edgesmith refuses stops the
+    harness before an hour of work, not in the middle of it."""
+    from edgesmith.config import load_recipe
+    from edgesmith.errors import EdgesmithError
+
+    work.mkdir(parents=True, exist_ok=True)
+    runs = [Run(lv, s, write_recipe(lv, s, work, smoke), work / f"{lv.key}-seed{s}") for lv in levels for s in seeds]
+    for r in runs:
+        try:
+            load_recipe(r.recipe, {})
+        except EdgesmithError as err:
+            raise SystemExit(f"{r.level.recipe.name} ({r.recipe}): {err}\nfix the recipe, or leave the level out with --only") from None
+    return runs
+
+
+def run_all(runs: list[Run], log: Any) -> dict[str, float]:
+    """Run (or resume) every edgesmith run; returns each run's wall seconds in this harness run."""
+    from edgesmith.cli import main
+
+    seconds: dict[str, float] = {}
+    start = time.time()
+    for i, r in enumerate(runs):
+        t = time.time()
+        log(f"edgesmith run {r.name} ({i + 1}/{len(runs)})")
+        if main(["run", str(r.recipe), "--out", str(r.out)]) != 0:
+            raise SystemExit(f"edgesmith run {r.name} failed (recipe {r.recipe}); rerun the harness to resume")
+        seconds[r.name] = time.time() - t
+        projected = (time.time() - start) / (i + 1) * len(runs)
+        log(f"{r.name}: {seconds[r.name] / 60:.1f} min; runs so far {(time.time() - start) / 60:.1f} min, "
+            f"all runs projected at {projected / 60:.1f} min")
+    return seconds
+
+
+LABELS = {"openvino-int8-static": "OpenVINO INT8", "onnxruntime-int8-dynamic": "ORT INT8 dynamic",
+          "onnxruntime-int8-static": "ORT INT8 static", "openvino-fp32": "OpenVINO FP32", "onnxruntime-fp32": "ORT FP32"}
+
+
+def _plan_dir(out: Path, branch: str) -> Path:
+    """The folder with the shape plan (FLOPs) of a branch: sparse weights keep the teacher's dense shapes."""
+    return out / ("01-teacher" if branch in ("unpruned", "sparse") else f"04-shrink-{branch}") / "model"
+
+
+def _entry(r: Run, branch: str, artifact: str, runtime: str, path: Path) -> dict[str, Any]:
+    return {"suite": r.level.suite, "level": r.level.key, "seed": r.seed, "runtime": runtime, "path": str(path),
+            "plan": str(_plan_dir(r.out, branch)), "artifact": f"{branch}:{artifact}", "int8": "int8" in artifact,
+            "label": LABELS.get(artifact, artifact)}
+
+
+def bundle_entry(r: Run) -> dict[str, Any]:
+    """The run's bundle: what a user of the recipe ships."""
+    folder = r.out / f"08-bundle-{PROFILE}" / f"edgesmith-{PROFILE}"
+    m = json.loads((folder / "manifest.json").read_text())
+    e = _entry(r, m["branch"], m["artifact"], m["runtime"], folder / m["model_file"])
+    shipped = "the quantized teacher (pruning did not pay)" if m["branch"] == "unpruned" else f"{m['branch']} branch"
+    return e | {"name": f"edgesmith {r.level.key} s{r.seed} bundle ({e['label']})", "group": "edgesmith", "bundle": True,
+                "note": f"{r.level.recipe.name}, distill.seed {r.seed}: ships {shipped}, {m['artifact']}"}
+
+
+def candidate_entries(r: Run, branch: str) -> list[dict[str, Any]]:
+    """The run's INT8 candidates of one branch (`unpruned`: the teacher quantized as is)."""
+    folder = r.out / f"06-quantize-{branch}-{PROFILE}"
+    facts = json.loads((folder / "manifest.json").read_text())["facts"]
+    out = []
+    for c in facts["candidates"]:
+        e = _entry(r, branch, f"{c['runtime']}-{c['precision']}", c["runtime"], folder / c["file"])
+        if branch == "unpruned":
+            who = "teacher" if r.level.suite == "sst2" else "MiniLM"
+            e |= {"name": f"edgesmith {r.level.key} s{r.seed} quantized {who} ({e['label']})", "group": "unpruned",
+                  "note": f"the teacher unpruned, exported and quantized by edgesmith ({r.name})"}
+        else:
+            what = "sparse 80%" if branch == "sparse" else "structured"
+            e |= {"name": f"edgesmith {r.level.key} s{r.seed} {what} ({e['label']})", "group": branch if branch == "sparse" else "edgesmith",
+                  "note": f"{branch} branch candidate of {r.name}"}
+        out.append(e)
+    return out
+
+
+def run_entries(runs: list[Run]) -> list[dict[str, Any]]:
+    """Bundles of every seed; for seed 0 also every INT8 candidate (structured, sparse, and the quantized teacher)."""
+    entries = [bundle_entry(r) for r in runs]
+    for r in (r for r in runs if r.seed == 0):
+        for branch in ("structured", "sparse", "unpruned"):
+            if (r.out / f"06-quantize-{branch}-{PROFILE}").is_dir():
+                entries += candidate_entries(r, branch)
+    return mark_copies(entries)
+
+
+def mark_copies(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Artifacts with the same bytes (a bundle is a copy of one candidate; two recipes' quantized teachers can be
+    byte-identical) are measured once: each later one gets `same_as`, the name of the first, and its figures."""
+    import hashlib
+
+    first: dict[str, str] = {}
+    for e in entries:
+        p = Path(e["path"])
+        h = hashlib.sha256()
+        for f in [p] + ([p.with_suffix(".bin")] if p.suffix == ".xml" else []):
+            h.update(f.read_bytes())
+        name = first.setdefault(h.hexdigest(), e["name"])
+        if name != e["name"]:
+            e["same_as"] = name
+    return entries
+
+
+def teacher_entry(r: Run) -> dict[str, Any]:
+    who = "teacher" if r.level.suite == "sst2" else "MiniLM (all-MiniLM-L6-v2)"
+    model = r.out / "01-teacher" / "model"
+    return {"name": f"{who} PyTorch FP32", "group": "teacher", "suite": r.level.suite, "runtime": "torch", "path": str(model),
+            "plan": str(model), "int8": False, "note": "where users start"}
