@@ -31,13 +31,13 @@ def reconstruct(teacher: Any, plan: list[dict[str, Any]], batches: list[dict[str
     kept = [i for i, p in enumerate(plan) if not p.get("dropped")]
     student = slice_model(copy.deepcopy(teacher), plan).eval()
     plan = [dict(p) for p in plan]
+    targets = _teacher_targets(teacher, [get(encoder_layers(teacher)[i], n) for i in kept for n in (a.attn_norm, a.ffn_norm)], batches)
     log = []
     for j, t_layer in enumerate(kept):
-        for block, norm, proj in (("heads", a.attn_norm, a.attn_out), ("ffn", a.ffn_norm, a.ffn_out)):
-            s_layer, t_mod = encoder_layers(student)[j], encoder_layers(teacher)[t_layer]
+        for k, (block, norm, proj) in enumerate((("heads", a.attn_norm, a.attn_out), ("ffn", a.ffn_norm, a.ffn_out))):
+            s_layer = encoder_layers(student)[j]
             group = dims(teacher.config)["head_size"] if block == "heads" else 1
-            gram, rhs, stats = _normal_equations(teacher, student, get(t_mod, norm), get(s_layer, norm),
-                                                 get(s_layer, proj), group, batches)
+            gram, rhs, stats = _normal_equations(targets[2 * j + k], student, get(s_layer, norm), get(s_layer, proj), group, batches)
             scales = _solve(gram, rhs)
             ones = torch.ones(len(rhs), dtype=torch.float64)
             _apply(get(s_layer, proj), scales, group)
@@ -47,7 +47,19 @@ def reconstruct(teacher: Any, plan: list[dict[str, Any]], batches: list[dict[str
     return plan, log
 
 
-def _normal_equations(teacher: Any, student: Any, t_norm: Any, s_norm: Any, s_proj: Any, group: int,
+def _teacher_targets(teacher: Any, norms: list[Any], batches: list[dict[str, Any]]) -> list[list[Any]]:
+    """Per norm, per batch: the norm's input on non-padding tokens, from one teacher pass per batch (the teacher's
+    targets do not change while the student is fitted)."""
+    targets: list[list[Any]] = [[] for _ in norms]
+    for batch in batches:
+        keep = batch["attention_mask"].bool()
+        seen = _capture_inputs(teacher, norms, batch)
+        for i, pre in enumerate(seen):
+            targets[i].append(pre[keep])
+    return targets
+
+
+def _normal_equations(targets: list[Any], student: Any, s_norm: Any, s_proj: Any, group: int,
                       batches: list[dict[str, Any]]) -> tuple[Any, Any, dict[str, float]]:
     """Accumulate G = A^T A and b = A^T r over non-padding tokens, where column u of A is unit u's contribution to
     the output and r = teacher's pre-norm output - (student's pre-norm output - its kept contributions)."""
@@ -57,11 +69,9 @@ def _normal_equations(teacher: Any, student: Any, t_norm: Any, s_norm: Any, s_pr
     gram, rhs = torch.zeros(units, units, dtype=torch.float64), torch.zeros(units, dtype=torch.float64)
     stats = {"target": 0.0, "residual": 0.0}
     w = s_proj.weight.detach()  # [hidden, units * group]
-    for batch in batches:
+    for batch, target in zip(batches, targets):
         keep = batch["attention_mask"].bool()
-        target = _capture_pre(teacher, t_norm, batch)[keep]
-        acts, pre = _capture_proj_input_and_pre(student, s_proj, s_norm, batch)
-        acts, pre = acts[keep], pre[keep]  # [tokens, units * group], [tokens, hidden]
+        acts, pre = (x[keep] for x in _capture_inputs(student, [s_proj, s_norm], batch))  # [tokens, units * group], [tokens, hidden]
         r = (target - (pre - acts @ w.T)).double()  # what the kept units should add up to
         g, b = _gram(acts.double(), w.double(), group, r)
         gram, rhs = gram + g, rhs + b
@@ -106,27 +116,16 @@ def _apply(proj: Any, scales: Any, group: int) -> None:
         proj.weight.mul_(scales.repeat_interleave(group))
 
 
-def _capture_pre(model: Any, norm: Any, batch: dict[str, Any]) -> Any:
-    """The input of `norm` (a LayerNorm) in one forward pass of `model`."""
-    seen: dict[str, Any] = {}
-    hook = norm.register_forward_pre_hook(lambda m, args: seen.__setitem__("pre", args[0].detach()))
-    try:
-        _forward(model, batch)
-    finally:
-        hook.remove()
-    return seen["pre"]
-
-
-def _capture_proj_input_and_pre(model: Any, proj: Any, norm: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
-    seen: dict[str, Any] = {}
-    hooks = [proj.register_forward_pre_hook(lambda m, args: seen.__setitem__("acts", args[0].detach())),
-             norm.register_forward_pre_hook(lambda m, args: seen.__setitem__("pre", args[0].detach()))]
+def _capture_inputs(model: Any, modules: list[Any], batch: dict[str, Any]) -> list[Any]:
+    """The first input of each module in one forward pass of `model`."""
+    seen: dict[int, Any] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, i=i: seen.__setitem__(i, args[0].detach())) for i, m in enumerate(modules)]
     try:
         _forward(model, batch)
     finally:
         for h in hooks:
             h.remove()
-    return seen["acts"], seen["pre"]
+    return [seen[i] for i in range(len(modules))]
 
 
 def _forward(model: Any, batch: dict[str, Any]) -> None:
