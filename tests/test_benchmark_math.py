@@ -31,7 +31,7 @@ def test_gemm_microbenchmark_reports_positive_throughput():
 
 
 def test_paired_drop_error_counts_only_the_sentences_the_two_models_disagree_on():
-    from compare import paired_drop_se
+    from measure import paired_drop_se
 
     teacher = [True] * 800 + [False] * 72
     assert paired_drop_se(teacher, teacher) == 0.0
