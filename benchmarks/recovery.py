@@ -1,0 +1,173 @@
+"""What recovers a deeply pruned MiniLM on SST-2, measured (docs/recovery.md). Three experiments, results appended
+to docs/recovery.jsonl:
+
+    python benchmarks/recovery.py shapes                      p50 of sliced shapes vs the OpenVINO INT8 teacher
+    python benchmarks/recovery.py retrain-free 6:0.5 4:0.5    dev accuracy without training: plain vs reconstructed
+    python benchmarks/recovery.py distill 4:0.33 15000 attn,aug_attn
+        short distillations of one shape; variants: base, attn, recon, recon_attn, aug_attn, labels_attn
+
+Latency: 1 thread, batch 1, seq 128, each artifact in its own process, 5 interleaved rounds, median. Accuracy: all
+872 SST-2 dev sentences, one seed: differences under ~1 point are within the noise (paired SE ~0.9 points).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+TEACHER, DATA = SHARED / "models" / "minilm-sst2", SHARED / "data" / "sst2"
+LOG = ROOT / "docs" / "recovery.jsonl"
+
+
+def record(entry: dict[str, Any]) -> None:
+    print(json.dumps(entry), flush=True)
+    with LOG.open("a") as f:
+        f.write(json.dumps(entry | {"date": time.strftime("%Y-%m-%d")}) + "\n")
+
+
+def read(name: str, n: int | None = None) -> list[dict[str, Any]]:
+    lines = (DATA / name).read_text().splitlines()[1:]
+    return [{"text": [line.split("\t")[0]], "label": int(line.split("\t")[1])} for line in lines[:n]]
+
+
+def feeds(rows: list[dict[str, Any]], tokenizer: Any, size: int) -> list[dict[str, Any]]:
+    import torch
+
+    from edgesmith.evaluate import batches
+
+    return [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches(rows, tokenizer, 128, size)]
+
+
+def accuracy(model: Any, dev: list[dict[str, Any]], dev_feeds: list[dict[str, Any]]) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        preds = torch.cat([model(**b).logits.argmax(-1) for b in dev_feeds])
+    return 100 * float((preds == torch.tensor([r["label"] for r in dev])).float().mean())
+
+
+def plan_for(teacher: Any, calib: list[dict[str, Any]], layers: int, width: float) -> list[dict[str, Any]]:
+    from edgesmith.config import StructuredConfig
+    from edgesmith.importance import choose_layers, fisher_scores, select
+
+    heads, ffn = fisher_scores(teacher, calib, "classification")
+    kept, _ = choose_layers(teacher, calib, "classification", layers if layers < 6 else 1.0)
+    return select(heads, ffn, StructuredConfig(keep_heads=width, keep_ffn=width), kept)
+
+
+def setup() -> tuple[Any, Any, list[dict[str, Any]], list[dict[str, Any]]]:
+    from edgesmith.modeling import load_pretrained, load_tokenizer
+
+    tokenizer = load_tokenizer(TEACHER)
+    teacher, _ = load_pretrained(TEACHER, "classification", "safetensors", attn="sdpa")
+    return tokenizer, teacher, read("dev.tsv"), feeds(read("train.tsv", 512), tokenizer, 8)
+
+
+def shapes(specs: list[tuple[int, float]]) -> None:
+    from edgesmith.config import Profile
+    from edgesmith.exporters.onnx import export_onnx, fuse
+    from edgesmith.exporters.openvino import export_ir
+    from edgesmith.exporters.quantize import quantize
+    from edgesmith.latency import measure
+    from edgesmith.modeling import load_pretrained, slice_model
+    from edgesmith.runtimes import input_names_for
+
+    tokenizer, teacher, _, calib = setup()
+    profile = Profile(name="one-thread", description="1 thread, batch 1, seq 128", runtimes={"openvino": ("int8-static",)}, threads=1)
+    work = Path(tempfile.mkdtemp())
+    quant_feeds = [{k: v.numpy() for k, v in b.items()} for b in feeds(read("train.tsv", 32), tokenizer, 1)]
+    paths = {}
+    for layers, width in [(6, 1.0)] + specs:
+        model = copy.deepcopy(teacher) if (layers, width) == (6, 1.0) else slice_model(copy.deepcopy(teacher), plan_for(teacher, calib, layers, width))
+        folder = work / f"{layers}-{width}"
+        folder.mkdir()
+        export_onnx(model, "classification", input_names_for(TEACHER), folder / "raw.onnx", opset=17)
+        fuse(folder / "raw.onnx", folder / "model.onnx")
+        files = {"openvino": str(export_ir(folder / "raw.onnx", folder / "openvino" / "model.xml").relative_to(folder))}
+        paths[(layers, width)] = quantize("openvino", "int8-static", folder, files, folder, quant_feeds)
+    p50 = {k: [] for k in paths}
+    for _ in range(5):
+        for k, path in paths.items():
+            p50[k].append(measure("openvino", path, profile, 1, tokenizer.vocab_size, 10, 100)["p50_ms"])
+    base = statistics.median(p50[(6, 1.0)])
+    for (layers, width), values in p50.items():
+        ms = statistics.median(values)
+        record({"experiment": "shapes", "layers": layers, "width": width, "ov_int8_p50_ms": ms, "speedup_vs_ov_int8_teacher": base / ms})
+    shutil.rmtree(work)
+
+
+def retrain_free(specs: list[tuple[int, float]]) -> None:
+    from edgesmith.modeling import slice_model
+    from edgesmith.reconstruct import reconstruct
+
+    tokenizer, teacher, dev, calib = setup()
+    dev_feeds = feeds(dev, tokenizer, 64)
+    for layers, width in specs:
+        plan = plan_for(teacher, calib, layers, width)
+        scaled, _ = reconstruct(teacher, plan, calib)
+        record({"experiment": "retrain-free", "layers": layers, "width": width, "teacher": accuracy(teacher, dev, dev_feeds),
+                "plain": accuracy(slice_model(copy.deepcopy(teacher), plan), dev, dev_feeds),
+                "reconstructed": accuracy(slice_model(copy.deepcopy(teacher), scaled), dev, dev_feeds)})
+
+
+def distill_variants(layers: int, width: float, rows: int, variants: list[str]) -> None:
+    import torch
+
+    from edgesmith.attention_kd import LayerMap
+    from edgesmith.augment import augment_rows
+    from edgesmith.config import AugmentConfig, DistillConfig
+    from edgesmith.modeling import slice_model
+    from edgesmith.reconstruct import reconstruct
+    from edgesmith.training import distill, tokenize, training_args
+
+    tokenizer, teacher, dev, calib = setup()
+    dev_feeds, train = feeds(dev, tokenizer, 64), read("train.tsv", rows)
+    plan = plan_for(teacher, calib, layers, width)
+    scaled, _ = reconstruct(teacher, plan, calib)
+    for variant in variants:
+        start = time.time()
+        torch.manual_seed(0)
+        student = slice_model(copy.deepcopy(teacher), scaled if "recon" in variant else plan)
+        cfg = DistillConfig(attention_weight=1.0 if "attn" in variant else 0.0, label_weight=0.5 if "labels" in variant else 0.0)
+        texts = [dict(r) for r in train]
+        if "aug" in variant:
+            embeddings = teacher.get_input_embeddings().weight.detach().float().numpy()
+            texts += augment_rows(texts, tokenizer, embeddings, AugmentConfig(copies=2))
+            random.Random(0).shuffle(texts)
+        before = accuracy(student, dev, dev_feeds)
+        with tempfile.TemporaryDirectory() as out:
+            args = training_args(Path(out), cfg, cfg.epochs, cfg.learning_rate)
+            distill(student, teacher, tokenizer, tokenize(texts, tokenizer, 128, labels="labels" in variant), args,
+                    "classification", cfg, LayerMap.from_plan(plan))
+        kept = [i for i, p in enumerate(plan) if not p.get("dropped")]
+        record({"experiment": "distill", "layers": kept, "width": width, "rows": rows, "variant": variant, "start_acc": before,
+                "acc": accuracy(student, dev, dev_feeds), "minutes": (time.time() - start) / 60})
+
+
+def _specs(args: list[str]) -> list[tuple[int, float]]:
+    return [(int(a.split(":")[0]), float(a.split(":")[1])) for a in args]
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    command, rest = sys.argv[1], sys.argv[2:]
+    if command == "shapes":
+        shapes(_specs(rest) or [(6, 0.4), (4, 0.5), (4, 0.4), (4, 0.33), (3, 0.6), (3, 0.5), (3, 0.4)])
+    elif command == "retrain-free":
+        retrain_free(_specs(rest) or [(6, 0.5), (4, 0.5)])
+    elif command == "distill":
+        (layers, width), = _specs(rest[:1])
+        distill_variants(layers, width, int(rest[1]), rest[2].split(","))
+    else:
+        raise SystemExit(__doc__)
