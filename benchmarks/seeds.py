@@ -52,6 +52,14 @@ def summary(entries: list[dict[str, Any]], level: dict[str, Any]) -> dict[str, A
     return s
 
 
+def student_summary(entries: list[dict[str, Any]], level: dict[str, Any]) -> dict[str, Any] | None:
+    """The same figures for the pruned student (structured OpenVINO INT8) of every seed, shipped or not."""
+    students = sorted((e for e in entries if e.get("level") == level["key"] and e.get("student")), key=lambda e: e["seed"])
+    if not students:
+        return None
+    return summary([e for e in entries if not e.get("bundle")] + [e | {"bundle": True} for e in students], level)
+
+
 def verdict(ok: bool) -> str:
     return "**met**" if ok else "**NOT met**"
 
@@ -81,4 +89,11 @@ def target_lines(entries: list[dict[str, Any]], level: dict[str, Any]) -> list[s
     if target["against"] != "best-peer":
         lines.append(f"- against the fastest quantized teacher at seq 128 ({s['best']['name']}, {s['best']['p50_ms']:.2f} ms): "
                      f"{spread(s['vs_best'], unit='x')}")
+    st = student_summary(entries, level)
+    if st is not None:
+        per = ", ".join(f"s{b['seed']} {d:.2f}" for b, d in zip(st["bundles"], st["drops"]))
+        lines.append(f"- the pruned student itself (structured, OpenVINO INT8, every seed, whether or not it shipped): "
+                     f"**{spread(st['speedups'], unit='x')}** over {ref_name}, {metric} drop **{spread(st['drops'])} points** "
+                     f"(per seed {per}), at real lengths {spread(st['real_speedups'], unit='x')} over the fastest quantized teacher there: "
+                     f"the target on the student alone is {verdict(st['met'])}")
     return lines + [""]
