@@ -72,18 +72,53 @@ def cache_key(stage_name: str, cfg: Frozen, inputs: dict[str, Artifact]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def reusable(out: Path, key: str) -> tuple[dict[str, Any] | None, str]:
+ABSENT = "<absent>"  # a field the recorded config did not have, or the new one lacks
+
+
+def changed_leaves(old: Any, new: Any, path: str = "") -> list[str]:
+    """The leaf fields that differ between two JSON configs, each as `dotted.path (old -> new)`."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for k in sorted(old.keys() | new.keys())
+                for line in changed_leaves(old.get(k, ABSENT), new.get(k, ABSENT), f"{path}.{k}" if path else k)]
+    return [] if old == new else [f"{path} ({_short(old)} -> {_short(new)})"]
+
+
+def _short(value: Any) -> str:
+    text = value if value is ABSENT else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def why_rerun(old: dict[str, Any], stage_name: str, cfg: Frozen, inputs: dict[str, Artifact]) -> str:
+    """Why a recorded stage no longer matches its cache key: the stage version, each changed input, and the first
+    few changed config fields (dotted paths, old -> new), compared with what its manifest recorded."""
+    reasons = []
+    if old.get("stage_version") != STAGES[stage_name].version:
+        reasons.append(f"stage version changed ({old.get('stage_version')} -> {STAGES[stage_name].version})")
+    parents = old.get("parents", {})
+    reasons += [f"input {k} changed" for k, a in sorted(inputs.items()) if parents.get(k) != a.digest]
+    reasons += [f"input {k} removed" for k in sorted(parents.keys() - inputs.keys())]
+    fields = changed_leaves(old.get("config"), json.loads(cfg.canonical_json()))
+    if len(fields) == 1:  # "config field distill.temperature changed (2.0 -> 3.0)"
+        path, change = fields[0].split(" ", 1)
+        reasons.append(f"config field {path} changed {change}")
+    elif fields:
+        more = f" and {len(fields) - 3} more" if len(fields) > 3 else ""
+        reasons.append(f"config fields changed: {', '.join(fields[:3])}{more}")
+    return "; ".join(reasons) or "cache key changed"
+
+
+def reusable(out: Path, key: str, stage_name: str, cfg: Frozen, inputs: dict[str, Artifact]) -> tuple[dict[str, Any] | None, str]:
     """(manifest, "") when the finished stage in `out` has this key and its files are exactly those it recorded;
     else (None, why it must run). Sizes are compared first, then every file's sha256."""
     if not (out / MANIFEST).is_file():
-        return None, "not built yet"
+        return None, "no previous output"
     try:
         old = json.loads((out / MANIFEST).read_text())
         recorded: dict[str, str] = old["files"]
     except (ValueError, KeyError, TypeError):
         return None, "its manifest is unreadable"
     if old.get("key") != key:
-        return None, "config, inputs or stage version changed"
+        return None, why_rerun(old, stage_name, cfg, inputs)
     present = {str(p.relative_to(out)) for p in stage_files(out)}
     if present != set(recorded):
         changed = sorted(present ^ set(recorded))
@@ -98,14 +133,14 @@ def reusable(out: Path, key: str) -> tuple[dict[str, Any] | None, str]:
 def run_stage(stage_name: str, cfg: Frozen, inputs: dict[str, Artifact], out: Path, force: bool, log: Any) -> Artifact:
     """Run (or skip, on proof) one stage; returns its artifact."""
     key = cache_key(stage_name, cfg, inputs)
-    old, why = reusable(out, key)
+    old, why = reusable(out, key, stage_name, cfg, inputs)
     if old is not None and not force:
         log(f"[{out.name}] skipped: config, inputs, stage version and files unchanged")
         return Artifact(out, old["digest"], old["facts"])
     tmp = temp_for(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    log(f"[{out.name}] running ({'--force' if old is not None else why})")
+    log(f"[{out.name}] running ({'forced' if old is not None else why})")
     start = time.perf_counter()
     try:
         facts = STAGES[stage_name].fn(cfg, inputs, tmp)
