@@ -13,7 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .config import DistillConfig
+from pydantic import Field
+
+from .config import DistillConfig, Frozen
 from .errors import require
 
 MAX_EPOCHS = 10
@@ -21,6 +23,19 @@ STEP_BUDGET = 1500  # optimizer steps: 10 epochs of ~5k rows at batch 32, about 
 WARMUP_RATIO = 0.1
 MIN_EVALUATIONS = 4  # a run of 1-2 epochs is still checked a few times
 VALIDATION_SHARE, VALIDATION_CAP = 0.1, 2000
+
+
+class FinetuneConfig(Frozen):
+    """What teacher fine-tuning reads of the recipe's `distill` section: batch size, seed and the step cap (a smoke
+    run's distill.max_steps caps it too). Only these enter the teacher's cache key, so distillation settings do not
+    rerun it; its own schedule fields are teacher.finetune_epochs, finetune_lr and finetune_max_samples."""
+    batch_size: int = Field(32, ge=1)
+    seed: int = 0
+    max_steps: int | None = Field(None, gt=0)
+
+    @classmethod
+    def of(cls, distill: DistillConfig) -> "FinetuneConfig":
+        return cls(batch_size=distill.batch_size, seed=distill.seed, max_steps=distill.max_steps)
 
 
 class Schedule(NamedTuple):
@@ -90,7 +105,7 @@ def _best_weights_class() -> Any:
     return BestWeights
 
 
-def finetune(model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path, train: DistillConfig, *, max_length: int,
+def finetune(model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path, train: FinetuneConfig, *, max_length: int,
              epochs: float | None = None, lr: float | None = None) -> dict[str, Any]:
     """Fine-tune `model` (classification) on labelled `rows` and leave it at its best validation accuracy. Returns
     the facts: the schedule chosen, steps run, each evaluation's validation accuracy (points) and the best one."""
@@ -101,7 +116,8 @@ def finetune(model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path, 
 
     train_rows, val_rows = hold_out(rows, train.seed)
     plan = schedule(len(train_rows), train.batch_size, param_count(model), epochs=epochs, lr=lr)
-    args = training_args(out, train.model_copy(update={"warmup_ratio": plan.warmup_ratio}), plan.epochs, plan.lr)
+    trainer_cfg = DistillConfig(batch_size=train.batch_size, seed=train.seed, max_steps=train.max_steps, warmup_ratio=plan.warmup_ratio)
+    args = training_args(out, trainer_cfg, plan.epochs, plan.lr)
     args.set_evaluate(strategy="steps", steps=plan.eval_every, batch_size=2 * train.batch_size, delay=0)
     best = _best_weights_class()()
     trainer = Trainer(model=model.train(), args=args, data_collator=DataCollatorWithPadding(tokenizer),

@@ -70,6 +70,7 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     from edgesmith import profiles as profile_store
 
     from . import stages  # noqa: F401  (registers the stages)
+    from .finetune import FinetuneConfig
     from .stages.bench import BenchStageConfig
     from .stages.bundle import BundleStageConfig
     from .stages.data import DataStageConfig
@@ -90,7 +91,8 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
 
     data = node("data", "00-data", DataStageConfig(data=recipe.data, task=task, source_digest=source_digest(recipe.data.source)), {})
     teacher = node("teacher", "01-teacher", TeacherStageConfig(
-        teacher=recipe.teacher, task=task, max_length=max_len, train=recipe.distill, model_digest=model_digest(recipe.teacher.model)),
+        teacher=recipe.teacher, task=task, max_length=max_len, train=FinetuneConfig.of(recipe.distill),
+        model_digest=model_digest(recipe.teacher.model)),
         {"data": data})
     base = {"data": data, "teacher": teacher}
     # The teacher itself, unpruned, exported and quantized like every branch: what one line of Optimum or NNCF

@@ -5,8 +5,9 @@ import pytest
 from edgesmith import profiles
 from edgesmith import stages  # noqa: F401
 from edgesmith.artifacts import run_stage
-from edgesmith.config import DataConfig, DistillConfig, Profile, SparseConfig, StructuredConfig, TeacherConfig
+from edgesmith.config import DataConfig, Profile, SparseConfig, StructuredConfig, TeacherConfig
 from edgesmith.errors import EdgesmithError
+from edgesmith.finetune import FinetuneConfig
 from edgesmith.stages.data import DataStageConfig
 from edgesmith.stages.prune import PruneStageConfig
 from edgesmith.stages.teacher import TeacherStageConfig
@@ -18,7 +19,7 @@ def teacher(tmp_path_factory, tiny_bert, tiny_data):
     data = run_stage("data", DataStageConfig(data=DataConfig(source=str(tiny_data), max_length=32), task="classification",
                                              source_digest="x"), {}, root / "00-data", False, print)
     cfg = TeacherStageConfig(teacher=TeacherConfig(model=str(tiny_bert)), task="classification", max_length=32,
-                             train=DistillConfig(), model_digest="y")
+                             train=FinetuneConfig(), model_digest="y")
     return root, {"data": data, "teacher": run_stage("teacher", cfg, {"data": data}, root / "01-teacher", False, print)}
 
 

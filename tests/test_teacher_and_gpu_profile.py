@@ -10,8 +10,9 @@ import torch
 from conftest import make_model_dir, tiny_config, write_tsv, write_vocab
 from edgesmith import stages  # noqa: F401
 from edgesmith.artifacts import run_stage
-from edgesmith.config import DataConfig, DistillConfig, TeacherConfig
+from edgesmith.config import DataConfig, TeacherConfig
 from edgesmith.errors import EdgesmithError
+from edgesmith.finetune import FinetuneConfig
 from edgesmith.modeling import load_pretrained
 from edgesmith.stages.data import DataStageConfig
 from edgesmith.stages.teacher import TeacherStageConfig, labelled_rows
@@ -24,7 +25,7 @@ def _data(root, source):
 
 def _teacher(root, model, data, **teacher):
     cfg = TeacherStageConfig(teacher=TeacherConfig(model=str(model), finetune_epochs=1, **teacher), task="classification",
-                             max_length=32, train=DistillConfig(batch_size=16), model_digest="y")
+                             max_length=32, train=FinetuneConfig(batch_size=16), model_digest="y")
     return run_stage("teacher", cfg, {"data": data}, root / "01-teacher", False, print)
 
 
@@ -43,7 +44,7 @@ def test_bare_encoder_gets_its_head_fine_tuned(tmp_path, tiny_data):
     data = run_stage("data", DataStageConfig(data=DataConfig(source=str(tiny_data), max_length=32), task="classification",
                                              source_digest="x"), {}, tmp_path / "00-data", False, print)
     cfg = TeacherStageConfig(teacher=TeacherConfig(model=str(encoder), finetune_epochs=1), task="classification", max_length=32,
-                             train=DistillConfig(batch_size=16), model_digest="y")
+                             train=FinetuneConfig(batch_size=16), model_digest="y")
     teacher = run_stage("teacher", cfg, {"data": data}, tmp_path / "01-teacher", False, print)
     assert teacher.facts["head_trained"] is False
     assert teacher.facts["finetune"]["steps"] == 6  # 96 rows / batch 16, one epoch

@@ -12,8 +12,8 @@ import torch
 from conftest import make_model_dir
 from edgesmith import stages  # noqa: F401
 from edgesmith.artifacts import run_stage
-from edgesmith.config import DataConfig, DistillConfig, TeacherConfig
-from edgesmith.finetune import MAX_EPOCHS, STEP_BUDGET, _best_weights_class, hold_out, schedule
+from edgesmith.config import DataConfig, TeacherConfig
+from edgesmith.finetune import MAX_EPOCHS, STEP_BUDGET, FinetuneConfig, _best_weights_class, hold_out, schedule
 from edgesmith.stages.data import DataStageConfig
 from edgesmith.stages.report import against_majority
 from edgesmith.stages.teacher import TeacherStageConfig, majority_rate
@@ -83,7 +83,7 @@ def finetuned(tmp_path_factory, tiny_data):
     data = run_stage("data", DataStageConfig(data=DataConfig(source=str(tiny_data), max_length=32), task="classification",
                                              source_digest="x"), {}, root / "00-data", False, print)
     cfg = TeacherStageConfig(teacher=TeacherConfig(model=str(encoder)), task="classification", max_length=32,
-                             train=DistillConfig(batch_size=16), model_digest="y")
+                             train=FinetuneConfig(batch_size=16), model_digest="y")
     return root, run_stage("teacher", cfg, {"data": data}, root / "01-teacher", False, print)
 
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DistillConfig, Frozen, Recipe, Task, TeacherConfig
+from ..config import Frozen, Recipe, Task, TeacherConfig
 from ..data import label_ids, read_task_data
 from ..errors import require
 from ..evaluate import outputs, quality
+from ..finetune import FinetuneConfig
 from ..modeling import (check_model_dir, check_tokenizer_files, head_labels, inspect_checkpoint, load_pretrained,
                         load_tokenizer, param_count, resolve_model_dir, save_model)
 from ..registry import stage
@@ -26,7 +27,7 @@ class TeacherStageConfig(Frozen):
     teacher: TeacherConfig
     task: Task
     max_length: int
-    train: DistillConfig  # batch size and seed for fine-tuning an untrained head
+    train: FinetuneConfig  # batch size, seed, step cap for fine-tuning an untrained head: not distillation's other fields
     model_digest: str
 
 
