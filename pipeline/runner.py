@@ -104,9 +104,7 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     fit_name = recipe.prune.structured.fit_profile
     fit = profile_store.load(fit_name) if fit_name else None
     for b in recipe.prune.branches:
-        prune = node("prune", f"02-prune-{b}", PruneStageConfig(
-            branch=b, structured=recipe.prune.structured, sparse=recipe.prune.sparse, task=task, max_length=max_len,
-            fit=fit if b == "structured" else None), base)
+        prune = node("prune", f"02-prune-{b}", PruneStageConfig.of(b, recipe.prune, task, max_len, fit), base)
         distill = node("distill", f"03-distill-{b}", DistillStageConfig(branch=b, distill=recipe.distill, task=task, max_length=max_len),
                        base | {"prune": prune})
         shrink = node("shrink", f"04-shrink-{b}", ShrinkStageConfig(branch=b), {"teacher": teacher, "distill": distill})

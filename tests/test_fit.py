@@ -5,7 +5,7 @@ import pytest
 from edgesmith import profiles
 from edgesmith import stages  # noqa: F401
 from edgesmith.artifacts import run_stage
-from edgesmith.config import DataConfig, Profile, SparseConfig, StructuredConfig, TeacherConfig
+from edgesmith.config import DataConfig, Profile, StructuredConfig, TeacherConfig
 from edgesmith.errors import EdgesmithError
 from edgesmith.finetune import FinetuneConfig
 from edgesmith.stages.data import DataStageConfig
@@ -25,7 +25,7 @@ def teacher(tmp_path_factory, tiny_bert, tiny_data):
 
 def _prune(root, inputs, profile, name):
     cfg = PruneStageConfig(branch="structured", structured=StructuredConfig(importance_samples=16, ffn_multiple_of=8),
-                           sparse=SparseConfig(), task="classification", max_length=32, fit=profile)
+                           task="classification", max_length=32, fit=profile)
     return run_stage("prune", cfg, inputs, root / name, False, print)
 
 

@@ -7,27 +7,48 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import Frozen, Profile, SparseConfig, StructuredConfig, Task
+from pydantic import model_validator
+
+from ..config import Frozen, Profile, PruneConfig, SparseConfig, StructuredConfig, Task
+from ..errors import EdgesmithError
 from ..modeling import load_model, load_tokenizer
 from ..registry import stage
 from .common import read_rows
 
 
 class PruneStageConfig(Frozen):
+    """One branch's own settings, the other branch's None, so that editing one branch never reruns the other.
+    task and max_length are read by the structured branch; the sparse one keeps them (both are in the data stage's
+    key, so they never rerun it alone)."""
     branch: Literal["structured", "sparse"]
-    structured: StructuredConfig
-    sparse: SparseConfig
+    structured: StructuredConfig | None = None
+    sparse: SparseConfig | None = None
     task: Task
     max_length: int
-    fit: Profile | None = None  # the resolved prune.structured.fit_profile
+    fit: Profile | None = None  # the resolved prune.structured.fit_profile, when it names one
+
+    @model_validator(mode="after")
+    def _own_settings_only(self) -> "PruneStageConfig":
+        own, other = (self.structured, self.sparse) if self.branch == "structured" else (self.sparse, self.structured)
+        if own is None or other is not None or (self.branch == "sparse" and self.fit is not None):
+            raise ValueError(f"the {self.branch} prune stage takes prune.{self.branch} and no other branch's settings")
+        return self
+
+    @classmethod
+    def of(cls, branch: Literal["structured", "sparse"], prune: PruneConfig, task: Task, max_length: int,
+           fit: Profile | None) -> "PruneStageConfig":
+        """The stage config of one branch of the recipe's `prune` section (`fit`: the structured branch's profile)."""
+        if branch == "sparse":
+            return cls(branch=branch, sparse=prune.sparse, task=task, max_length=max_length)
+        return cls(branch=branch, structured=prune.structured, task=task, max_length=max_length, fit=fit)
 
 
 @stage("prune", PruneStageConfig, version=2)
 def run(cfg: PruneStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     teacher_dir = inputs["teacher"].path / "model"
     model = load_model(teacher_dir)
-    if cfg.branch == "sparse":
-        return _sparse(cfg, model, out)
+    if cfg.sparse is not None:
+        return _sparse(cfg.sparse, model, out)
     return _structured(cfg, model, teacher_dir, read_rows(inputs["data"].path / "train.jsonl"), out)
 
 
@@ -37,12 +58,15 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
     from ..evaluate import batches
     from ..importance import choose_layers, fisher_scores, schedule
 
+    structured = cfg.structured
+    if structured is None:  # the config's validator rules this out
+        raise EdgesmithError("prune: the structured branch got no prune.structured settings; this is a bug, please report it")
     tokenizer = load_tokenizer(teacher_dir)
-    rows = rows[: cfg.structured.importance_samples]
+    rows = rows[: structured.importance_samples]
     feeds = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches(rows, tokenizer, cfg.max_length, 8)]
     head_scores, ffn_scores = fisher_scores(model, feeds, cfg.task)
-    kept_layers, depth_log = choose_layers(model, feeds, cfg.task, cfg.structured.keep_layers)
-    structured, fit = cfg.structured, None
+    kept_layers, depth_log = choose_layers(model, feeds, cfg.task, structured.keep_layers)
+    fit = None
     if cfg.fit is not None:
         from ..fit import fit_keep_ratio
 
@@ -68,12 +92,12 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
             "reconstruction": reconstruction}
 
 
-def _sparse(cfg: PruneStageConfig, model: Any, out: Path) -> dict[str, Any]:
+def _sparse(cfg: SparseConfig, model: Any, out: Path) -> dict[str, Any]:
     from safetensors.torch import save_file
 
     from ..sparse import magnitude_masks
 
-    masks = magnitude_masks(model, cfg.sparse.sparsity)
+    masks = magnitude_masks(model, cfg.sparsity)
     save_file({k: v.contiguous() for k, v in masks.items()}, str(out / "masks.safetensors"))
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())
