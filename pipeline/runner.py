@@ -114,7 +114,7 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     per_profile: dict[str, Artifact] = {}
     for p in profiles:
         quants = {f"quantize-{b}": node("quantize", f"06-quantize-{b}-{p.name}", QuantizeStageConfig(
-            quantize=recipe.quantize, profile=p, task=task, max_length=max_len),
+            candidates=tuple(p.candidates()), calibration_samples=recipe.quantize.calibration_samples, task=task, max_length=max_len),
             base | {"export": branch_arts[f"export-{b}"], "shrink": branch_arts[f"shrink-{b}"]}) for b in candidates}
         bench = node("bench", f"07-bench-{p.name}", BenchStageConfig(
             bench=recipe.bench, profile=p, task=task, max_length=max_len, branches=candidates),
@@ -123,8 +123,9 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
             profile=p, task=task, max_length=max_len, budget=recipe.quantize.accuracy_budget, recipe_json=recipe.canonical_json(),
             signing=signing), base | branch_arts | {"bench": bench})
         per_profile |= {f"bench-{p.name}": bench, f"bundle-{p.name}": bundle}
-    report = node("report", "09-report", ReportStageConfig(recipe=recipe, profiles=tuple(p.name for p in profiles)),
-                  base | branch_arts | per_profile)
+    report = node("report", "09-report", ReportStageConfig(
+        name=recipe.name, task=task, accuracy_budget=recipe.quantize.accuracy_budget, branches=recipe.prune.branches,
+        profiles=tuple(p.name for p in profiles)), base | branch_arts | per_profile)
     for name in ("report.md", "report.html", "summary.json"):
         shutil.copy2(report.path / name, out / name)
     return arts

@@ -28,11 +28,11 @@ REFERENCE_ROWS = 8
 
 
 class BundleStageConfig(Frozen):
-    profile: Profile
+    profile: Profile  # the whole profile: the bundle's manifest.json records it
     task: Task
     max_length: int
     budget: float
-    recipe_json: str
+    recipe_json: str  # the resolved recipe, recorded in the manifest: any recipe edit rightly rebuilds the bundle
     signing: SigningKey | None = None  # `run --sign KEY`: the key's path and public half, never the private key
 
 

@@ -1,6 +1,6 @@
 """Stage `quantize` (per branch and profile): one candidate per precision the profile allows, each measured
-again for quality on the held-out rows and checked against the recipe's accuracy budget. A breach is
-recorded, never hidden; the bundle stage ships the fastest candidate within budget."""
+again for quality on the held-out rows, with its drop from the teacher. The bundle stage judges the drops against
+the recipe's accuracy budget and ships the fastest candidate within it (a breach is recorded there, never hidden)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Frozen, Profile, QuantizeConfig, Task
+from ..config import Frozen, Precision, Runtime, Task
 from ..evaluate import batches, outputs, quality
 from ..modeling import load_tokenizer
 from ..registry import stage
@@ -19,8 +19,10 @@ from .teacher import labelled_rows
 
 
 class QuantizeStageConfig(Frozen):
-    quantize: QuantizeConfig
-    profile: Profile
+    """Only what quantization reads: the profile's (runtime, precision) pairs, not its threads or budgets, and not
+    the accuracy budget, so that editing those reruns the benchmark or the bundle but never quantization."""
+    candidates: tuple[tuple[Runtime, Precision], ...]  # Profile.candidates(), in the profile's order
+    calibration_samples: int  # quantize.calibration_samples
     task: Task
     max_length: int
 
@@ -36,19 +38,19 @@ def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str
     reference = np.load(inputs["teacher"].path / "eval_outputs.npy")
     teacher_metric = inputs["teacher"].facts["quality"]["metric"]
     candidates = []
-    for runtime, precision in cfg.profile.candidates():
+    for runtime, precision in cfg.candidates:
         path = quantize(runtime, precision, export.path, export.facts["files"], out, feeds)
         q = _quality(runtime, path, evals, tokenizer, cfg, reference)
         drop = teacher_metric - q["metric"] if "metric" in q else None
         candidates.append({
             "precision": precision, "runtime": runtime, "file": str(path.relative_to(out)), "bytes": model_bytes(path),
-            "quality": q, "drop": drop, "within_budget": drop is not None and drop <= cfg.quantize.accuracy_budget,
+            "quality": q, "drop": drop,
         })
-    return {"candidates": candidates, "teacher_metric": teacher_metric, "budget": cfg.quantize.accuracy_budget}
+    return {"candidates": candidates, "teacher_metric": teacher_metric}
 
 
 def _calibration(data_dir: Path, tokenizer: Any, cfg: QuantizeStageConfig, names: list[str]) -> list[dict[str, Any]]:
-    rows = read_rows(data_dir / "train.jsonl")[: cfg.quantize.calibration_samples]
+    rows = read_rows(data_dir / "train.jsonl")[: cfg.calibration_samples]
     return [{n: b[n] for n in names} for b in batches(rows, tokenizer, cfg.max_length, batch_size=1)]
 
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import UNPRUNED, Frozen, Recipe
+from ..config import UNPRUNED, Branch, Frozen, Task
 from ..registry import stage
 
 MB = 2**20
@@ -17,7 +17,11 @@ LEARNED_LITTLE = 5.0  # points above the majority-class rate under which a class
 
 
 class ReportStageConfig(Frozen):
-    recipe: Recipe
+    """What the report reads of the recipe (not the whole of it: an edit elsewhere reaches it through its inputs)."""
+    name: str  # the recipe's name, the report's title
+    task: Task
+    accuracy_budget: float  # quantize.accuracy_budget, points
+    branches: tuple[Branch, ...]  # prune.branches
     profiles: tuple[str, ...]
 
 
@@ -122,22 +126,21 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
 @stage("report", ReportStageConfig, version=4)
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
-    rec = cfg.recipe
-    metric = ("accuracy" if rec.task == "classification" else "Spearman (cosine vs gold score, x100)"
+    metric = ("accuracy" if cfg.task == "classification" else "Spearman (cosine vs gold score, x100)"
               if inputs["data"].facts["eval_scored"] else "fidelity (mean cosine x100)")
     profiles = {p: json.loads(json.dumps(inputs[f"bundle-{p}"].facts)) for p in cfg.profiles}
     benches = {p: inputs[f"bench-{p}"].facts for p in cfg.profiles}
     prof_json = {p: json.loads((inputs[f"bundle-{p}"].path / inputs[f"bundle-{p}"].facts["bundle"] / "manifest.json").read_text())["profile"] for p in cfg.profiles}
-    summary = {"recipe": rec.name, "task": rec.task, "metric": metric, "accuracy_budget": rec.quantize.accuracy_budget,
-               "profiles": {p: profile_summary(benches[p], profiles[p], prof_json[p], rec.quantize.accuracy_budget) for p in cfg.profiles}}
-    summary |= against_majority(inputs["teacher"].facts) if rec.task == "classification" else {}
+    summary = {"recipe": cfg.name, "task": cfg.task, "metric": metric, "accuracy_budget": cfg.accuracy_budget,
+               "profiles": {p: profile_summary(benches[p], profiles[p], prof_json[p], cfg.accuracy_budget) for p in cfg.profiles}}
+    summary |= against_majority(inputs["teacher"].facts) if cfg.task == "classification" else {}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     sections = _sections(cfg, inputs, summary, benches, metric)
     figures = _figures(cfg, inputs, benches, summary, metric)
-    (out / "report.md").write_text(_markdown(rec.name, sections, list(figures)))
+    (out / "report.md").write_text(_markdown(cfg.name, sections, list(figures)))
     for name, png in figures.items():
         (out / f"{name}.png").write_bytes(png)
-    (out / "report.html").write_text(_html(rec.name, sections, figures))
+    (out / "report.html").write_text(_html(cfg.name, sections, figures))
     return {"profiles": {p: s["status"] for p, s in summary["profiles"].items()}}
 
 
@@ -164,7 +167,7 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
             note += f". Latency and memory not measured: {bench['not_measured']}."
         out.append((f"Profile {p}: every artifact, measured in one run", note))
         out.append(("", _artifact_table(bench["rows"], teacher_p50)))
-    for b in cfg.recipe.prune.branches:
+    for b in cfg.branches:
         shrink, export = inputs[f"shrink-{b}"].facts, inputs[f"export-{b}"].facts
         lines = [f"parameters {shrink['params']:,} of the teacher's {shrink['teacher_params']:,} "
                  f"({shrink['params'] / shrink['teacher_params']:.0%}); weights file {shrink['bytes'] / MB:.1f} MB vs {shrink['teacher_bytes'] / MB:.1f} MB; {shrink['note']}",
@@ -198,7 +201,7 @@ def _figures(cfg: ReportStageConfig, inputs: dict[str, Any], benches: dict[str, 
         ("teacher FP32", inputs["teacher"].facts["bytes"] / MB), *pruned,
         (f"{first}: {chosen['artifact']}", chosen["bytes"] / MB), (".tar.gz bundle", summary["profiles"][first]["tar_gz_mb"]),
     ])
-    if "structured" in cfg.recipe.prune.branches:
+    if "structured" in cfg.branches:
         prune = inputs["prune-structured"].facts
         layers = len(prune["heads_per_layer"])
         figs["kept_per_layer"] = plots.kept_per_layer(prune["heads_per_layer"], prune["heads_total"] // layers,
