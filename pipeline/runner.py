@@ -89,7 +89,9 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
         arts[folder] = run_stage(name, cfg, inputs, child(out, folder), name in force, log)
         return arts[folder]
 
-    data = node("data", "00-data", DataStageConfig(data=recipe.data, task=task, source_digest=source_digest(recipe.data.source)), {})
+    # data.augment is read by the distill stage alone (it makes the copies): editing it reruns distillation, not the teacher
+    data = node("data", "00-data", DataStageConfig(data=recipe.data.model_copy(update={"augment": None}), task=task,
+                                                   source_digest=source_digest(recipe.data.source)), {})
     teacher = node("teacher", "01-teacher", TeacherStageConfig(
         teacher=recipe.teacher, task=task, max_length=max_len, train=FinetuneConfig.of(recipe.distill),
         model_digest=model_digest(recipe.teacher.model)),
@@ -105,8 +107,8 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     fit = profile_store.load(fit_name) if fit_name else None
     for b in recipe.prune.branches:
         prune = node("prune", f"02-prune-{b}", PruneStageConfig.of(b, recipe.prune, task, max_len, fit), base)
-        distill = node("distill", f"03-distill-{b}", DistillStageConfig(branch=b, distill=recipe.distill, task=task, max_length=max_len),
-                       base | {"prune": prune})
+        distill = node("distill", f"03-distill-{b}", DistillStageConfig(
+            branch=b, distill=recipe.distill, task=task, max_length=max_len, augment=recipe.data.augment), base | {"prune": prune})
         shrink = node("shrink", f"04-shrink-{b}", ShrinkStageConfig(branch=b), {"teacher": teacher, "distill": distill})
         export = node("export", f"05-export-{b}", ExportStageConfig(export=recipe.export, task=task, max_length=max_len),
                       {"data": data, "shrink": shrink})

@@ -40,7 +40,7 @@ def test_unlabeled_rows_are_counted_distilled_on_and_kept_from_teacher_and_eval(
     text = tmp_path / "in-domain.txt"
     text.write_text("\n".join(UNLABELED) + "\n\n")
     data = _data_stage(tmp_path, DataConfig(source=str(tiny_data), unlabeled=str(text)))
-    assert data.facts["unlabeled_rows"] == 3 and data.facts["augment"] is None
+    assert data.facts["unlabeled_rows"] == 3
     assert read_rows(data.path / "unlabeled.jsonl") == [{"text": [t], "label": None} for t in UNLABELED]
     # the teacher fine-tunes on train.jsonl and every stage scores on eval.jsonl: neither holds the unlabeled text
     for split in ("train", "eval"):
@@ -218,6 +218,7 @@ def test_a_tiny_run_distils_on_training_unlabeled_and_augmented_rows(tmp_path, t
     out = tmp_path / "out"
     assert main(["run", str(recipe), "--out", str(out)]) == 0
     data = json.loads((out / "00-data" / "manifest.json").read_text())["facts"]
-    distill = json.loads((out / "03-distill-structured" / "manifest.json").read_text())["facts"]
-    assert data["unlabeled_rows"] == 30 and data["augment"]["copies"] == 2
+    manifest = json.loads((out / "03-distill-structured" / "manifest.json").read_text())
+    distill = manifest["facts"]
+    assert data["unlabeled_rows"] == 30 and manifest["config"]["augment"]["copies"] == 2
     assert distill["train_rows"] == (data["train_rows"] + 30) * 3 and distill["steps"] == 3

@@ -45,21 +45,20 @@ def run(cfg: DataStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, An
     write_rows(out / "eval.jsonl", data.evals)
     if data.unlabeled:
         write_rows(out / UNLABELED, data.unlabeled)
-    augment = cfg.data.augment.model_dump(mode="json") if cfg.data.augment else None
     return {"train_rows": len(data.train), "eval_rows": len(data.evals), "text_columns": list(data.columns),
             "labels": data.labels, "train_labelled": data.train_labelled, "eval_scored": data.eval_scored,
-            "unlabeled_rows": len(data.unlabeled), "augment": augment}
+            "unlabeled_rows": len(data.unlabeled)}
 
 
-def distill_rows(data: Artifact, teacher: Artifact) -> list[dict[str, Any]]:
+def distill_rows(data: Artifact, teacher: Artifact, augment: AugmentConfig | None = None) -> list[dict[str, Any]]:
     """The rows the student distils on: the training rows (labels as the teacher's class ids), the unlabeled rows
     (data.unlabeled) and `copies` augmented copies of both (data.augment, neighbours from the teacher's word
     embeddings, so the distill stage, which has the teacher as an input, makes them). Without either, exactly the
     training rows; with them, all mixed in a fixed order so that each slice of gradual pruning gets its share of each."""
     rows = labelled_rows(data, teacher, "train")
     extra = read_rows(data.path / UNLABELED) if data.facts["unlabeled_rows"] else []
-    if data.facts["augment"]:
-        extra += _augmented(rows + extra, teacher, AugmentConfig(**data.facts["augment"]))
+    if augment is not None:
+        extra += _augmented(rows + extra, teacher, augment)
     if not extra:
         return rows
     mixed = rows + extra

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import DistillConfig, Frozen, Task
+from ..config import AugmentConfig, DistillConfig, Frozen, Task
 from ..modeling import load_model, load_tokenizer, param_count, save_model
 from ..registry import stage
 from .data import distill_rows
@@ -24,6 +24,7 @@ class DistillStageConfig(Frozen):
     distill: DistillConfig
     task: Task
     max_length: int
+    augment: AugmentConfig | None = None  # data.augment: this stage makes the copies, so it is in this key, not the data's
 
 
 @stage("distill", DistillStageConfig, version=2)
@@ -38,7 +39,7 @@ def run(cfg: DistillStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     tokenizer = load_tokenizer(teacher_dir)
     teacher, student = load_model(teacher_dir, attn="sdpa"), load_model(teacher_dir, attn="sdpa")
     prune_dir = inputs["prune"].path
-    rows = distill_rows(inputs["data"], inputs["teacher"])  # training + unlabeled + augmented rows
+    rows = distill_rows(inputs["data"], inputs["teacher"], cfg.augment)  # training + unlabeled + augmented rows
     items = tokenize(rows, tokenizer, cfg.max_length, labels=_use_labels(cfg))
     if cfg.branch == "structured":
         plan = json.loads((prune_dir / "plan.json").read_text())
