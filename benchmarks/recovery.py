@@ -76,12 +76,10 @@ def setup() -> tuple[Any, Any, list[dict[str, Any]], list[dict[str, Any]]]:
 
 def shapes(specs: list[tuple[int, float]]) -> None:
     from edgesmith.config import Profile
-    from edgesmith.exporters.onnx import export_onnx, fuse
-    from edgesmith.exporters.openvino import export_ir
-    from edgesmith.exporters.quantize import quantize
+    from edgesmith.exporters.onnx import export_onnx
     from edgesmith.latency import measure
     from edgesmith.modeling import load_pretrained, slice_model
-    from edgesmith.runtimes import input_names_for
+    from edgesmith.runtimes import RUNTIMES, input_names_for
 
     tokenizer, teacher, _, calib = setup()
     profile = Profile(name="one-thread", description="1 thread, batch 1, seq 128", runtimes={"openvino": ("int8-static",)}, threads=1)
@@ -93,9 +91,8 @@ def shapes(specs: list[tuple[int, float]]) -> None:
         folder = work / f"{layers}-{width}"
         folder.mkdir()
         export_onnx(model, "classification", input_names_for(TEACHER), folder / "raw.onnx", opset=17)
-        fuse(folder / "raw.onnx", folder / "model.onnx")
-        files = {"openvino": str(export_ir(folder / "raw.onnx", folder / "openvino" / "model.xml").relative_to(folder))}
-        paths[(layers, width)] = quantize("openvino", "int8-static", folder, files, folder, quant_feeds)
+        ir, _ = RUNTIMES["openvino"].convert(folder / "raw.onnx", folder)
+        paths[(layers, width)] = RUNTIMES["openvino"].quantize("int8-static", ir, folder, quant_feeds)
     p50 = {k: [] for k in paths}
     for _ in range(5):
         for k, path in paths.items():

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from edgesmith.runtimes import REFERENCE, RUNTIMES, get, open_session
+
 
 def _status_mb(field: str) -> float:
     """VmRSS (now) or VmHWM (peak) of this process. Not ru_maxrss: Linux carries that across exec from the
@@ -27,7 +29,7 @@ def _status_mb(field: str) -> float:
 
 def _import_runtime(kind: str) -> None:
     """Import the runtime before the baseline reading, so the model's own memory is peak minus baseline."""
-    for module in {"torch": ("torch", "transformers"), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}[kind]:
+    for module in get(kind).modules:
         __import__(module)
 
 
@@ -42,8 +44,6 @@ def feed(names: list[str], batch: int, seq: int, vocab: int, seed: int = 0) -> d
 
 def measure(kind: str, path: Path, threads: int, batch: int, seq: int, vocab: int, warmup: int, iterations: int,
             providers: tuple[str, ...], lengths: list[int] | None = None) -> dict[str, Any]:
-    from edgesmith.runtimes import open_session
-
     _import_runtime(kind)
     before = _status_mb("VmRSS")
     start = time.perf_counter()
@@ -79,7 +79,7 @@ def _real_lengths(session: object, lengths: list[int], vocab: int) -> dict[str, 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--runtime", required=True, choices=["torch", "onnxruntime", "openvino"])
+    p.add_argument("--runtime", required=True, choices=[REFERENCE.name, *RUNTIMES])
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", type=int, default=1)

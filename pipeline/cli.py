@@ -13,7 +13,6 @@ from typing import Any
 from .errors import EdgesmithError
 
 QUICKSTART = Path(__file__).with_name("quickstart.yaml")
-EXPORT_FORMAT = {"onnxruntime": "onnx", "openvino": "openvino"}  # the export a runtime's candidates are built from
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +52,7 @@ def _preflight(recipe: Any, profiles: list[Any]) -> None:
     """Refuse bad inputs (model, checkpoint, data, labels, keep ratios) and budgets no compression in this pipeline
     can meet, before any work is done: a refusal leaves no run folder and no log."""
     from .arch import dims
+    from .runtimes import RUNTIMES
     from .stages.teacher import check_inputs
 
     config = check_inputs(recipe)
@@ -66,10 +66,10 @@ def _preflight(recipe: Any, profiles: list[Any]) -> None:
         if size is not None and size < embed_mb:
             raise EdgesmithError(f"profile {p.name}: budgets.size_mb={size} is impossible: the word embedding alone is "
                                  f"{embed_mb:.1f} MB at INT8; raise the budget or pick a smaller-vocabulary model")
-        lacking = [r for r in p.runtimes if EXPORT_FORMAT[r] not in recipe.export.formats]
+        lacking = [r for r in p.runtimes if RUNTIMES[r].export_format not in recipe.export.formats]  # what it is built from
         if lacking:
             raise EdgesmithError(f"profile {p.name} runs {lacking} but the recipe's export.formats is {list(recipe.export.formats)}; "
-                                 f"add {[EXPORT_FORMAT[r] for r in lacking]} to export.formats or drop the runtime from the profile")
+                                 f"add {[RUNTIMES[r].export_format for r in lacking]} to export.formats or drop the runtime from the profile")
         if p.seq_len > config.max_position_embeddings:
             raise EdgesmithError(f"profile {p.name}: seq_len {p.seq_len} exceeds the model's {config.max_position_embeddings} positions; lower seq_len")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import EdgesmithError
 from .runfolder import check_name
@@ -15,8 +15,39 @@ from .runfolder import check_name
 Task = Literal["classification", "embedding"]
 Branch = Literal["structured", "sparse"]
 UNPRUNED = "unpruned"  # the pseudo-branch of the teacher exported and quantized as is: the baseline every run beats or ships
-Precision = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]
-Runtime = Literal["onnxruntime", "openvino"]
+
+
+def _known(kind: str, name: str, known: list[str]) -> str:
+    if name not in known:  # a ValueError, so that the error names the recipe or profile field
+        raise ValueError(f"unknown {kind} {name!r}; use one of {', '.join(known)}")
+    return name
+
+
+def _known_runtime(name: str) -> str:
+    from .runtimes import RUNTIMES
+
+    return _known("runtime", name, list(RUNTIMES))
+
+
+def _known_precision(name: str) -> str:
+    from .runtimes import RUNTIMES
+
+    return _known("precision", name, list(dict.fromkeys(p for r in RUNTIMES.values() for p in r.precisions)))
+
+
+def _export_formats() -> tuple[str, ...]:
+    from .runtimes import RUNTIMES
+
+    return tuple(dict.fromkeys(r.export_format for r in RUNTIMES.values()))
+
+
+def _known_format(name: str) -> str:
+    return _known("export format", name, list(_export_formats()))
+
+
+Runtime = Annotated[str, AfterValidator(_known_runtime)]  # a name in edgesmith.runtimes.RUNTIMES
+Precision = Annotated[str, AfterValidator(_known_precision)]  # one a runtime declares; Profile checks each pair
+ExportFormat = Annotated[str, AfterValidator(_known_format)]  # a runtime's export_format
 
 
 class Frozen(BaseModel):
@@ -142,7 +173,7 @@ class DistillConfig(Frozen):
 
 class ExportConfig(Frozen):
     opset: int = Field(17, ge=14)
-    formats: tuple[Literal["onnx", "openvino"], ...] = ("onnx", "openvino")
+    formats: tuple[ExportFormat, ...] = Field(default_factory=_export_formats, description="default: every runtime's")
 
 
 class QuantizeConfig(Frozen):
@@ -197,12 +228,28 @@ class Profile(Frozen):
     def _safe_name(cls, v: str) -> str:
         return check_name(v, "name")
 
+    @field_validator("runtimes")
+    @classmethod
+    def _declared_precisions(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        """Each (runtime, precision) pair against the precisions the runtime declares (edgesmith.runtimes)."""
+        from .runtimes import RUNTIMES
+
+        for name, precisions in v.items():
+            lacking = [p for p in precisions if p not in RUNTIMES[name].precisions]
+            if lacking:
+                raise ValueError(f"{name} has no {', '.join(lacking)}; it builds {', '.join(RUNTIMES[name].precisions)}")
+        return v
+
     @model_validator(mode="after")
     def _some_candidate(self) -> "Profile":
+        from .runtimes import RUNTIMES
+
         if not self.runtimes or not all(self.runtimes.values()):
             raise ValueError("runtimes must map at least one runtime to a non-empty list of precisions")
-        if "int8-dynamic" in self.runtimes.get("openvino", ()):  # NNCF quantizes statically: the name would lie
-            raise ValueError("openvino has no int8-dynamic here (NNCF INT8 is static); use int8-static")
+        for name in self.runtimes:
+            if self.device not in RUNTIMES[name].devices:
+                raise ValueError(f"runtime {name} does not run on device {self.device!r} (only on {', '.join(RUNTIMES[name].devices)}); "
+                                 "drop it from this profile or change its device")
         return self
 
     def candidates(self) -> list[tuple[str, str]]:

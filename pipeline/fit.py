@@ -1,7 +1,7 @@
 """Latency-budget targeting: the largest keep ratio whose quantized model meets a profile's p90 budget.
 
 Latency depends on shapes, not on trained weights, so each candidate is the teacher sliced by the Fisher plan
-for that ratio, exported, fused, quantized with the profile's first runtime/precision pair and measured in its
+for that ratio, exported, converted and quantized by the profile's first runtime/precision pair and measured in its
 own process at the profile's settings on this machine. Distillation afterwards recovers the accuracy.
 """
 
@@ -20,14 +20,12 @@ RATIOS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.33, 0.25, 0.2, 0.15, 0.1)
 def fit_keep_ratio(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, profile: Profile, task: str,
                    feeds: list[dict[str, Any]], work: Path, kept_layers: list[int] | None = None) -> dict[str, Any]:
     """Walk down RATIOS until the measured p90 fits; returns the choice and the measured curve."""
-    from edgesmith.exporters.onnx import export_onnx, fuse
-    from edgesmith.exporters.openvino import export_ir
-    from edgesmith.exporters.quantize import quantize
+    from edgesmith.exporters.onnx import export_onnx
 
     from .importance import select
     from .latency import effective_threads, measure
     from .modeling import load_model, load_tokenizer, slice_model
-    from .runtimes import input_names_for
+    from .runtimes import RUNTIMES, input_names_for
 
     budget = profile.budgets.p90_ms
     if budget is None or profile.device != "cpu":
@@ -41,11 +39,8 @@ def fit_keep_ratio(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredCo
         folder = work / f"keep-{ratio}"
         folder.mkdir(parents=True)
         export_onnx(slice_model(load_model(teacher_dir), plan), task, names, folder / "raw.onnx", opset=17)
-        fuse(folder / "raw.onnx", folder / "model.onnx")
-        files = {"onnxruntime": "model.onnx"}
-        if runtime == "openvino":
-            files["openvino"] = str(export_ir(folder / "raw.onnx", folder / "openvino" / "model.xml").relative_to(folder))
-        path = quantize(runtime, precision, folder, files, folder, feeds)
+        fp32, _ = RUNTIMES[runtime].convert(folder / "raw.onnx", folder)
+        path = RUNTIMES[runtime].quantize(precision, fp32, folder, feeds)
         lat = measure(runtime, path, profile, threads, vocab, warmup=5, iterations=40)
         shutil.rmtree(folder)
         curve.append({"keep": ratio, "p90_ms": lat.get("p90_ms"), "p50_ms": lat.get("p50_ms")})

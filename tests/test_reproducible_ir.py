@@ -11,8 +11,8 @@ from conftest import make_model_dir
 from edgesmith.artifacts import sha256_file
 from edgesmith.exporters.onnx import export_onnx
 from edgesmith.exporters.openvino import export_ir
-from edgesmith.exporters.quantize import ov_copy, ov_int8
 from edgesmith.modeling import load_pretrained
+from edgesmith.runtimes.openvino import copy_ir, nncf_int8
 
 
 def test_openvino_ir_bytes_do_not_depend_on_earlier_work_in_the_process(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_openvino_ir_bytes_do_not_depend_on_earlier_work_in_the_process(tmp_path
         folder = tmp_path / f"attempt{attempt}"
         folder.mkdir()
         ir = export_ir(tmp_path / "raw.onnx", folder / "model.xml")
-        ov_int8(ir, folder / "int8.xml", feeds)
-        ov_copy(ir, folder / "fp16.xml", fp16=True)
+        nncf_int8(ir, folder / "int8.xml", feeds)
+        copy_ir(ir, folder / "fp16.xml", fp16=True)
         runs.append({f.name: sha256_file(f) for f in sorted(folder.iterdir())})
     assert runs[0] == runs[1] and len(runs[0]) == 6

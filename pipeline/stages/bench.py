@@ -16,7 +16,7 @@ from ..evaluate import first_rows, outputs, quality
 from ..latency import effective_threads, measure
 from ..modeling import load_tokenizer
 from ..registry import stage
-from ..runtimes import open_session, session_settings
+from ..runtimes import REFERENCE, RUNTIMES, get, open_session, session_settings
 from .teacher import labelled_rows
 
 
@@ -29,13 +29,8 @@ class BenchStageConfig(Frozen):
 
 
 def hardware_gap(profile: Profile) -> str | None:
-    """Why this machine cannot measure the profile, or None when it can."""
-    if profile.device == "cuda":
-        import onnxruntime as ort
-
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            return "no CUDA GPU / onnxruntime-gpu on this machine"
-    return None
+    """Why this machine cannot measure the profile (the first of its runtimes that says why), or None when it can."""
+    return next(filter(None, (RUNTIMES[r].hardware_gap(profile) for r in profile.runtimes)), None)
 
 
 @stage("bench", BenchStageConfig, version=3)
@@ -43,7 +38,7 @@ def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, A
     threads, clamp = effective_threads(cfg.profile)
     vocab = load_tokenizer(inputs["teacher"].path / "model").vocab_size
     gap = hardware_gap(cfg.profile)
-    rows = [_row("teacher", "pytorch-fp32", "torch", inputs["teacher"].path / "model", inputs["teacher"].facts["quality"], None)]
+    rows = [_row("teacher", "pytorch-fp32", REFERENCE.name, inputs["teacher"].path / "model", inputs["teacher"].facts["quality"], None)]
     for b in cfg.branches:
         export, quant = inputs[f"export-{b}"], inputs[f"quantize-{b}"]
         for runtime in cfg.profile.runtimes:
@@ -59,10 +54,7 @@ def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, A
 
 
 def _row(branch: str, name: str, runtime: str, path: Path, q: dict[str, Any], facts: dict[str, Any] | None) -> dict[str, Any]:
-    from edgesmith.exporters.quantize import model_bytes
-
-    size = model_bytes(path) if path.is_file() else sum(p.stat().st_size for p in path.glob("*.safetensors"))
-    return {"branch": branch, "artifact": name, "runtime": runtime, "path": str(path), "bytes": size, "quality": q}
+    return {"branch": branch, "artifact": name, "runtime": runtime, "path": str(path), "bytes": get(runtime).bytes(path), "quality": q}
 
 
 def _fp32_quality(cfg: BenchStageConfig, runtime: str, path: Path, inputs: dict[str, Any], branch: str) -> dict[str, Any]:

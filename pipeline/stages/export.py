@@ -1,5 +1,7 @@
-"""Stage `export` (each pruned branch's shrunk student, and the teacher unpruned): ONNX (dynamic batch/sequence, ORT transformer fusions) and OpenVINO IR, each validated
-against PyTorch on held-out rows. A fusion count short of one Attention per layer is recorded as a warning."""
+"""Stage `export` (each pruned branch's shrunk student, and the teacher unpruned): ONNX (dynamic batch/sequence), then
+each runtime's own FP32 model converted from it (ONNX Runtime: transformer fusions; OpenVINO: IR) for every runtime
+whose format the recipe's export.formats lists, each validated against PyTorch on held-out rows. A fusion count short
+of one Attention per layer is recorded as a warning."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from ..errors import EdgesmithError
 from ..evaluate import compare, outputs
 from ..modeling import PLAN_FILE, load_model, load_tokenizer
 from ..registry import stage
-from ..runtimes import input_names_for, open_session
+from ..runtimes import RUNTIMES, input_names_for, open_session
 from .common import read_rows
 from .teacher import TorchModelSession
 
@@ -29,20 +31,20 @@ class ExportStageConfig(Frozen):
 
 @stage("export", ExportStageConfig, version=3)
 def run(cfg: ExportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
-    from edgesmith.exporters.onnx import export_onnx, fuse
+    from edgesmith.exporters.onnx import export_onnx
 
     src = inputs["shrink"].path / "model"
     model, tokenizer = load_model(src, attn="eager"), load_tokenizer(src)
     names = input_names_for(src)
     export_onnx(model, cfg.task, names, out / "model.raw.onnx", cfg.export.opset)
-    fused = fuse(out / "model.raw.onnx", out / "model.onnx")
+    files, converted = {}, {}
+    for rt in RUNTIMES.values():
+        if rt.export_format in cfg.export.formats:
+            files[rt.name], facts = rt.convert(out / "model.raw.onnx", out)
+            converted |= facts
     layers = len(json.loads((src / PLAN_FILE).read_text())["layers"])  # a shrunk student's or the teacher's own
-    warnings = [] if fused.get("Attention", 0) == layers else [f"attention fused in {fused.get('Attention', 0)} of {layers} layers: expect less speed-up"]
-    files = {"onnxruntime": out / "model.onnx"}
-    if "openvino" in cfg.export.formats:
-        from edgesmith.exporters.openvino import export_ir
-
-        files["openvino"] = export_ir(out / "model.raw.onnx", out / "openvino" / "model.xml")
+    fused = converted.get("fused_ops")  # counted by a runtime that fuses the graph (ONNX Runtime)
+    warnings = [] if fused is None or fused.get("Attention", 0) == layers else [f"attention fused in {fused.get('Attention', 0)} of {layers} layers: expect less speed-up"]
     rows = read_rows(inputs["data"].path / "eval.jsonl")[:VALIDATION_ROWS]
     reference = outputs(TorchModelSession(model, cfg.task), rows, tokenizer, cfg.max_length)
     validation = {}
@@ -51,5 +53,5 @@ def run(cfg: ExportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
         validation[runtime] = check = compare(got, reference, cfg.task)
         if check["max_abs_diff"] > ATOL[cfg.task] or check.get("argmax_agreement", 1.0) < 1.0:
             raise EdgesmithError(f"export: {runtime} output differs from PyTorch ({check}); this is an export bug, please report it")
-    return {"fused_ops": fused, "layers": layers, "warnings": warnings, "validation": validation,
+    return {"fused_ops": fused or {}, "layers": layers, "warnings": warnings, "validation": validation,
             "input_names": names, "files": {k: str(v.relative_to(out)) for k, v in files.items()}}

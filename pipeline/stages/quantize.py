@@ -13,7 +13,7 @@ from ..config import Frozen, Precision, Runtime, Task
 from ..evaluate import batches, outputs, quality
 from ..modeling import load_tokenizer
 from ..registry import stage
-from ..runtimes import open_session
+from ..runtimes import RUNTIMES, open_session
 from .common import read_rows
 from .teacher import labelled_rows
 
@@ -29,8 +29,6 @@ class QuantizeStageConfig(Frozen):
 
 @stage("quantize", QuantizeStageConfig, version=4)
 def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
-    from edgesmith.exporters.quantize import model_bytes, quantize
-
     export = inputs["export"]
     tokenizer = load_tokenizer(inputs["shrink"].path / "model")
     feeds = _calibration(inputs["data"].path, tokenizer, cfg, export.facts["input_names"])
@@ -39,11 +37,11 @@ def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str
     teacher_metric = inputs["teacher"].facts["quality"]["metric"]
     candidates = []
     for runtime, precision in cfg.candidates:
-        path = quantize(runtime, precision, export.path, export.facts["files"], out, feeds)
+        path = RUNTIMES[runtime].quantize(precision, export.path / export.facts["files"][runtime], out, feeds)
         q = _quality(runtime, path, evals, tokenizer, cfg, reference)
         drop = teacher_metric - q["metric"] if "metric" in q else None
         candidates.append({
-            "precision": precision, "runtime": runtime, "file": str(path.relative_to(out)), "bytes": model_bytes(path),
+            "precision": precision, "runtime": runtime, "file": str(path.relative_to(out)), "bytes": RUNTIMES[runtime].bytes(path),
             "quality": q, "drop": drop,
         })
     return {"candidates": candidates, "teacher_metric": teacher_metric}

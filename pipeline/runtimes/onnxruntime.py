@@ -1,0 +1,154 @@
+"""ONNX Runtime: the fused ONNX graph (ORT transformer fusions), quantized with ORT's own tools (dynamic INT8,
+static QDQ INT8, FP16). Calibration feeds are real tokenized task rows at their real lengths."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from ..errors import EdgesmithError
+from .base import CPU_ONLY, Runtime, Session
+
+if TYPE_CHECKING:
+    from ..config import Profile
+
+# Ops ORT's integer quantizer handles in a fused BERT graph. Gather/EmbedLayerNormalization matter: the word
+# embedding is the largest single tensor, and leaving it FP32 keeps the file near half of the FP32 size.
+DYNAMIC_OPS = ["MatMul", "Attention", "Gather", "EmbedLayerNormalization"]
+FLOAT = 1  # onnx.TensorProto.FLOAT: fused ops (com.microsoft domain) defeat shape inference without it
+
+
+# Bundle side: the functions below are written into each ONNX Runtime bundle as edgesmith_runtime.py and read only
+# numpy and onnxruntime. edgesmith opens its own sessions through them too.
+def with_threads(settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    """A copy of `settings` with only the thread count changed (None: unchanged)."""
+    import copy
+
+    out = copy.deepcopy(settings)
+    if threads is not None:
+        out["intra_op_num_threads"] = threads
+    return out
+
+
+def usable_providers(providers: list[str]) -> list[str]:
+    """A GPU bundle still runs, slowly, on a CPU: on the providers this machine has, and it says so."""
+    import sys
+
+    import onnxruntime as ort
+
+    usable = [p for p in providers if p in ort.get_available_providers()] or ["CPUExecutionProvider"]
+    if usable != providers:
+        print(f"note: execution providers {providers} not all available here; running on {usable}", file=sys.stderr)
+    return usable
+
+
+def open_model(path: Path, settings: dict[str, Any], threads: int | None = None) -> tuple[Any, Callable[[dict[str, np.ndarray]], np.ndarray], list[str], dict[str, Any]]:
+    """(InferenceSession, run(feed) -> float32 array, input names, settings applied). Every setting is applied as
+    recorded (the optimization level by its enum name); `threads` replaces only intra_op_num_threads."""
+    import onnxruntime as ort
+
+    settings = with_threads(settings, threads)
+    settings["providers"] = usable_providers(settings["providers"])
+    opts = ort.SessionOptions()
+    for key, value in settings.items():
+        if key != "providers":
+            setattr(opts, key, getattr(ort.GraphOptimizationLevel, value) if key == "graph_optimization_level" else value)
+    sess = ort.InferenceSession(str(path), opts, providers=settings["providers"])
+    names = [i.name for i in sess.get_inputs()]
+    return sess, lambda feed: sess.run(None, {n: feed[n] for n in names})[0], names, settings
+
+
+BUNDLE = (with_threads, usable_providers, open_model)
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    modules = ("onnxruntime",)
+    precisions = ("fp32", "fp16", "int8-dynamic", "int8-static")
+    devices = ("cpu", "cuda")
+    export_format = "onnx"
+    bundle_functions = BUNDLE
+    open_model = staticmethod(open_model)
+
+    def settings(self, threads: int, providers: tuple[str, ...] = CPU_ONLY) -> dict[str, Any]:
+        return {"intra_op_num_threads": threads, "inter_op_num_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL",
+                "providers": list(providers)}
+
+    def with_threads(self, settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
+        return with_threads(settings, threads)
+
+    def files(self, path: Path) -> list[Path]:
+        return [path]
+
+    def _open(self, path: Path, settings: dict[str, Any]) -> Session:
+        """Refuses providers this machine lacks: a measurement must run where the profile says."""
+        import onnxruntime as ort
+
+        missing = [p for p in settings["providers"] if p not in ort.get_available_providers()]
+        if missing:
+            raise EdgesmithError(f"execution provider(s) {missing} not available; install onnxruntime-gpu or pick a CPU profile")
+        return super()._open(path, settings)
+
+    def hardware_gap(self, profile: Profile) -> str | None:
+        if profile.device == "cuda":
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                return "no CUDA GPU / onnxruntime-gpu on this machine"
+        return None
+
+    def convert(self, onnx: Path, out: Path) -> tuple[Path, dict[str, Any]]:
+        """ORT's transformer fusions (exporters.onnx.fuse) into out/model.onnx; facts: the count of each fused op."""
+        from edgesmith.exporters.onnx import fuse
+
+        fused = fuse(onnx, out / "model.onnx")
+        return out / "model.onnx", {"fused_ops": fused}
+
+    def quantize(self, precision: str, src: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> Path:
+        dst = out / f"model.{precision}.onnx"
+        if precision == "int8-dynamic":
+            return dynamic_int8(src, dst)
+        if precision == "int8-static":
+            return static_int8(src, dst, feeds)
+        if precision == "fp16":
+            return fp16(src, dst)
+        shutil.copy2(src, dst)
+        return dst
+
+
+def dynamic_int8(src: Path, dst: Path) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(src, dst, op_types_to_quantize=DYNAMIC_OPS, weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": FLOAT})
+    return dst
+
+
+def static_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> Path:
+    """QDQ INT8 (uint8 activations, int8 per-channel weights: the fast U8S8 path on x86 and ARM)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul", "Gather"],
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    extra_options={"DefaultTensorType": FLOAT})
+    return dst
+
+
+def fp16(src: Path, dst: Path) -> Path:
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx.load(str(src)))
+    model.convert_float_to_float16(keep_io_types=True)
+    model.save_model_to_file(str(dst))
+    return dst
