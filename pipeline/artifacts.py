@@ -95,16 +95,20 @@ def why_rerun(old: dict[str, Any], stage_name: str, cfg: Frozen, inputs: dict[st
     if old.get("stage_version") != STAGES[stage_name].version:
         reasons.append(f"stage version changed ({old.get('stage_version')} -> {STAGES[stage_name].version})")
     parents = old.get("parents", {})
-    reasons += [f"input {k} changed" for k, a in sorted(inputs.items()) if parents.get(k) != a.digest]
-    reasons += [f"input {k} removed" for k in sorted(parents.keys() - inputs.keys())]
+    changed = [k for k, a in sorted(inputs.items()) if parents.get(k) != a.digest] + sorted(parents.keys() - inputs.keys())
+    if changed:  # a bench or report stage has many inputs: name a few
+        reasons.append(f"input{'s' if len(changed) > 1 else ''} {_first_few(changed)} changed")
     fields = changed_leaves(old.get("config"), json.loads(cfg.canonical_json()))
     if len(fields) == 1:  # "config field distill.temperature changed (2.0 -> 3.0)"
         path, change = fields[0].split(" ", 1)
         reasons.append(f"config field {path} changed {change}")
     elif fields:
-        more = f" and {len(fields) - 3} more" if len(fields) > 3 else ""
-        reasons.append(f"config fields changed: {', '.join(fields[:3])}{more}")
+        reasons.append(f"config fields changed: {_first_few(fields)}")
     return "; ".join(reasons) or "cache key changed"
+
+
+def _first_few(names: list[str], few: int = 3) -> str:
+    return ", ".join(names[:few]) + (f" and {len(names) - few} more" if len(names) > few else "")
 
 
 def reusable(out: Path, key: str, stage_name: str, cfg: Frozen, inputs: dict[str, Artifact]) -> tuple[dict[str, Any] | None, str]:
