@@ -1,0 +1,97 @@
+"""Precise cache keys: a stage's key holds only what it reads, and a rerun says which input or field changed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from edgesmith.artifacts import Artifact, run_stage
+from edgesmith.cli import main
+from edgesmith.config import Frozen
+from edgesmith.registry import STAGES, Stage
+
+RECIPE = """
+name: keys
+task: classification
+teacher: {{model: {model}}}
+data: {{source: {data}, max_length: 32{augment}}}
+prune:
+  branches: [structured, sparse]
+  structured: {{keep_heads: 0.5, keep_ffn: 0.5, importance_samples: 16, ffn_multiple_of: 8}}
+  sparse: {{sparsity: {sparsity}}}
+distill: {{max_steps: 2, batch_size: 8, temperature: {temperature}}}
+export: {{formats: [onnx]}}
+quantize: {{calibration_samples: 8, accuracy_budget: 100}}
+bench: {{warmup: 1, iterations: 5}}
+profiles: [{profile}]
+"""
+
+
+@pytest.fixture(scope="module")
+def keys_run(tmp_path_factory, tiny_bert, tiny_data):
+    """One run folder reused by every step; `rerun(**recipe values)` runs the recipe again and returns the log."""
+    root = tmp_path_factory.mktemp("keys")
+    profile = root / "one-ort.yaml"
+    recipe, out = root / "keys.yaml", root / "out"
+
+    def rerun(capsys, *args: str, temperature: float = 2.0, sparsity: float = 0.7, p90: int = 1000,
+              augment: str = "") -> dict[str, str]:
+        profile.write_text("description: one ORT candidate\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n"
+                           f"budgets: {{p90_ms: {p90}}}\n")
+        recipe.write_text(RECIPE.format(model=tiny_bert, data=tiny_data, profile=profile, temperature=temperature,
+                                        sparsity=sparsity, augment=augment and f", augment: {augment}"))
+        capsys.readouterr()
+        assert main(["run", str(recipe), "--out", str(out), *args]) == 0
+        lines = re.findall(r"\[([0-9]{2}-[\w-]+)\] (skipped|running.*)", capsys.readouterr().err)
+        return {folder: what for folder, what in lines}
+
+    return rerun
+
+
+def test_a_distillation_edit_skips_data_teacher_and_pruning(keys_run, capsys):
+    first = keys_run(capsys)
+    assert all(what == "running (no previous output)" for what in first.values()), first
+    log = keys_run(capsys, temperature=3.0)
+    for folder in ("00-data", "01-teacher", "02-prune-structured", "02-prune-sparse", "05-export-unpruned"):
+        assert log[folder] == "skipped", (folder, log[folder])
+    for branch in ("structured", "sparse"):
+        assert log[f"03-distill-{branch}"] == "running (config field distill.temperature changed (2.0 -> 3.0))"
+    assert "input distill changed" in log["04-shrink-structured"]
+
+
+def test_a_sparse_edit_skips_the_structured_branch_and_a_forced_stage_says_so(keys_run, capsys):
+    log = keys_run(capsys, "--force", "data", temperature=3.0, sparsity=0.6, p90=900)
+    assert log["00-data"] == "running (forced)"
+    assert log["01-teacher"] == "skipped"  # the forced data stage wrote the same files: nothing downstream of it reruns
+    assert log["02-prune-structured"] == "skipped" and log["03-distill-structured"] == "skipped"
+    assert log["02-prune-sparse"] == "running (config field sparse.sparsity changed (0.7 -> 0.6))"
+    assert log["03-distill-sparse"] == "running (input prune changed)"
+    assert log["06-quantize-structured-one-ort"] == "skipped"  # a profile's budget is the bundle's business
+    assert "profile.budgets.p90_ms (1000.0 -> 900.0)" in log["08-bundle-one-ort"]
+
+
+def test_an_augmentation_edit_reruns_distillation_not_the_teacher(keys_run, capsys):
+    log = keys_run(capsys, temperature=3.0, sparsity=0.6, p90=900, augment="{copies: 1}")
+    assert log["00-data"] == log["01-teacher"] == log["02-prune-structured"] == "skipped"
+    assert log["03-distill-structured"].startswith("running (config field augment changed (null -> {")
+
+
+class Probe(Frozen):
+    level: int
+
+
+def test_the_log_names_the_stage_version_and_each_changed_input(tmp_path, monkeypatch):
+    monkeypatch.setitem(STAGES, "probe", Stage("probe", lambda cfg, inputs, out: {}, Probe, 1))
+    log: list[str] = []
+    parent = Artifact(tmp_path, "aaaa", {})
+    run_stage("probe", Probe(level=1), {"up": parent}, tmp_path / "p", False, log.append)
+    run_stage("probe", Probe(level=1), {"up": parent}, tmp_path / "p", False, log.append)
+    run_stage("probe", Probe(level=1), {"up": Artifact(tmp_path, "bbbb", {})}, tmp_path / "p", False, log.append)
+    monkeypatch.setitem(STAGES, "probe", Stage("probe", lambda cfg, inputs, out: {}, Probe, 2))
+    run_stage("probe", Probe(level=2), {"up": parent}, tmp_path / "p", False, log.append)
+    running = [line for line in log if "running" in line]
+    assert running == ["[p] running (no previous output)", "[p] running (input up changed)",
+                       "[p] running (stage version changed (1 -> 2); input up changed; "
+                       "config field level changed (1 -> 2))"]
+    assert "[p] skipped" in log[2]
