@@ -7,16 +7,13 @@ here imports or executes a file of the bundle: only manifest.json and tokenizer.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import require
-from .runtimes import CPU_ONLY, made_here, open_session, with_threads
-
-BUNDLE_RUNTIMES = ("onnxruntime", "openvino")
+from .runtimes import RUNTIMES, Session
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -33,7 +30,7 @@ def session_is_ours(manifest: dict[str, Any]) -> bool:
     applied key by key (ONNX Runtime's optimized_model_filepath would write a file)."""
     session = manifest.get("session")
     runtime = session.get("runtime") if isinstance(session, dict) else None
-    return runtime in BUNDLE_RUNTIMES and made_here(runtime, session.get("settings"))
+    return isinstance(runtime, str) and runtime in RUNTIMES and RUNTIMES[runtime].made_here(session.get("settings"))
 
 
 def encode(folder: Path, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -54,24 +51,12 @@ def encode(folder: Path, texts: list[str], pairs: list[str] | None = None) -> di
     return {n: np.asarray(arrays[n], dtype=np.int64) for n in spec["names"]}
 
 
-def open_bundle_session(folder: Path, threads: int | None = None) -> Any:
-    """The bundle's model opened with manifest["session"], as predict.py opens it; `threads` replaces only the
-    thread count. Returns a runtimes session: `.run(feed) -> float32 array`, `.input_names`, `.settings` (the
-    settings applied). Execution providers this machine lacks are dropped as predict.py drops them (CPU when
-    none is left), with a note on stderr: the outputs are then not those of the profile's hardware."""
+def open_bundle_session(folder: Path, threads: int | None = None) -> Session:
+    """The bundle's model opened with manifest["session"] by the function predict.py opens it with (the runtime's
+    open_model, which the bundle carries as edgesmith_runtime.py; edgesmith calls its own copy); `threads` replaces
+    only the thread count. Returns a runtimes.Session: `.run(feed) -> float32 array`, `.input_names`, `.settings`
+    (the settings applied). What this machine lacks (execution providers) is dropped as predict.py drops it, with a
+    note on stderr: the outputs are then not those of the profile's hardware."""
     manifest = read_manifest(folder)
     runtime, settings = manifest["session"]["runtime"], manifest["session"]["settings"]
-    if threads is not None:
-        settings = with_threads(runtime, settings, threads)
-    if runtime == "onnxruntime":
-        settings = settings | {"providers": _usable(settings["providers"])}
-    return open_session(runtime, folder / manifest["model_file"], settings=settings)
-
-
-def _usable(providers: list[str]) -> list[str]:
-    import onnxruntime as ort
-
-    usable = [p for p in providers if p in ort.get_available_providers()] or list(CPU_ONLY)
-    if usable != providers:
-        print(f"note: execution providers {providers} not all available here; running on {usable}", file=sys.stderr)
-    return usable
+    return RUNTIMES[runtime].open_bundle(folder / manifest["model_file"], settings, threads)

@@ -5,7 +5,8 @@ A bundle from elsewhere is untrusted data: verify never imports or runs a file o
    is JSON with a `files` table of plain relative names;
 2. with --key, the ed25519 signature over manifest.json (which lists the sha256 of every other file);
 3. the folder holds exactly the listed files, each with its recorded sha256;
-4. the only code in it, predict.py and bench.py, is byte-identical to this edgesmith's templates;
+4. the only code in it, predict.py and bench.py, is byte-identical to this edgesmith's templates, and
+   edgesmith_runtime.py to what this edgesmith generates for the manifest's runtime (bundle_code);
 5. the session settings in the manifest are ones edgesmith makes (they are applied to the runtime);
 6. the tokenizer loads (tokenizers; AutoTokenizer too when transformers is installed);
 7. edgesmith's own runtime, on the bundle's model file, reproduces the outputs recorded at build time;
@@ -26,13 +27,13 @@ import numpy as np
 
 from . import signing
 from .artifacts import sha256_file
+from .bundle_code import TEMPLATE_FILES, bundle_code
 from .errors import EdgesmithError, require
 
 OUTPUT_ATOL = 1e-3  # same model, same runtime: only thread scheduling may reorder sums
 MIN_AGREEMENT = 0.75  # INT8 may flip a near-tie among the 8 reference rows, not more
 MIN_COSINE = 0.95
-TEMPLATES = Path(__file__).resolve().parent / "bundle_templates"
-CODE = ("predict.py", "bench.py")  # the only code a bundle may carry, copied from TEMPLATES
+CODE = TEMPLATE_FILES  # code every bundle carries, copied from bundle_code.TEMPLATES; generated modules besides
 MAX_UNPACKED = 4 * 2**30  # a bundle of a BERT-family encoder is far smaller; refuses decompression bombs before extracting
 # Files Python would import or load from the bundle folder (sys.path[0] when predict.py runs) besides CODE.
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pyd", ".so", ".dll", ".dylib", ".pth")
@@ -56,7 +57,7 @@ def _verify_folder(folder: Path, key: Path | None) -> list[str]:
     manifest = _read_manifest(folder, present)
     passed = [signing.check(folder, key)]
     passed += _hashes(folder, manifest["files"], present)
-    passed.append(_code(folder, manifest["files"]))
+    passed.append(_code(folder, manifest))
     passed.append(_session(manifest))
     passed.append(_tokenizer(folder))
     passed += _outputs(folder, manifest["task"])
@@ -140,16 +141,21 @@ def _hashes(folder: Path, files: dict[str, str], present: set[str]) -> list[str]
     return [f"sha256 {files[name]} {name}" for name in sorted(files)] + [f"no files besides these {len(files)}, {' and '.join(UNLISTED)}"]
 
 
-def _code(folder: Path, files: dict[str, str]) -> str:
-    """Refuses any code but edgesmith's own templates: predict.py would import a module planted beside it."""
+def _code(folder: Path, manifest: dict[str, Any]) -> str:
+    """Refuses any code but edgesmith's own templates and the modules it generates for the manifest's runtime:
+    predict.py would import a module planted beside it."""
     from importlib.metadata import version
 
-    for name in files:
-        require(name in CODE or not name.endswith(CODE_SUFFIXES), f"{name} is code, and a bundle carries only edgesmith's predict.py and bench.py; tampered bundle")
-    for name in CODE:
-        require((folder / name).read_bytes() == (TEMPLATES / name).read_bytes(),
-                f"{name} differs from edgesmith {version('edgesmith')}'s template; tampered bundle (or another edgesmith version: rebuild it)")
-    return f"{' and '.join(CODE)} byte-identical to edgesmith {version('edgesmith')}'s templates (not run)"
+    expected = bundle_code(manifest)  # refuses a runtime this edgesmith does not know
+    for name in manifest["files"]:
+        require(name in expected or not name.endswith(CODE_SUFFIXES),
+                f"{name} is code, and a bundle carries only edgesmith's {', '.join(expected)}; tampered bundle")
+    for name, data in expected.items():
+        require(name in manifest["files"], f"manifest.json does not list {name}, which every edgesmith bundle has; tampered bundle, rebuild it")
+        what = "template" if name in CODE else f"generated {manifest['session']['runtime']} module"
+        require((folder / name).read_bytes() == data,
+                f"{name} differs from edgesmith {version('edgesmith')}'s {what}; tampered bundle (or another edgesmith version: rebuild it)")
+    return f"{', '.join(expected)} byte-identical to what edgesmith {version('edgesmith')} ships for this bundle (not run)"
 
 
 def _session(manifest: dict[str, Any]) -> str:

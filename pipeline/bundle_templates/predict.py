@@ -4,19 +4,22 @@
     python predict.py --pair "first sentence" "second sentence" [...]   (bundles for sentence pairs)
 Prints one JSON line per input: the label and class probabilities, or the sentence embedding; with --raw, the
 model's float32 outputs exactly. The model is opened with manifest.json's "session" settings, the ones its
-benchmark was measured with; --threads changes the thread count and nothing else.
+benchmark was measured with; --threads changes the thread count and nothing else. edgesmith_runtime.py beside this
+file opens it: edgesmith generated it from the code its own benchmark opened the model with.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+
+sys.dont_write_bytecode = True  # no __pycache__/ in the bundle: `edgesmith verify` refuses files the manifest does not list
+from edgesmith_runtime import open_model  # noqa: E402  (generated for this bundle's runtime, in this folder)
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,12 +41,8 @@ class Predictor:
         self.tokenizer.enable_truncation(spec["max_length"])
         self.tokenizer.enable_padding(pad_id=spec["pad_token_id"], pad_token=spec["pad_token"])
         self.names = spec["names"]
-        runtime = self.manifest["session"]["runtime"]
-        self.settings = _with_threads(runtime, self.manifest["session"]["settings"], threads)
-        if runtime == "onnxruntime":
-            self.settings["providers"] = _usable(self.settings["providers"])
-        opener = _open_onnxruntime if runtime == "onnxruntime" else _open_openvino
-        self.handle, self.run = opener(folder / self.manifest["model_file"], self.settings)
+        self.handle, self.run, _, self.settings = open_model(folder / self.manifest["model_file"],
+                                                             self.manifest["session"]["settings"], threads)
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
         enc = self.tokenizer.encode_batch(list(zip(texts, pairs)) if pairs is not None else texts)
@@ -54,46 +53,6 @@ class Predictor:
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         """Logits [n, classes] or embeddings [n, dim], float32."""
         return self.run(self.encode(texts, pairs))
-
-
-def _with_threads(runtime: str, settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
-    out = copy.deepcopy(settings)
-    if threads is not None:
-        if runtime == "onnxruntime":
-            out["intra_op_num_threads"] = threads
-        else:
-            out["config"]["INFERENCE_NUM_THREADS"] = threads
-    return out
-
-
-def _usable(providers: list[str]) -> list[str]:
-    """A GPU bundle still runs, slowly, on a CPU: on the providers this machine has, and it says so."""
-    import onnxruntime as ort
-
-    usable = [p for p in providers if p in ort.get_available_providers()] or ["CPUExecutionProvider"]
-    if usable != providers:
-        print(f"note: execution providers {providers} not all available here; running on {usable}", file=sys.stderr)
-    return usable
-
-
-def _open_onnxruntime(path: Path, settings: dict[str, Any]) -> tuple[Any, Callable[[dict[str, np.ndarray]], np.ndarray]]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    for key, value in settings.items():  # every setting as recorded; the optimization level by its enum name
-        if key != "providers":
-            setattr(opts, key, getattr(ort.GraphOptimizationLevel, value) if key == "graph_optimization_level" else value)
-    sess = ort.InferenceSession(str(path), opts, providers=settings["providers"])
-    return sess, lambda feed: sess.run(None, feed)[0]
-
-
-def _open_openvino(path: Path, settings: dict[str, Any]) -> tuple[Any, Callable[[dict[str, np.ndarray]], np.ndarray]]:
-    import openvino as ov
-
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(path)), settings["device"], settings["config"])
-    request = compiled.create_infer_request()
-    return compiled, lambda feed: np.asarray(request.infer(feed)[compiled.outputs[0]])
 
 
 def split(p: argparse.ArgumentParser, texts: list[str], pair: bool, text_pairs: bool) -> tuple[list[str], list[str] | None]:

@@ -1,7 +1,7 @@
 """Stage `bundle` (per profile): the fastest measured artifact within the accuracy budget, packed with its
 tokenizer, labels, manifest (sha256 of every file, versions, profile, recipe, inputs, metrics, and the session
 settings the artifact was benchmarked with, which predict.py / bench.py apply as they are) and standalone
-predict.py / bench.py, as a folder and a .tar.gz."""
+predict.py / bench.py with the runtime's opener generated beside them (bundle_code), as a folder and a .tar.gz."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import runtimes
 from ..artifacts import file_hashes, library_versions
+from ..bundle_code import write_code
 from ..bundle_io import encode, open_bundle_session
 from ..config import Frozen, Profile, Task
 from ..errors import EdgesmithError
@@ -23,7 +25,6 @@ from ..signing import SigningKey, sign_folder
 from .common import read_rows
 from .teacher import TorchModelSession
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "bundle_templates"
 REFERENCE_ROWS = 8
 
 
@@ -54,22 +55,21 @@ def choose(rows: list[dict[str, Any]], teacher_metric: float, budget: float) -> 
     return min(ok, key=lambda r: r["bytes"]), within  # profile hardware absent: the smallest
 
 
-@stage("bundle", BundleStageConfig, version=5)
+@stage("bundle", BundleStageConfig, version=6)
 def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     bench, teacher = inputs["bench"], inputs["teacher"]
     row, within = choose(bench.facts["rows"], teacher.facts["quality"]["metric"], cfg.budget)
     folder = out / f"edgesmith-{cfg.profile.name}"
     folder.mkdir()
-    model_file = _copy_model(Path(row["path"]), folder)
+    model_file = _copy_model(runtimes.get(row["runtime"]).files(Path(row["path"])), folder)
     student_dir = inputs[f"shrink-{row['branch']}"].path / "model"
     tokenizer = load_tokenizer(student_dir)
     tokenizer.save_pretrained(folder)
-    for name in ("predict.py", "bench.py"):
-        shutil.copy2(TEMPLATES / name, folder / name)
     labels = teacher.facts["label_names"]
     (folder / "labels.json").write_text(json.dumps(labels))
     text_pairs = len(inputs["data"].facts["text_columns"]) == 2
     manifest = _manifest(cfg, row, within, model_file, tokenizer, labels, bench.facts, teacher.facts, text_pairs)
+    write_code(folder, manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
     _write_reference(folder, student_dir, read_rows(inputs["data"].path / "eval.jsonl")[:REFERENCE_ROWS], cfg, text_pairs)
     manifest["files"] = file_hashes(folder)
@@ -82,13 +82,11 @@ def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
             "within_budget": within, "tar_bytes": (out / f"{folder.name}.tar.gz").stat().st_size}
 
 
-def _copy_model(src: Path, folder: Path) -> str:
-    if src.suffix == ".xml":
-        shutil.copy2(src, folder / "model.xml")
-        shutil.copy2(src.with_suffix(".bin"), folder / "model.bin")
-        return "model.xml"
-    shutil.copy2(src, folder / "model.onnx")
-    return "model.onnx"
+def _copy_model(files: list[Path], folder: Path) -> str:
+    """Copies a model's files (runtimes: the opened one first) as model.SUFFIX each; returns the opened one's name."""
+    for f in files:
+        shutil.copy2(f, folder / f"model{f.suffix}")
+    return f"model{files[0].suffix}"
 
 
 def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_file: str, tokenizer: Any, labels: list[str], bench: dict[str, Any], teacher: dict[str, Any],
@@ -109,9 +107,7 @@ def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_f
 
 
 def _input_names(row: dict[str, Any]) -> list[str]:
-    from ..runtimes import open_session
-
-    return open_session(row["runtime"], Path(row["path"]), threads=1).input_names
+    return runtimes.open_session(row["runtime"], Path(row["path"]), threads=1).input_names
 
 
 def _write_reference(folder: Path, student_dir: Path, rows: list[dict[str, Any]], cfg: BundleStageConfig, text_pairs: bool) -> None:

@@ -156,6 +156,32 @@ def test_tampered_predict_py_is_refused_and_never_runs(bundle: Path, tmp_path: P
     assert not marker.exists()
 
 
+def test_tampered_generated_runtime_module_is_refused_and_never_runs(bundle: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    module = bundle / "edgesmith_runtime.py"  # predict.py imports it: generated for the manifest's runtime
+    module.write_text(module.read_text() + evil_code(marker))
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "edgesmith_runtime.py", "generated onnxruntime module", "tampered")
+    assert not marker.exists()
+
+
+def test_another_runtimes_generated_module_is_refused(bundle: Path) -> None:
+    from edgesmith.bundle_code import generate
+    from edgesmith.runtimes import RUNTIMES
+
+    other = generate([("edgesmith_runtime.py", RUNTIMES["openvino"].bundle_functions)])["edgesmith_runtime.py"]  # genuine, not this bundle's
+    (bundle / "edgesmith_runtime.py").write_bytes(other)
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "edgesmith_runtime.py", "differs", "generated onnxruntime module")
+
+
+def test_unknown_runtime_in_manifest_is_refused(bundle: Path) -> None:
+    manifest = manifest_of(bundle)
+    manifest["session"]["runtime"] = "tflite"
+    write_manifest(bundle, manifest)
+    assert_refused(edgesmith("verify", bundle), "runtime 'tflite'", "onnxruntime", "tampered")
+
+
 def test_unlisted_file_is_refused_and_listed_code_too(bundle: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     (bundle / "tokenizers.py").write_text(evil_code(marker))  # predict.py's `import tokenizers` would load it
