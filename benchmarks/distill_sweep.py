@@ -51,13 +51,13 @@ def main() -> None:
     encode_labels(train, None, "train"), encode_labels(dev, None, "dev")
     feeds = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches(train[:512], tokenizer, 128, 8)]
     plans = schedule(*fisher_scores(_load(teacher_dir, "eager"), feeds, "classification"), structured)
-    items = tokenize(train, tokenizer, 128, labels=cfg.label_weight > 0)
+    items = tokenize(train, tokenizer, 128, labels=cfg.label_weight > 0, task="classification")
     torch.manual_seed(cfg.seed)
     start, out = time.time(), ROOT / "runs" / "sweep" / name
     distill_gradual(student, teacher, tokenizer, items, plans, out, "classification", cfg)  # what the distill stage runs
     save_model(student, tokenizer, out / "model", "classification")
     session = open_session("torch", out / "model", threads=torch.get_num_threads())
-    dev_accuracy = quality(outputs(session, dev, tokenizer, 128), dev, "classification", None)["metric"]
+    dev_accuracy = quality(outputs(session, dev, tokenizer, 128, "classification"), dev, "classification", None)["metric"]
     line = {"name": name, "keep_heads": structured.keep_heads, "keep_ffn": structured.keep_ffn, "steps": steps, "rows": rows_n,
             "distill": {k: v for k, v in cfg.model_dump().items() if v != DistillConfig().model_dump()[k]},
             "dev_accuracy_fp32": round(dev_accuracy, 2), "minutes": round((time.time() - start) / 60, 1),

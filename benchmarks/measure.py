@@ -74,8 +74,8 @@ def quality(entries: list[dict[str, Any]], suites: dict[str, dict[str, Any]]) ->
         teacher = next(e for e in ours if e["group"] == "teacher")
         reference = None
         for e in [teacher] + [e for e in ours if e is not teacher]:
-            out = outputs(open_session(e["runtime"], Path(e["path"]), threads=2), s["rows"], s["tokenizer"], 128)
             task = "classification" if suite == "sst2" else "embedding"
+            out = outputs(open_session(e["runtime"], Path(e["path"]), threads=2), s["rows"], s["tokenizer"], 128, task)
             reference = out if reference is None else reference
             e["quality"] = score(out, s["rows"], task, reference)["metric"]
             if task == "classification":

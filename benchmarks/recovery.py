@@ -145,7 +145,7 @@ def distill_variants(layers: int, width: float, rows: int, variants: list[str]) 
         before = accuracy(student, dev, dev_feeds)
         with tempfile.TemporaryDirectory() as out:
             args = training_args(Path(out), cfg, cfg.epochs, cfg.learning_rate)
-            distill(student, teacher, tokenizer, tokenize(texts, tokenizer, 128, labels="labels" in variant), args,
+            distill(student, teacher, tokenizer, tokenize(texts, tokenizer, 128, labels="labels" in variant, task="classification"), args,
                     "classification", cfg, LayerMap.from_plan(plan))
         kept = [i for i, p in enumerate(plan) if not p.get("dropped")]
         record({"experiment": "distill", "layers": kept, "width": width, "rows": rows, "variant": variant, "start_acc": before,

@@ -10,16 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..tasks import get as get_task
+
 FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization",
              "SkipSimplifiedLayerNormalization", "BiasGelu", "FastGelu", "Gelu", "LayerNormalization")
 
 
 class ForExport:
-    """Wrap a transformers model so the graph returns one named output: `logits` or `sentence_embedding`."""
+    """Wrap a transformers model so the graph returns the task's one named output (edgesmith.tasks)."""
 
     @staticmethod
     def wrap(model: Any, task: str, input_names: list[str]) -> Any:
         import torch
+
+        head = get_task(task)
 
         class Wrapped(torch.nn.Module):
             def __init__(self) -> None:
@@ -28,25 +32,13 @@ class ForExport:
 
             def forward(self, *args: Any) -> Any:
                 inputs = dict(zip(input_names, args))
-                out = self.model(**inputs)
-                if task == "classification":
-                    return out.logits
-                return mean_pool(out.last_hidden_state, inputs["attention_mask"])
+                return head.output(self.model(**inputs), inputs["attention_mask"])
 
         return Wrapped().eval()
 
 
-def mean_pool(hidden: Any, mask: Any) -> Any:
-    """Mean of token vectors under the attention mask, L2-normalised (sentence-transformers' pooling)."""
-    import torch
-
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, p=2, dim=-1)
-
-
 def output_name(task: str) -> str:
-    return "logits" if task == "classification" else "sentence_embedding"
+    return get_task(task).output_name
 
 
 def export_onnx(model: Any, task: str, input_names: list[str], out: Path, opset: int) -> Path:
@@ -55,7 +47,7 @@ def export_onnx(model: Any, task: str, input_names: list[str], out: Path, opset:
 
     wrapped = ForExport.wrap(model, task, input_names)
     dummy = tuple(torch.ones(2, 16, dtype=torch.long) for _ in input_names)
-    axes = {n: {0: "batch", 1: "sequence"} for n in input_names} | {output_name(task): {0: "batch"}}
+    axes = {n: {0: "batch", 1: "sequence"} for n in input_names} | {output_name(task): get_task(task).output_axes}
     with torch.no_grad():
         torch.onnx.export(
             wrapped, dummy, str(out), input_names=input_names, output_names=[output_name(task)],

@@ -1,5 +1,6 @@
 """The only code a bundle carries: predict.py and bench.py, copied from bundle_templates/, and modules generated
-from edgesmith's own functions, which they import from their folder (edgesmith_runtime.py: the runtime's opener).
+from edgesmith's own functions, which they import from their folder (edgesmith_runtime.py: the runtime's opener;
+edgesmith_task.py: the task's post-processing of the outputs).
 
 A generated module is the functions' source (inspect.getsource) under a fixed header, so the same edgesmith always
 generates the same bytes: the bundle stage writes them and `edgesmith verify` compares a bundle's files with them,
@@ -40,7 +41,18 @@ def generated_modules(manifest: dict[str, Any]) -> list[tuple[str, Sequence[Call
     if not isinstance(runtime, str) or runtime not in RUNTIMES:
         raise EdgesmithError(f"manifest.json names runtime {runtime!r}, not one of {', '.join(RUNTIMES)}; tampered bundle "
                              "(or another edgesmith version: rebuild it)")
-    return [("edgesmith_runtime.py", RUNTIMES[runtime].bundle_functions)]
+    return [("edgesmith_runtime.py", RUNTIMES[runtime].bundle_functions),
+            ("edgesmith_task.py", _task(manifest).bundle_functions)]
+
+
+def _task(manifest: dict[str, Any]) -> Any:
+    from .tasks import TASKS
+
+    task = manifest.get("task")
+    if not isinstance(task, str) or task not in TASKS:
+        raise EdgesmithError(f"manifest.json names task {task!r}, not one of {', '.join(TASKS)}; tampered bundle "
+                             "(or another edgesmith version: rebuild it)")
+    return TASKS[task]
 
 
 def bundle_code(manifest: dict[str, Any]) -> dict[str, bytes]:

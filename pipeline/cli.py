@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EdgesmithError
+from .tasks import TASKS
 
 QUICKSTART = Path(__file__).with_name("quickstart.yaml")
 
@@ -22,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("recipe", nargs="?", type=Path, help="recipe YAML (default: the built-in quickstart)")
     r.add_argument("--model", help="local model directory (or 'minilm')")
     r.add_argument("--data", help="folder with train/dev files, a CSV/TSV/JSONL file, a datasets name, or 'pydoc'")
-    r.add_argument("--task", choices=["classification", "embedding"])
+    r.add_argument("--task", choices=list(TASKS))
     r.add_argument("--profile", action="append", help="profile name or YAML path (repeatable)")
     r.add_argument("--out", type=Path, help="run folder (default: runs/RECIPE-NAME)")
     r.add_argument("--force", action="append", default=[], help="redo this stage even if unchanged (repeatable)")

@@ -12,7 +12,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from .errors import EdgesmithError
 from .runfolder import check_name
 
-Task = Literal["classification", "embedding"]
+
+def _known_task(name: str) -> str:
+    from .tasks import TASKS
+
+    if name not in TASKS:  # a ValueError, so that the error names the recipe field
+        raise ValueError(f"unknown task {name!r}; use one of {', '.join(TASKS)}")
+    return name
+
+
+Task = Annotated[str, AfterValidator(_known_task)]  # a name in edgesmith.tasks.TASKS
 Branch = Literal["structured", "sparse"]
 UNPRUNED = "unpruned"  # the pseudo-branch of the teacher exported and quantized as is: the baseline every run beats or ships
 

@@ -154,7 +154,19 @@ def _from_datasets(name: str) -> dict[str, list[dict[str, Any]]]:
         raise EdgesmithError(f"data {name!r}: not a local file/folder and `datasets` cannot load it ({type(err).__name__}); pass a local path") from None
     eval_split = next((s for s in EVAL_NAMES if s in ds), None)
     require("train" in ds and eval_split is not None, f"dataset {name!r} needs train and validation splits")
-    return {"train": list(ds["train"]), "eval": list(ds[eval_split])}
+    return {"train": _tag_names(ds["train"]), "eval": _tag_names(ds[eval_split])}
+
+
+def _tag_names(split: Any) -> list[dict[str, Any]]:
+    """Rows of a `datasets` split; per-word class numbers (a sequence of ClassLabel, as conll2003's ner_tags) become
+    their names, so that token tags read as they do from a local file. Sentence-level labels stay as they are: a
+    trained head's own ids decide what they mean (see `label_ids`)."""
+    named = {c: f.feature for c, f in split.features.items() if type(getattr(f, "feature", None)).__name__ == "ClassLabel"}
+    rows = list(split)
+    for r in rows:
+        for column, labels in named.items():
+            r[column] = [labels.int2str(int(t)) for t in r[column]]
+    return rows
 
 
 def normalize(rows: list[dict[str, Any]], text_columns: tuple[str, ...] | None, label_column: str, where: str,
@@ -214,29 +226,30 @@ class TaskData:
 
 
 def read_task_data(d: DataConfig, task: str) -> TaskData:
-    """Train and held-out rows, capped at data.max_*_samples; for classification, the labels of every row read
-    (before the caps: a capped held-out set may miss a class). Training rows may all lack labels (distillation
-    needs none), but not some of them. Gold similarity scores are kept for the embedding task only: a classifier
-    reads every column it is given as text or label. The unlabeled rows (data.unlabeled) have the training rows'
+    """Train and held-out rows, read by the task (edgesmith.tasks), capped at data.max_*_samples; for labelled
+    tasks, the labels of every row read (before the caps: a capped held-out set may miss a class). Training rows may
+    all lack labels (distillation needs none), but not some of them. The unlabeled rows (data.unlabeled) have the training rows'
     text columns and are capped like them."""
+    from .tasks import get
+
+    kind = get(task)
     raw = load_splits(d.source, d.eval_fraction, eval_source=d.eval_source)
-    scores = d.score_column if task == "embedding" else None
     held_out = d.eval_source or d.source
-    train, columns = normalize(raw["train"], d.text_columns, d.label_column, f"{d.source} (train)", scores)
-    evals, _ = normalize(raw["eval"], None if d.eval_source else columns, d.label_column, f"{held_out} (eval)", scores)
-    labels, labelled = check_labels(train, evals, d.label_column, d.source) if task == "classification" else ([], False)
+    train, columns = kind.normalize(raw["train"], d.text_columns, d.label_column, d.score_column, f"{d.source} (train)")
+    evals, _ = kind.normalize(raw["eval"], None if d.eval_source else columns, d.label_column, d.score_column, f"{held_out} (eval)")
+    labels, labelled = kind.check_labels(train, evals, d.label_column, d.source)
     evals = evals[: d.max_eval_samples]
     require(len(evals) >= MIN_EVAL_ROWS, f"{held_out}: {len(evals)} held-out row(s), fewer than {MIN_EVAL_ROWS}; add data "
             "or raise data.eval_fraction or data.max_eval_samples")
     train = [r if labelled else dict(r, label=None) for r in train[: d.max_train_samples]]
-    unlabeled = read_unlabeled(d.unlabeled, columns)[: d.max_train_samples] if d.unlabeled else []
+    unlabeled = read_unlabeled(d.unlabeled, columns, task)[: d.max_train_samples] if d.unlabeled else []
     return TaskData(train, evals, columns, labels, labelled, "score" in evals[0], unlabeled)
 
 
 UNLABELED_SUFFIXES = (".txt", *SUFFIXES)
 
 
-def read_unlabeled(source: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+def read_unlabeled(source: str, columns: tuple[str, ...], task: str) -> list[dict[str, Any]]:
     """In-domain text for distillation only, as rows with label None: a .txt file holds one text per line (single-text
     tasks), a TSV/CSV/JSONL file the training data's text `columns` (any label in it is ignored)."""
     path, where = Path(source), f"data.unlabeled {source}"
@@ -255,8 +268,10 @@ def read_unlabeled(source: str, columns: tuple[str, ...]) -> list[dict[str, Any]
     missing = [c for c in columns if c not in table[0]]
     require(not missing, f"{where}: no column {', '.join(map(repr, missing))} (the training data's text columns are "
             f"{list(columns)}, it has {list(table[0])}); rename its columns to match")
-    rows, _ = normalize(table, columns, "", where)  # no label column: these rows teach through the teacher alone
-    return rows
+    from .tasks import get
+
+    rows, _ = get(task).normalize(table, columns, "", "", where)
+    return [dict(r, label=None) for r in rows]  # these rows teach through the teacher alone
 
 
 def check_labels(train: list[dict[str, Any]], evals: list[dict[str, Any]], column: str, where: str) -> tuple[list[str], bool]:

@@ -67,9 +67,9 @@ def hold_out(rows: list[dict[str, Any]], seed: int) -> tuple[list[dict[str, Any]
     return [rows[i] for i in order[n_val:]], [rows[i] for i in order[:n_val]]
 
 
-def _accuracy(prediction: Any) -> dict[str, float]:
+def _logits_and_labels(prediction: Any) -> tuple[Any, Any]:
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    return {"accuracy": float((logits.argmax(-1) == prediction.label_ids).mean() * 100)}
+    return logits, prediction.label_ids
 
 
 def _best_weights_class() -> Any:
@@ -105,14 +105,15 @@ def _best_weights_class() -> Any:
     return BestWeights
 
 
-def finetune(model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path, train: FinetuneConfig, *, max_length: int,
+def finetune(model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path, train: FinetuneConfig, task: str, *, max_length: int,
              epochs: float | None = None, lr: float | None = None) -> dict[str, Any]:
     """Fine-tune `model` (classification) on labelled `rows` and leave it at its best validation accuracy. Returns
     the facts: the schedule chosen, steps run, each evaluation's validation accuracy (points) and the best one."""
-    from transformers import DataCollatorWithPadding, Trainer
+    from transformers import Trainer
 
     from .modeling import param_count
-    from .training import tokenize, training_args
+    from .tasks import get
+    from .training import training_args
 
     train_rows, val_rows = hold_out(rows, train.seed)
     plan = schedule(len(train_rows), train.batch_size, param_count(model), epochs=epochs, lr=lr)
@@ -120,10 +121,12 @@ def finetune(model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path, 
     args = training_args(out, trainer_cfg, plan.epochs, plan.lr)
     args.set_evaluate(strategy="steps", steps=plan.eval_every, batch_size=2 * train.batch_size, delay=0)
     best = _best_weights_class()()
-    trainer = Trainer(model=model.train(), args=args, data_collator=DataCollatorWithPadding(tokenizer),
-                      train_dataset=tokenize(train_rows, tokenizer, max_length, labels=True),
-                      eval_dataset=tokenize(val_rows, tokenizer, max_length, labels=True),
-                      compute_metrics=_accuracy, callbacks=[best])
+    kind = get(task)
+    trainer = Trainer(model=model.train(), args=args, data_collator=kind.collator(tokenizer),
+                      train_dataset=kind.tokenize(train_rows, tokenizer, max_length, labels=True),
+                      eval_dataset=kind.tokenize(val_rows, tokenizer, max_length, labels=True),
+                      compute_metrics=lambda prediction: {"accuracy": kind.train_metric(*_logits_and_labels(prediction))},
+                      callbacks=[best])
     try:
         result = trainer.train()
     finally:

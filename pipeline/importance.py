@@ -15,6 +15,7 @@ from typing import Any
 from .arch import dims, get, arch_for, encoder_layers
 from .config import StructuredConfig
 from .errors import EdgesmithError
+from .tasks import get as get_task
 
 
 def fisher_scores(model: Any, batches: list[dict[str, Any]], task: str) -> tuple[Any, Any]:
@@ -50,17 +51,7 @@ def _scale(mask: Any, layer: int, repeat: int) -> Any:
 
 
 def _label_free_loss(model: Any, batch: dict[str, Any], task: str) -> Any:
-    import torch
-    import torch.nn.functional as F
-
-    from edgesmith.exporters.onnx import mean_pool
-
-    out = model(**batch)
-    if task == "classification":
-        return F.cross_entropy(out.logits, out.logits.detach().argmax(-1))
-    emb = mean_pool(out.last_hidden_state, batch["attention_mask"])
-    sims = emb @ emb.detach().T / 0.05
-    return F.cross_entropy(sims, torch.arange(len(emb)))
+    return get_task(task).label_free_loss(model(**batch), batch["attention_mask"])
 
 
 def choose_layers(model: Any, batches: list[dict[str, Any]], task: str, keep: float) -> tuple[list[int], list[dict[str, Any]]]:
@@ -75,7 +66,7 @@ def choose_layers(model: Any, batches: list[dict[str, Any]], task: str, keep: fl
     n_keep = _keep_count(keep, layers)
     with torch.no_grad():
         model.eval()
-        reference = [_head_output(model, b, task) for b in batches]
+        reference = [model(**b) for b in batches]
         kept, log = list(range(layers)), []
         while len(kept) > n_keep:
             costs = {i: _skip_cost(model, batches, task, reference, [k for k in kept if k != i]) for i in kept}
@@ -85,29 +76,15 @@ def choose_layers(model: Any, batches: list[dict[str, Any]], task: str, keep: fl
     return kept, log
 
 
-def _head_output(model: Any, batch: dict[str, Any], task: str) -> Any:
-    from edgesmith.exporters.onnx import mean_pool
-
-    out = model(**batch)
-    if task == "classification":
-        return out.logits.log_softmax(-1)
-    return mean_pool(out.last_hidden_state, batch["attention_mask"])
-
-
 def _skip_cost(model: Any, batches: list[dict[str, Any]], task: str, reference: list[Any], kept: list[int]) -> float:
     """Mean divergence from `reference` with only the layers `kept` running (the others pass their input on)."""
-    import torch.nn.functional as F
-
+    divergence = get_task(task).divergence
     hooks = [layer.register_forward_hook(_identity, with_kwargs=True)
              for i, layer in enumerate(encoder_layers(model)) if i not in kept]
     try:
         total = 0.0
         for batch, ref in zip(batches, reference):
-            out = _head_output(model, batch, task)
-            if task == "classification":
-                total += float(F.kl_div(out, ref, log_target=True, reduction="batchmean"))
-            else:
-                total += float((1 - F.cosine_similarity(out, ref, dim=-1)).mean())
+            total += divergence(model(**batch), ref, batch["attention_mask"])
         return max(total / len(batches), 0.0)  # a KL of identical outputs can round to -1e-9
     finally:
         for h in hooks:

@@ -17,6 +17,7 @@ from typing import Any
 
 from .arch import arch_for, dims, encoder_layers, get, set_module
 from .errors import EdgesmithError, require
+from .tasks import get as get_task
 
 PLAN_FILE = "shape_plan.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -90,9 +91,9 @@ def _from_config(cls: Any, config: Any, attn: str) -> Any:
 
 
 def _model_class(task: str) -> Any:
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    from .tasks import get
 
-    return AutoModelForSequenceClassification if task == "classification" else AutoModel
+    return get(task).model_class()
 
 
 # ---- loading a teacher checkpoint ---------------------------------------------------------------------------
@@ -218,7 +219,7 @@ def load_pretrained(path: Path, task: str, kind: str, num_labels: int | None = N
     model = _from_config(cls, config, attn)
     state = read_weights(path, kind)
     mapping, head_trained = match_checkpoint({k: tuple(v.shape) for k, v in state.items()}, model, str(path))
-    if task == "classification" and (reinit_head or not head_trained):
+    if get_task(task).labelled and (reinit_head or not head_trained):
         head_trained = False
         mapping = {k: n for k, n in mapping.items() if n.startswith(f"{model.base_model_prefix}.")}
         if num_labels and num_labels != config.num_labels:

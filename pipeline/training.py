@@ -13,21 +13,12 @@ from typing import Any
 from .attention_kd import Capture, LayerMap, attention_loss
 from .config import DistillConfig
 from .errors import require
+from .tasks import get as get_task
 
 
-def tokenize(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels: bool) -> list[dict[str, Any]]:
-    pair = len(rows[0]["text"]) == 2
-    enc = tokenizer(
-        [r["text"][0] for r in rows], [r["text"][1] for r in rows] if pair else None,
-        truncation=True, max_length=max_length,
-    )
-    items = [{k: enc[k][i] for k in enc.keys()} for i in range(len(rows))]
-    if labels:
-        require(any(r["label"] is not None for r in rows), "training on gold labels needs labelled training rows; "
-                "label the data or set distill.label_weight: 0")
-        for item, r in zip(items, rows):  # unlabeled and augmented rows: -100, cross_entropy's ignore_index
-            item["labels"] = -100 if r["label"] is None else r["label"]
-    return items
+def tokenize(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels: bool, task: str) -> list[dict[str, Any]]:
+    """Training items as the task tokenizes them; with `labels`, gold labels (-100 where a row has none)."""
+    return get_task(task).tokenize(rows, tokenizer, max_length, labels)
 
 
 def training_args(out: Path, cfg: DistillConfig, epochs: float, lr: float) -> Any:
@@ -52,11 +43,11 @@ def training_args(out: Path, cfg: DistillConfig, epochs: float, lr: float) -> An
     )
 
 
-def finetune(model: Any, tokenizer: Any, items: list[dict[str, Any]], args: Any) -> dict[str, float]:
+def finetune(model: Any, tokenizer: Any, items: list[dict[str, Any]], args: Any, task: str) -> dict[str, float]:
     """Plain supervised fine-tuning (for a teacher whose classification head is untrained)."""
-    from transformers import DataCollatorWithPadding, Trainer
+    from transformers import Trainer
 
-    trainer = Trainer(model=model.train(), args=args, train_dataset=items, data_collator=DataCollatorWithPadding(tokenizer))
+    trainer = Trainer(model=model.train(), args=args, train_dataset=items, data_collator=get_task(task).collator(tokenizer))
     result = trainer.train()
     shutil.rmtree(args.output_dir, ignore_errors=True)
     model.eval()
@@ -67,10 +58,8 @@ def distill(student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, An
             lmap: LayerMap | None = None) -> dict[str, float]:
     """Train the student against the teacher's outputs, hidden states and (attention_weight > 0) attention, student
     layer j against teacher layer lmap.layers[j] (the same layer when None: width pruning or sparse)."""
-    from transformers import DataCollatorWithPadding
-
     trainer = _distill_trainer_class()(
-        model=student.train(), args=args, train_dataset=items, data_collator=DataCollatorWithPadding(tokenizer),
+        model=student.train(), args=args, train_dataset=items, data_collator=get_task(task).collator(tokenizer),
     )
     trainer.setup_kd(teacher.eval(), task, cfg, lmap or LayerMap.identity(teacher.config))
     try:
@@ -106,21 +95,11 @@ def distill_gradual(student: Any, teacher: Any, tokenizer: Any, items: list[dict
 
 
 def kd_loss(s: Any, t: Any, mask: Any, task: str, cfg: DistillConfig, labels: Any = None, layers: tuple[int, ...] | None = None) -> Any:
-    """Logit KD at a temperature (classifiers) or cosine of pooled embeddings (encoders), plus hidden-state MSE,
-    plus (optionally) cross-entropy on gold labels: the teacher is not always right.
+    """The task's loss on the head's output (logit KD at a temperature with optional cross-entropy on gold labels,
+    or the cosine of pooled embeddings), plus hidden-state MSE.
 
     Student layer j's output is matched to teacher layer layers[j]'s (to layer j when None)."""
-    import torch.nn.functional as F
-
-    from edgesmith.exporters.onnx import mean_pool
-
-    if task == "classification":
-        T = cfg.temperature
-        main = F.kl_div(F.log_softmax(s.logits / T, -1), F.softmax(t.logits / T, -1), reduction="batchmean") * T * T
-        if labels is not None and cfg.label_weight > 0 and bool((labels != -100).any()):  # a batch of unlabelled rows has no CE
-            main = main + cfg.label_weight * F.cross_entropy(s.logits, labels)
-    else:
-        main = (1 - (mean_pool(s.last_hidden_state, mask) * mean_pool(t.last_hidden_state, mask)).sum(-1)).mean()
+    main = get_task(task).kd_loss(s, t, mask, labels, cfg.temperature, cfg.label_weight)
     layers = layers if layers is not None else tuple(range(len(s.hidden_states) - 1))
     m = mask.unsqueeze(-1).to(s.hidden_states[0].dtype)
     pairs = [(s.hidden_states[j + 1], t.hidden_states[i + 1]) for j, i in enumerate(layers)]

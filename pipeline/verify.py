@@ -29,10 +29,9 @@ from . import signing
 from .artifacts import sha256_file
 from .bundle_code import TEMPLATE_FILES, bundle_code
 from .errors import EdgesmithError, require
+from .tasks import get as get_task
 
 OUTPUT_ATOL = 1e-3  # same model, same runtime: only thread scheduling may reorder sums
-MIN_AGREEMENT = 0.75  # INT8 may flip a near-tie among the 8 reference rows, not more
-MIN_COSINE = 0.95
 CODE = TEMPLATE_FILES  # code every bundle carries, copied from bundle_code.TEMPLATES; generated modules besides
 MAX_UNPACKED = 4 * 2**30  # a bundle of a BERT-family encoder is far smaller; refuses decompression bombs before extracting
 # Files Python would import or load from the bundle folder (sys.path[0] when predict.py runs) besides CODE.
@@ -187,14 +186,8 @@ def _outputs(folder: Path, task: str) -> list[str]:
             f"outputs have shape {got.shape} but reference.json records {expected.shape}; the model file is not the one built")
     diff = float(np.abs(got - expected).max())
     require(diff <= OUTPUT_ATOL, f"outputs differ from those recorded at build time (max abs diff {diff:.2e}); the model file is not the one built")
-    if task == "classification":
-        agree = float((got.argmax(-1) == torch_out.argmax(-1)).mean())
-        require(agree >= MIN_AGREEMENT, f"only {agree:.0%} of reference predictions match PyTorch; the model file is wrong")
-        fidelity = f"{agree:.0%} class agreement with PyTorch"
-    else:
-        cos = float(_cos(got, torch_out).min())
-        require(cos >= MIN_COSINE, f"embedding cosine to PyTorch {cos:.3f} < {MIN_COSINE}; the model file is wrong")
-        fidelity = f"min cosine {cos:.4f} to PyTorch"
+    ok, fidelity = get_task(task).fidelity(got, torch_out)
+    require(ok, f"{fidelity}: too far from PyTorch; the model file is wrong")
     return [f"edgesmith's runtime on the bundle's model reproduces the build (max abs diff {diff:.1e})", fidelity]
 
 
@@ -219,10 +212,6 @@ def _run_model(folder: Path, texts: list[str], pairs: list[str] | None) -> np.nd
         raise
     except Exception as err:  # untrusted model and tokenizer files: each runtime raises its own exception types
         raise EdgesmithError(f"the bundle's model does not run on its reference sentences ({_first_line(err)}); re-copy or rebuild the bundle") from None
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
 
 
 def _first_line(err: BaseException) -> str:

@@ -116,10 +116,10 @@ def test_gold_label_loss_ignores_rows_without_labels_but_needs_some(tiny_bert):
     from edgesmith.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_bert)
-    items = tokenize([{"text": ["good film"], "label": 1}, {"text": ["bad film"], "label": None}], tokenizer, 16, labels=True)
+    items = tokenize([{"text": ["good film"], "label": 1}, {"text": ["bad film"], "label": None}], tokenizer, 16, labels=True, task="classification")
     assert [i["labels"] for i in items] == [1, -100]
     with pytest.raises(EdgesmithError, match="labelled training rows"):
-        tokenize([{"text": ["good film"], "label": None}], tokenizer, 16, labels=True)
+        tokenize([{"text": ["good film"], "label": None}], tokenizer, 16, labels=True, task="classification")
 
 
 # --- augmentation -------------------------------------------------------------------------------------------------

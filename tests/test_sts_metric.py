@@ -61,7 +61,7 @@ def test_scored_pairs_are_embedded_one_sentence_at_a_time(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(make_model_dir(tmp_path / "m", task="embedding"))
     rng = random.Random(0)
     rows = [{"text": [sentence(rng)[0], sentence(rng)[0]], "label": None, "score": float(i % 6)} for i in range(20)]
-    out = outputs(BagOfWords(tokenizer.vocab_size), rows, tokenizer, 32)
+    out = outputs(BagOfWords(tokenizer.vocab_size), rows, tokenizer, 32, "embedding")
     assert out.shape[0] == 2 * len(rows)  # sentence 1 of every row, then sentence 2 of every row
 
     def bag(text: str) -> np.ndarray:
@@ -75,10 +75,10 @@ def test_scored_pairs_are_embedded_one_sentence_at_a_time(tmp_path):
 def test_the_first_scored_rows_keep_both_their_sentences_reference():
     rows = [{"text": ["a", "b"], "label": None, "score": 1.0}] * 4
     reference = np.arange(8)[:, None]  # sentence 1 of rows 0-3, then sentence 2 of rows 0-3
-    capped, ref = first_rows(rows, reference, 2)
+    capped, ref = first_rows(rows, reference, 2, "embedding")
     assert len(capped) == 2 and ref.ravel().tolist() == [0, 1, 4, 5]
     plain = [{"text": ["a"], "label": None}] * 4  # one output per row
-    assert first_rows(plain, reference[:4], 2)[1].ravel().tolist() == [0, 1]
+    assert first_rows(plain, reference[:4], 2, "embedding")[1].ravel().tolist() == [0, 1]
 
 
 def _write(path, header: str, lines: list[str]):

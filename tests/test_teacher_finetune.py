@@ -16,7 +16,8 @@ from edgesmith.config import DataConfig, TeacherConfig
 from edgesmith.finetune import MAX_EPOCHS, STEP_BUDGET, FinetuneConfig, _best_weights_class, hold_out, schedule
 from edgesmith.stages.data import DataStageConfig
 from edgesmith.stages.report import against_majority
-from edgesmith.stages.teacher import TeacherStageConfig, majority_rate
+from edgesmith.stages.teacher import TeacherStageConfig
+from edgesmith.tasks import get as get_task
 
 MINILM, BERT_BASE = 22_713_216, 109_482_240
 
@@ -105,8 +106,9 @@ def test_the_majority_rate_is_recorded_for_the_eval_split(finetuned):
     root, teacher = finetuned
     labels = [json.loads(line)["label"] for line in (root / "00-data" / "eval.jsonl").read_text().splitlines()]
     assert teacher.facts["majority_rate"] == pytest.approx(max(Counter(labels).values()) / len(labels) * 100)
-    assert majority_rate([{"label": 0}, {"label": 1}, {"label": 1}, {"label": None}]) == pytest.approx(200 / 3)
-    assert majority_rate([{"label": None}]) is None
+    floor = get_task("classification").floor
+    assert floor([{"label": 0}, {"label": 1}, {"label": 1}, {"label": None}])["majority_rate"] == pytest.approx(200 / 3)
+    assert floor([{"label": None}])["majority_rate"] is None
 
 
 def test_the_report_says_plainly_when_the_teacher_learned_little():

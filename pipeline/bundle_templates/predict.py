@@ -2,8 +2,9 @@
 
     python predict.py "a sentence" ["another sentence" ...]
     python predict.py --pair "first sentence" "second sentence" [...]   (bundles for sentence pairs)
-Prints one JSON line per input: the label and class probabilities, or the sentence embedding; with --raw, the
-model's float32 outputs exactly. The model is opened with manifest.json's "session" settings, the ones its
+Prints one JSON line per input: the label and class probabilities, the entities with their character spans, or the
+sentence embedding (edgesmith_task.py, generated from the task's code); with --raw, the model's float32 outputs
+exactly. The model is opened with manifest.json's "session" settings, the ones its
 benchmark was measured with; --threads changes the thread count and nothing else. edgesmith_runtime.py beside this
 file opens it: edgesmith generated it from the code its own benchmark opened the model with.
 """
@@ -20,6 +21,7 @@ import numpy as np
 
 sys.dont_write_bytecode = True  # no __pycache__/ in the bundle: `edgesmith verify` refuses files the manifest does not list
 from edgesmith_runtime import open_model  # noqa: E402  (generated for this bundle's runtime, in this folder)
+from edgesmith_task import postprocess  # noqa: E402  (generated for this bundle's task, in this folder)
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,14 +46,18 @@ class Predictor:
         self.handle, self.run, _, self.settings = open_model(folder / self.manifest["model_file"],
                                                              self.manifest["session"]["settings"], threads)
 
-    def encode(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
-        enc = self.tokenizer.encode_batch(list(zip(texts, pairs)) if pairs is not None else texts)
+    def encodings(self, texts: list[str], pairs: list[str] | None = None) -> list[Any]:
+        """The tokenizer's Encoding of each text (ids, offsets into the text, special-token mask)."""
+        return self.tokenizer.encode_batch(list(zip(texts, pairs)) if pairs is not None else texts)
+
+    def encode(self, texts: list[str], pairs: list[str] | None = None, enc: list[Any] | None = None) -> dict[str, np.ndarray]:
+        enc = enc if enc is not None else self.encodings(texts, pairs)
         arrays = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
                   "token_type_ids": [e.type_ids for e in enc]}
         return {n: np.asarray(arrays[n], dtype=np.int64) for n in self.names}
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        """Logits [n, classes] or embeddings [n, dim], float32."""
+        """Logits [n, classes] or [n, tokens, tags], or embeddings [n, dim], float32."""
         return self.run(self.encode(texts, pairs))
 
 
@@ -67,13 +73,10 @@ def split(p: argparse.ArgumentParser, texts: list[str], pair: bool, text_pairs: 
     return (texts[0::2], texts[1::2]) if pair else (texts, None)
 
 
-def line(text: str, row: np.ndarray, labels: list[str], raw: bool) -> dict[str, Any]:
+def line(text: str, row: np.ndarray, encoding: Any, labels: list[str], raw: bool) -> dict[str, Any]:
     if raw:  # float32 -> Python float -> JSON is exact: parse back as float32 to get these bits
         return {"text": text, "outputs": row.tolist()}
-    if labels:
-        probs = np.exp(row - row.max()) / np.exp(row - row.max()).sum()
-        return {"text": text, "label": labels[int(row.argmax())], "probabilities": dict(zip(labels, probs.round(4).tolist()))}
-    return {"text": text, "embedding": row.round(6).tolist()}
+    return postprocess(text, row, encoding, labels)  # the task's: labels, entities or the embedding
 
 
 def main() -> None:
@@ -89,8 +92,9 @@ def main() -> None:
     first, second = split(p, a.texts, a.pair, read_manifest()["inputs"]["text_pairs"])
     model = Predictor(threads=a.threads)
     labels = model.manifest.get("labels") or []
-    for text, row in zip(first, model.predict(first, second)):
-        print(json.dumps(line(text, row, labels, a.raw)))
+    enc = model.encodings(first, second)
+    for text, row, encoding in zip(first, model.run(model.encode(first, second, enc)), enc):
+        print(json.dumps(line(text, row, encoding, labels, a.raw)))
 
 
 if __name__ == "__main__":

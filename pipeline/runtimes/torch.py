@@ -35,12 +35,13 @@ class TorchReference(Engine):
 
         from edgesmith.exporters.onnx import ForExport
 
-        from ..modeling import load_model
+        from ..modeling import PLAN_FILE, load_model
 
         torch.set_num_threads(settings["num_threads"])
         model = load_model(path, attn="sdpa")
         names = input_names_for(path)
-        module = ForExport.wrap(model, "classification" if hasattr(model, "classifier") else "embedding", names)
+        task = json.loads((path / PLAN_FILE).read_text())["task"]  # saved with every model edgesmith writes
+        module = ForExport.wrap(model, task, names)
 
         def run(feed: dict[str, np.ndarray]) -> np.ndarray:
             with torch.inference_mode():

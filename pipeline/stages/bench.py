@@ -60,8 +60,9 @@ def _row(branch: str, name: str, runtime: str, path: Path, q: dict[str, Any], fa
 def _fp32_quality(cfg: BenchStageConfig, runtime: str, path: Path, inputs: dict[str, Any], branch: str) -> dict[str, Any]:
     tokenizer = load_tokenizer(inputs[f"shrink-{branch}"].path / "model")
     evals, reference = first_rows(labelled_rows(inputs["data"], inputs["teacher"], "eval"),
-                                  np.load(inputs["teacher"].path / "eval_outputs.npy"), cfg.bench.eval_samples)
-    return quality(outputs(open_session(runtime, path, threads=2), evals, tokenizer, cfg.max_length), evals, cfg.task, reference)
+                                  np.load(inputs["teacher"].path / "eval_outputs.npy"), cfg.bench.eval_samples, cfg.task)
+    out = outputs(open_session(runtime, path, threads=2), evals, tokenizer, cfg.max_length, cfg.task)
+    return quality(out, evals, cfg.task, reference, inputs["teacher"].facts["label_names"])
 
 
 def _measure(row: dict[str, Any], cfg: BenchStageConfig, threads: int, vocab: int,

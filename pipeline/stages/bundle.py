@@ -22,6 +22,7 @@ from ..errors import EdgesmithError
 from ..modeling import load_model, load_tokenizer
 from ..registry import stage
 from ..signing import SigningKey, sign_folder
+from ..tasks import get as get_task
 from .common import read_rows
 from .teacher import TorchModelSession
 
@@ -97,7 +98,7 @@ def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_f
         "artifact": row["artifact"], "branch": row["branch"], "labels": labels, "session": row["session"],
         "inputs": {"names": _input_names(row), "max_length": cfg.max_length, "dynamic_axes": ["batch", "sequence"],
                    "pad_token": tokenizer.pad_token, "pad_token_id": tokenizer.pad_token_id, "text_pairs": text_pairs},
-        "output": "logits" if cfg.task == "classification" else "sentence_embedding",
+        "output": get_task(cfg.task).output_name,
         "profile": cfg.profile.model_dump(mode="json"), "recipe": json.loads(cfg.recipe_json),
         "metrics": {"quality": row["quality"], "latency": row["latency"], "bytes": row["bytes"], "within_budget": within,
                     "threads_used": bench["threads"], "thread_clamp": bench["thread_clamp"], "cpu": bench["cpu"]},

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ..config import AugmentConfig, DistillConfig, Frozen, Task
 from ..modeling import load_model, load_tokenizer, param_count, save_model
 from ..registry import stage
+from ..tasks import get as get_task
 from .data import distill_rows
 
 
@@ -40,7 +41,7 @@ def run(cfg: DistillStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     teacher, student = load_model(teacher_dir, attn="sdpa"), load_model(teacher_dir, attn="sdpa")
     prune_dir = inputs["prune"].path
     rows = distill_rows(inputs["data"], inputs["teacher"], cfg.augment)  # training + unlabeled + augmented rows
-    items = tokenize(rows, tokenizer, cfg.max_length, labels=_use_labels(cfg))
+    items = tokenize(rows, tokenizer, cfg.max_length, labels=_use_labels(cfg), task=cfg.task)
     if cfg.branch == "structured":
         plan = json.loads((prune_dir / "plan.json").read_text())
         stats = distill_gradual(student, teacher, tokenizer, items, plan.get("steps") or [plan["layers"]], out, cfg.task, cfg.distill)
@@ -56,4 +57,4 @@ def run(cfg: DistillStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
 
 
 def _use_labels(cfg: DistillStageConfig) -> bool:
-    return cfg.task == "classification" and cfg.distill.label_weight > 0
+    return get_task(cfg.task).labelled and cfg.distill.label_weight > 0

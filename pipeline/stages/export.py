@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import ExportConfig, Frozen, Task
 from ..errors import EdgesmithError
-from ..evaluate import compare, outputs
+from ..evaluate import agrees, compare, outputs
 from ..modeling import PLAN_FILE, load_model, load_tokenizer
 from ..registry import stage
 from ..runtimes import RUNTIMES, input_names_for, open_session
@@ -19,7 +19,6 @@ from .common import read_rows
 from .teacher import TorchModelSession
 
 # FP32 tolerance: fusions reorder float sums; anything past this is a real export bug.
-ATOL = {"classification": 1e-3, "embedding": 1e-4}
 VALIDATION_ROWS = 64
 
 
@@ -46,12 +45,12 @@ def run(cfg: ExportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     fused = converted.get("fused_ops")  # counted by a runtime that fuses the graph (ONNX Runtime)
     warnings = [] if fused is None or fused.get("Attention", 0) == layers else [f"attention fused in {fused.get('Attention', 0)} of {layers} layers: expect less speed-up"]
     rows = read_rows(inputs["data"].path / "eval.jsonl")[:VALIDATION_ROWS]
-    reference = outputs(TorchModelSession(model, cfg.task), rows, tokenizer, cfg.max_length)
+    reference = outputs(TorchModelSession(model, cfg.task), rows, tokenizer, cfg.max_length, cfg.task)
     validation = {}
     for runtime, path in files.items():
-        got = outputs(open_session(runtime, path, threads=2), rows, tokenizer, cfg.max_length)
+        got = outputs(open_session(runtime, path, threads=2), rows, tokenizer, cfg.max_length, cfg.task)
         validation[runtime] = check = compare(got, reference, cfg.task)
-        if check["max_abs_diff"] > ATOL[cfg.task] or check.get("argmax_agreement", 1.0) < 1.0:
+        if not agrees(check, cfg.task):
             raise EdgesmithError(f"export: {runtime} output differs from PyTorch ({check}); this is an export bug, please report it")
     return {"fused_ops": fused or {}, "layers": layers, "warnings": warnings, "validation": validation,
             "input_names": names, "files": {k: str(v.relative_to(out)) for k, v in files.items()}}

@@ -38,7 +38,7 @@ def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str
     candidates = []
     for runtime, precision in cfg.candidates:
         path = RUNTIMES[runtime].quantize(precision, export.path / export.facts["files"][runtime], out, feeds)
-        q = _quality(runtime, path, evals, tokenizer, cfg, reference)
+        q = _quality(runtime, path, evals, tokenizer, cfg, reference, inputs["teacher"].facts["label_names"])
         drop = teacher_metric - q["metric"] if "metric" in q else None
         candidates.append({
             "precision": precision, "runtime": runtime, "file": str(path.relative_to(out)), "bytes": RUNTIMES[runtime].bytes(path),
@@ -52,10 +52,11 @@ def _calibration(data_dir: Path, tokenizer: Any, cfg: QuantizeStageConfig, names
     return [{n: b[n] for n in names} for b in batches(rows, tokenizer, cfg.max_length, batch_size=1)]
 
 
-def _quality(runtime: str, path: Path, rows: list[dict[str, Any]], tokenizer: Any, cfg: QuantizeStageConfig, reference: np.ndarray) -> dict[str, Any]:
+def _quality(runtime: str, path: Path, rows: list[dict[str, Any]], tokenizer: Any, cfg: QuantizeStageConfig, reference: np.ndarray,
+             names: list[str]) -> dict[str, Any]:
     """Quality on this machine's CPU. FP16 graphs may use kernels the CPU provider lacks: then say so."""
     try:
         session = open_session(runtime, path, threads=2)
-        return quality(outputs(session, rows, tokenizer, cfg.max_length), rows, cfg.task, reference)
+        return quality(outputs(session, rows, tokenizer, cfg.max_length, cfg.task), rows, cfg.task, reference, names)
     except Exception as err:  # onnxruntime raises bare RuntimeError/Fail subclasses for missing kernels
         return {"not_measured": f"cannot run {path.name} on this machine's CPU: {str(err).splitlines()[0][:160]}"}

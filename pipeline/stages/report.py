@@ -11,6 +11,7 @@ from typing import Any
 
 from ..config import UNPRUNED, Branch, Frozen, Task
 from ..registry import stage
+from ..tasks import get as get_task
 
 MB = 2**20
 LEARNED_LITTLE = 5.0  # points above the majority-class rate under which a classifier has learned little
@@ -126,14 +127,13 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
 @stage("report", ReportStageConfig, version=4)
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
-    metric = ("accuracy" if cfg.task == "classification" else "Spearman (cosine vs gold score, x100)"
-              if inputs["data"].facts["eval_scored"] else "fidelity (mean cosine x100)")
+    metric = get_task(cfg.task).metric_label(inputs["data"].facts["eval_scored"])
     profiles = {p: json.loads(json.dumps(inputs[f"bundle-{p}"].facts)) for p in cfg.profiles}
     benches = {p: inputs[f"bench-{p}"].facts for p in cfg.profiles}
     prof_json = {p: json.loads((inputs[f"bundle-{p}"].path / inputs[f"bundle-{p}"].facts["bundle"] / "manifest.json").read_text())["profile"] for p in cfg.profiles}
     summary = {"recipe": cfg.name, "task": cfg.task, "metric": metric, "accuracy_budget": cfg.accuracy_budget,
                "profiles": {p: profile_summary(benches[p], profiles[p], prof_json[p], cfg.accuracy_budget) for p in cfg.profiles}}
-    summary |= against_majority(inputs["teacher"].facts) if cfg.task == "classification" else {}
+    summary |= against_majority(inputs["teacher"].facts)  # tasks without a majority rate have none in their facts
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     sections = _sections(cfg, inputs, summary, benches, metric)
     figures = _figures(cfg, inputs, benches, summary, metric)

@@ -17,6 +17,7 @@ from ..finetune import FinetuneConfig
 from ..modeling import (check_model_dir, check_tokenizer_files, head_labels, inspect_checkpoint, load_pretrained,
                         load_tokenizer, param_count, resolve_model_dir, save_model)
 from ..registry import stage
+from ..tasks import get as get_task
 from .common import dir_size, read_rows
 
 NO_TRAIN_LABELS = ("the teacher's classification head is untrained (or teacher.reinit_head is set) and the training data "
@@ -55,6 +56,8 @@ def check_inputs(recipe: Recipe) -> Any:
     src = resolve_model_dir(recipe.teacher.model)
     kind = check_model_dir(src, recipe.teacher.allow_pickle)
     check_tokenizer_files(src)
+    require(recipe.data.augment is None or get_task(recipe.task).refuse_augment() is None,
+            str(get_task(recipe.task).refuse_augment()))
     if recipe.data.augment is not None:  # word replacement needs a WordPiece vocabulary: refuse another one now
         from ..augment import whole_words
 
@@ -63,7 +66,7 @@ def check_inputs(recipe: Recipe) -> Any:
     if recipe.data.source == "pydoc" and recipe.data.eval_source is None:  # built in: nothing to get wrong, seconds to read
         return config
     data = read_task_data(recipe.data, recipe.task)
-    if recipe.task == "classification":
+    if get_task(recipe.task).labelled:
         new_head = recipe.teacher.reinit_head or not head_trained
         label_ids(data.labels, None if new_head else head_labels(config))
         require(data.train_labelled or not new_head, NO_TRAIN_LABELS)
@@ -74,15 +77,16 @@ def check_inputs(recipe: Recipe) -> Any:
 
 def labelled_rows(data: Any, teacher: Any, split: str) -> list[dict[str, Any]]:
     """The data artifact's rows of `split` ('train' or 'eval') with each label replaced by its class id, as the
-    teacher artifact decided it (None where the row has no label, and for the embedding task)."""
-    return _with_ids(read_rows(data.path / f"{split}.jsonl"), teacher.facts["label_ids"])
+    teacher artifact decided it (None where the row has no label, and for label-free tasks)."""
+    return _with_ids(read_rows(data.path / f"{split}.jsonl"), teacher.facts["label_ids"], teacher.facts["task"])
 
 
-def _with_ids(rows: list[dict[str, Any]], ids: dict[str, int]) -> list[dict[str, Any]]:
-    return [dict(r, label=ids[r["label"]] if ids and r["label"] is not None else None) for r in rows]
+def _with_ids(rows: list[dict[str, Any]], ids: dict[str, int], task: str) -> list[dict[str, Any]]:
+    encode = get_task(task).encode_label
+    return [dict(r, label=encode(r["label"], ids)) for r in rows]
 
 
-@stage("teacher", TeacherStageConfig, version=4)
+@stage("teacher", TeacherStageConfig, version=5)
 def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     src = resolve_model_dir(cfg.teacher.model)
     kind = check_model_dir(src, cfg.teacher.allow_pickle)
@@ -91,27 +95,21 @@ def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     labels = data.facts["labels"]
     model, head_trained = load_pretrained(src, cfg.task, kind, num_labels=len(labels) or None,
                                           reinit_head=cfg.teacher.reinit_head)
-    ids = _decide_labels(model, labels, head_trained) if cfg.task == "classification" else {}
+    task = get_task(cfg.task)
+    ids = _decide_labels(model, labels, head_trained) if task.labelled else {}
     finetuned: dict[str, Any] = {}
-    if cfg.task == "classification" and not head_trained:
+    if task.labelled and not head_trained:
         require(data.facts["train_labelled"], NO_TRAIN_LABELS)
-        finetuned = _finetune(cfg, model, tokenizer, _with_ids(read_rows(data.path / "train.jsonl"), ids), out)
+        finetuned = _finetune(cfg, model, tokenizer, _with_ids(read_rows(data.path / "train.jsonl"), ids, cfg.task), out)
     save_model(model, tokenizer, out / "model", cfg.task)
-    evals = _with_ids(read_rows(data.path / "eval.jsonl"), ids)
-    teacher_out = outputs(TorchModelSession(model, cfg.task), evals, tokenizer, cfg.max_length)
+    evals = _with_ids(read_rows(data.path / "eval.jsonl"), ids, cfg.task)
+    names = head_labels(model.config) if task.labelled else []
+    teacher_out = outputs(TorchModelSession(model, cfg.task), evals, tokenizer, cfg.max_length, cfg.task)
     np.save(out / "eval_outputs.npy", teacher_out)  # the reference, in `outputs`' layout (scored pairs: 2 rows each)
-    metric = quality(teacher_out, evals, cfg.task, teacher_out)
+    metric = quality(teacher_out, evals, cfg.task, teacher_out, names)
     return {"source": str(src), "weights_format": kind, "params": param_count(model), "head_trained": head_trained,
             "finetune": finetuned, "quality": metric, "bytes": dir_size(out / "model", "*.safetensors"), "label_ids": ids,
-            "label_names": head_labels(model.config) if cfg.task == "classification" else [],
-            "majority_rate": majority_rate(evals) if cfg.task == "classification" else None}
-
-
-def majority_rate(rows: list[dict[str, Any]]) -> float | None:
-    """The share of the most common label among labelled `rows`, in points (x100): the accuracy of always answering
-    it, the floor a classifier must clear to have learned anything. None when no row has a label."""
-    labels = [r["label"] for r in rows if r["label"] is not None]
-    return max(labels.count(label) for label in set(labels)) / len(labels) * 100 if labels else None
+            "label_names": names, "task": cfg.task} | task.floor(evals)
 
 
 def _decide_labels(model: Any, labels: list[str], head_trained: bool) -> dict[str, int]:
@@ -127,5 +125,5 @@ def _decide_labels(model: Any, labels: list[str], head_trained: bool) -> dict[st
 def _finetune(cfg: TeacherStageConfig, model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     from ..finetune import finetune
 
-    return finetune(model, tokenizer, rows[: cfg.teacher.finetune_max_samples], out, cfg.train, max_length=cfg.max_length,
+    return finetune(model, tokenizer, rows[: cfg.teacher.finetune_max_samples], out, cfg.train, cfg.task, max_length=cfg.max_length,
                     epochs=cfg.teacher.finetune_epochs, lr=cfg.teacher.finetune_lr)

@@ -1,0 +1,236 @@
+"""The task table (edgesmith.tasks): every task's pieces on a tiny model, entity F1 against hand-computed cases,
+token-classification rows refused the way a careless user would break them, a whole tiny token-classification
+run down to a verified bundle whose predict.py prints entities with character spans, and a grep that no module
+outside tasks/ compares task names."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import POSITIVE, WORDS, make_model_dir
+from edgesmith.errors import EdgesmithError
+from edgesmith.tasks import TASKS, get
+from edgesmith.tasks.token_classification import entities, f1
+
+ROOT = Path(__file__).resolve().parents[1]
+THINGS = {"movie", "film", "plot", "story"}
+
+
+def tagged_sentence(rng: random.Random) -> dict:
+    """Words with IOB2 tags: a run of positive words is one POS entity, each thing word a THING entity."""
+    words = [rng.choice(WORDS) for _ in range(rng.randint(3, 10))]
+    tags, prev = [], "O"
+    for w in words:
+        kind = "POS" if w in POSITIVE else "THING" if w in THINGS else None
+        tags.append("O" if kind is None else "I-POS" if kind == prev == "POS" else f"B-{kind}")
+        prev = kind or "O"
+    return {"tokens": words, "ner_tags": tags}
+
+
+def write_tagged(path: Path, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    path.write_text("".join(json.dumps(tagged_sentence(rng)) + "\n" for _ in range(n)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tagged_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tagged")
+    write_tagged(folder / "train.jsonl", 96, seed=1)
+    write_tagged(folder / "dev.jsonl", 40, seed=2)
+    return folder
+
+
+# ---- the metric --------------------------------------------------------------------------------------------------
+
+def test_entities_follow_seqevals_default_chunking():
+    assert entities(["B-PER", "I-PER", "O", "B-LOC"]) == [("PER", 0, 1), ("LOC", 3, 3)]
+    # I- after O starts an entity (IOB1 tolerance); a type change splits; B- always starts a new one
+    assert entities(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG"]) == [("PER", 0, 1), ("LOC", 3, 3), ("LOC", 4, 4), ("ORG", 5, 5)]
+    assert entities(["B-PER", "B-PER"]) == [("PER", 0, 0), ("PER", 1, 1)]
+    assert entities(["O", "O"]) == []
+
+
+def test_entity_f1_matches_hand_computed_counts():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    # predicted: PER span cut short (wrong), LOC right, ORG right, one spurious MISC
+    predicted = [["B-PER", "O", "O", "B-LOC"], ["B-ORG", "B-MISC"]]
+    scores = f1(gold, predicted)
+    precision, recall = 2 / 4, 2 / 3
+    assert scores["precision"] == pytest.approx(precision * 100)
+    assert scores["recall"] == pytest.approx(recall * 100)
+    assert scores["f1"] == pytest.approx(2 * precision * recall / (precision + recall) * 100)
+    assert f1(gold, gold)["f1"] == pytest.approx(100.0)
+    assert f1(gold, [["O"] * 4, ["O"] * 2])["f1"] == 0.0  # all-O finds nothing
+
+
+# ---- every task's pieces on a tiny model -------------------------------------------------------------------------
+
+ROWS = {
+    "classification": [{"text": ["good movie"], "label": 1}, {"text": ["bad dull plot was sad"], "label": 0}],
+    "embedding": [{"text": ["good movie"], "label": None}, {"text": ["bad dull plot was sad"], "label": None}],
+    "token-classification": [{"text": ["good movie"], "words": ["good", "movie"], "label": [0, 1]},
+                             {"text": ["bad dull plot was sad"], "words": "bad dull plot was sad".split(), "label": [2, 2, 1, 2, 2]}],
+}
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_every_task_trains_scores_and_exports_consistently(name, tmp_path):
+    import torch
+
+    from edgesmith.modeling import load_pretrained, load_tokenizer
+    from edgesmith.stages.teacher import TorchModelSession
+
+    assert name in ROWS, "a new task needs its fixture rows here"
+    task, rows = get(name), ROWS[name]
+    folder = make_model_dir(tmp_path / "m", task="embedding")  # a bare encoder: every task loads it
+    model, _ = load_pretrained(folder, name, "safetensors", num_labels=3)
+    tokenizer = load_tokenizer(folder)
+    items = task.tokenize(rows, tokenizer, 16, labels=task.labelled)
+    batch = task.collator(tokenizer)(items)
+    labels = batch.pop("labels", None)
+    out = model(**batch, output_hidden_states=True)
+    mask = batch["attention_mask"]
+    assert float(task.kd_loss(out, out, mask, labels, 2.0, 0.0).detach()) == pytest.approx(0.0, abs=1e-5)
+    loss = task.label_free_loss(model(**batch), mask)
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None for p in model.parameters())
+    assert task.divergence(out, out, mask) == pytest.approx(0.0, abs=1e-6)
+    collected = task.collect(TorchModelSession(model.eval(), name), rows, tokenizer, 16)
+    assert task.agrees(task.compare(collected, collected))
+    names = ["B-X", "I-X", "O"] if name == "token-classification" else ["0", "1", "2"]
+    q = task.quality(collected, rows, collected, names)
+    assert 0.0 <= q["metric"] <= 100.0
+    assert task.metric_label(False)
+    assert task.bundle_functions, "predict.py needs the task's post-processing"
+
+
+def test_token_collection_is_per_word_at_the_first_sub_token():
+    """A word cut into several sub-tokens gets one row of logits, taken at its first sub-token."""
+
+    class Positions:  # logits = the token position, so the collected value says which position was read
+        def run(self, feed):
+            b, s = feed["input_ids"].shape
+            return np.broadcast_to(np.arange(s, dtype=np.float32)[None, :, None], (b, s, 2)).copy()
+
+    class Tokenizer:
+        def __call__(self, words, **kw):
+            class Enc(dict):
+                def word_ids(self, i):
+                    return [None, 0, 0, 1, None][: 5]
+
+            return Enc(input_ids=np.zeros((len(words), 5), dtype=np.int64), attention_mask=np.ones((len(words), 5), dtype=np.int64))
+
+    out = get("token-classification").collect(Positions(), [{"text": ["ab c"], "words": ["ab", "c"], "label": [0, 1]}], Tokenizer(), 8)
+    assert out.shape == (1, 2, 2) and out[0, :, 0].tolist() == [1.0, 3.0]
+
+
+# ---- bad token-classification data -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("row, message", [
+    ({"tokens": ["a", "b"], "ner_tags": ["O"]}, "2 words but 1 tags"),
+    ({"tokens": ["a", "b"], "ner_tags": ["O", "PER"]}, "not IOB2"),
+    ({"tokens": ["a", "b"], "ner_tags": [0, 1]}, "not class numbers"),
+    ({"tokens": "a b", "ner_tags": ["O", "O"]}, "not a list of words"),
+    ({"words_here": ["a"], "ner_tags": ["O"]}, "no word column"),
+])
+def test_bad_token_rows_stop_with_one_line_naming_the_row(row, message):
+    with pytest.raises(EdgesmithError, match=message) as err:
+        get("token-classification").normalize([row], None, "ner_tags", "score", "data.jsonl")
+    assert "\n" not in str(err.value)
+
+
+def test_token_rows_keep_words_and_tags_unchanged():
+    rows, columns = get("token-classification").normalize([{"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]}],
+                                                         None, "label", "score", "x")
+    assert columns == ("tokens",) and rows == [{"text": ["EU rejects"], "words": ["EU", "rejects"], "label": ["B-ORG", "O"]}]
+
+
+# ---- a whole tiny run --------------------------------------------------------------------------------------------
+
+RECIPE = """
+name: tiny-ner
+task: token-classification
+teacher: {{model: {model}}}
+data: {{source: {data}, max_length: 32}}
+prune:
+  branches: [structured]
+  structured: {{keep_heads: 0.5, keep_ffn: 0.5, importance_samples: 16, ffn_multiple_of: 8}}
+distill: {{max_steps: 4, batch_size: 8, label_weight: 0.5}}
+quantize: {{calibration_samples: 8, accuracy_budget: 100}}
+bench: {{warmup: 1, iterations: 5}}
+profiles: [{ort}]
+"""
+
+
+@pytest.fixture(scope="module")
+def ner_run(tmp_path_factory, tagged_data, tiny_profiles):
+    from edgesmith.cli import main
+
+    root = tmp_path_factory.mktemp("ner")
+    model = make_model_dir(root / "bare", task="embedding")  # a bare encoder: the teacher stage fine-tunes it
+    recipe = root / "ner.yaml"
+    recipe.write_text(RECIPE.format(model=model, data=tagged_data, ort=tiny_profiles / "tiny-ort.yaml"))
+    out = root / "out"
+    assert main(["run", str(recipe), "--out", str(out)]) == 0
+    return out
+
+
+def test_a_tiny_token_classification_run_bundles_and_verifies(ner_run):
+    from edgesmith.verify import verify
+
+    teacher = json.loads((ner_run / "01-teacher" / "manifest.json").read_text())["facts"]
+    assert teacher["finetune"] and teacher["label_names"] == ["B-POS", "B-THING", "I-POS", "O"]
+    assert teacher["quality"]["metric"] == teacher["quality"]["f1"]
+    summary = json.loads((ner_run / "summary.json").read_text())
+    assert summary["metric"] == "entity F1 (seqeval, x100)"
+    bundle = next((ner_run / "08-bundle-tiny-ort").glob("edgesmith-*/"))
+    assert json.loads((bundle / "manifest.json").read_text())["task"] == "token-classification"
+    verify(bundle)
+
+
+def test_the_bundles_predict_prints_entities_with_character_spans(ner_run):
+    bundle = next((ner_run / "08-bundle-tiny-ort").glob("edgesmith-*/"))
+    text = "the good  movie was dull"
+    proc = subprocess.run([sys.executable, "predict.py", text], cwd=bundle, capture_output=True, text=True, check=True)
+    line = json.loads(proc.stdout)
+    assert line["text"] == text and isinstance(line["entities"], list)
+    for e in line["entities"]:
+        assert text[e["start"]:e["end"]] == e["text"] and e["type"] in {"POS", "THING"} and 0 < e["score"] <= 1
+    raw = subprocess.run([sys.executable, "predict.py", "--raw", text], cwd=bundle, capture_output=True, text=True, check=True)
+    assert np.asarray(json.loads(raw.stdout)["outputs"]).shape[-1] == 4  # per token, one logit per tag
+
+
+def test_augmentation_is_refused_for_token_tags_before_any_work(tmp_path, tagged_data):
+    from edgesmith.cli import main
+
+    model = make_model_dir(tmp_path / "bare", task="embedding")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"task: token-classification\nteacher: {{model: {model}}}\ndata: {{source: {tagged_data}, augment: {{copies: 1}}}}\n")
+    assert main(["run", str(recipe), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+# ---- one place per task ------------------------------------------------------------------------------------------
+
+def test_no_module_outside_tasks_compares_task_names():
+    """Task knowledge lives in edgesmith/tasks/; everywhere else asks the table (`tasks.get(name)`)."""
+    names = "|".join(re.escape(n) for n in TASKS)
+    comparison = re.compile(rf"""(==|!=|\bin)\s*[(\[{{]?\s*["']({names})["']|["']({names})["']\s*(==|!=|:)""")
+    offenders = []
+    for folder in ("pipeline", "exporters", "profiles"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if "tasks" in path.relative_to(ROOT / folder).parts:
+                continue
+            for number, text in enumerate(path.read_text().splitlines(), 1):
+                if comparison.search(text):
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {text.strip()}")
+    assert not offenders, "compare task names only inside tasks/:\n" + "\n".join(offenders)
