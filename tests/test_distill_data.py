@@ -32,8 +32,8 @@ def _data_stage(root: Path, data: DataConfig, log: list[str] | None = None) -> A
 
 
 def _ids_only_teacher(tmp: Path) -> Artifact:
-    """A teacher artifact as far as `distill_rows` reads it without augmentation: its label ids."""
-    return Artifact(tmp, "t", {"label_ids": {"0": 0, "1": 1}})
+    """A teacher artifact as far as `distill_rows` reads it without augmentation: its task and label ids."""
+    return Artifact(tmp, "t", {"label_ids": {"0": 0, "1": 1}, "task": "classification"})
 
 
 def test_unlabeled_rows_are_counted_distilled_on_and_kept_from_teacher_and_eval(tmp_path, tiny_data):
