@@ -17,10 +17,11 @@ FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "Skip
 
 
 class ForExport:
-    """Wrap a transformers model so the graph returns the task's one named output (edgesmith.tasks)."""
+    """Wrap a transformers model so that it returns the task's output (edgesmith.tasks), or with `every`, the whole
+    graph's outputs: the task's `extra_outputs`, then its own."""
 
     @staticmethod
-    def wrap(model: Any, task: str, input_names: list[str]) -> Any:
+    def wrap(model: Any, task: str, input_names: list[str], every: bool = False) -> Any:
         import torch
 
         head = get_task(task)
@@ -32,25 +33,28 @@ class ForExport:
 
             def forward(self, *args: Any) -> Any:
                 inputs = dict(zip(input_names, args))
-                return head.output(self.model(**inputs), inputs["attention_mask"])
+                out, mask = self.model(**inputs), inputs["attention_mask"]
+                return (*head.extras(out, mask), head.output(out, mask)) if every else head.output(out, mask)
 
         return Wrapped().eval()
 
 
-def output_name(task: str) -> str:
-    return get_task(task).output_name
+def output_axes(task: str) -> dict[str, dict[int, str]]:
+    """The graph's outputs in order, with their dynamic axes."""
+    head = get_task(task)
+    return head.extra_outputs | {head.output_name: head.output_axes}
 
 
 def export_onnx(model: Any, task: str, input_names: list[str], out: Path, opset: int) -> Path:
     """Export with dynamic batch and sequence axes; returns the .onnx path."""
     import torch
 
-    wrapped = ForExport.wrap(model, task, input_names)
+    wrapped = ForExport.wrap(model, task, input_names, every=True)
     dummy = tuple(torch.ones(2, 16, dtype=torch.long) for _ in input_names)
-    axes = {n: {0: "batch", 1: "sequence"} for n in input_names} | {output_name(task): get_task(task).output_axes}
+    axes = {n: {0: "batch", 1: "sequence"} for n in input_names} | output_axes(task)
     with torch.no_grad():
         torch.onnx.export(
-            wrapped, dummy, str(out), input_names=input_names, output_names=[output_name(task)],
+            wrapped, dummy, str(out), input_names=input_names, output_names=list(output_axes(task)),
             dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True,
         )
     return out

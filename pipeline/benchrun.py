@@ -43,11 +43,12 @@ def feed(names: list[str], batch: int, seq: int, vocab: int, seed: int = 0) -> d
 
 
 def measure(kind: str, path: Path, threads: int, batch: int, seq: int, vocab: int, warmup: int, iterations: int,
-            providers: tuple[str, ...], lengths: list[int] | None = None) -> dict[str, Any]:
+            providers: tuple[str, ...], lengths: list[int] | None = None, output: str | None = None) -> dict[str, Any]:
+    """`output`: the graph output each call fetches (the task's, as the bundle fetches it)."""
     _import_runtime(kind)
     before = _status_mb("VmRSS")
     start = time.perf_counter()
-    session = open_session(kind, path, threads, providers)
+    session = open_session(kind, path, threads, providers, output=output)
     load_ms = (time.perf_counter() - start) * 1000
     inputs = feed(session.input_names, batch, seq, vocab)
     for _ in range(warmup):
@@ -89,9 +90,10 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--providers", default="CPUExecutionProvider")
     p.add_argument("--lengths", type=Path, help="JSON list of token lengths: also measure batch-1 latency at these")
+    p.add_argument("--output", help="the graph output to fetch (the task's output_name); default: the graph's only one")
     a = p.parse_args()
     result = measure(a.runtime, a.model, a.threads, a.batch, a.seq, a.vocab, a.warmup, a.iterations, tuple(a.providers.split(",")),
-                     json.loads(a.lengths.read_text()) if a.lengths else None)
+                     json.loads(a.lengths.read_text()) if a.lengths else None, a.output)
     print(json.dumps(result))
 
 

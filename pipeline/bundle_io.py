@@ -56,7 +56,12 @@ def open_bundle_session(folder: Path, threads: int | None = None) -> Session:
     open_model, which the bundle carries as edgesmith_runtime.py; edgesmith calls its own copy); `threads` replaces
     only the thread count. Returns a runtimes.Session: `.run(feed) -> float32 array`, `.input_names`, `.settings`
     (the settings applied). What this machine lacks (execution providers) is dropped as predict.py drops it, with a
-    note on stderr: the outputs are then not those of the profile's hardware."""
+    note on stderr: the outputs are then not those of the profile's hardware. It returns the graph output the
+    manifest names, as predict.py's does: the task's own (an embedding graph has another, for sentence-transformers)."""
+    from .tasks import get as get_task
+
     manifest = read_manifest(folder)
-    runtime, settings = manifest["session"]["runtime"], manifest["session"]["settings"]
-    return RUNTIMES[runtime].open_bundle(folder / manifest["model_file"], settings, threads)
+    runtime, settings, output = manifest["session"]["runtime"], manifest["session"]["settings"], manifest.get("output")
+    require(output == get_task(manifest.get("task")).output_name,
+            f"{folder}: manifest.json names output {output!r}, not its task's; rebuild the bundle")
+    return RUNTIMES[runtime].open_bundle(folder / manifest["model_file"], settings, threads, output)

@@ -26,6 +26,7 @@ def fit_keep_ratio(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredCo
     from .latency import effective_threads, measure
     from .modeling import load_model, load_tokenizer, slice_model
     from .runtimes import RUNTIMES, input_names_for
+    from .tasks import get as get_task
 
     budget = profile.budgets.p90_ms
     if budget is None or profile.device != "cpu":
@@ -41,7 +42,7 @@ def fit_keep_ratio(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredCo
         export_onnx(slice_model(load_model(teacher_dir), plan), task, names, folder / "raw.onnx", opset=17)
         fp32, _ = RUNTIMES[runtime].convert(folder / "raw.onnx", folder)
         path = RUNTIMES[runtime].quantize(precision, fp32, folder, feeds)
-        lat = measure(runtime, path, profile, threads, vocab, warmup=5, iterations=40)
+        lat = measure(runtime, path, profile, threads, vocab, warmup=5, iterations=40, output=get_task(task).output_name)
         shutil.rmtree(folder)
         curve.append({"keep": ratio, "p90_ms": lat.get("p90_ms"), "p50_ms": lat.get("p50_ms")})
         if lat.get("p90_ms", float("inf")) <= budget:

@@ -13,8 +13,10 @@ from .config import Profile
 from .errors import EdgesmithError
 
 
-def measure(runtime: str, path: Path, profile: Profile, threads: int, vocab: int, warmup: int, iterations: int) -> dict[str, Any]:
-    """benchrun's figures (p50/p90/p99 ms, throughput, load ms, RSS). A failed benchmark process is an error, never
+def measure(runtime: str, path: Path, profile: Profile, threads: int, vocab: int, warmup: int, iterations: int,
+            output: str | None = None) -> dict[str, Any]:
+    """benchrun's figures (p50/p90/p99 ms, throughput, load ms, RSS), each call fetching the graph output `output`
+    (the task's output_name, as the bundle does). A failed benchmark process is an error, never
     "not measured" (that is only for hardware this machine lacks, decided before anything runs).
 
     `-P` keeps the working directory off sys.path: a user's own `edgesmith/` or `pipeline/` folder there cannot
@@ -22,7 +24,9 @@ def measure(runtime: str, path: Path, profile: Profile, threads: int, vocab: int
     cmd = [sys.executable, "-P", "-m", "edgesmith.benchrun", "--runtime", runtime, "--model", str(path), "--threads", str(threads),
            "--batch", str(profile.batch), "--seq", str(profile.seq_len), "--vocab", str(vocab), "--warmup", str(warmup),
            "--iterations", str(iterations), "--providers", ",".join(profile.execution_providers)]
+    cmd += ["--output", output] if output is not None else []
     done = subprocess.run(cmd, capture_output=True, text=True)
+    sys.stderr.write(done.stderr)  # what the runtime printed: into the stage's log (on the terminal with -v)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         last = done.stderr.strip().splitlines()[-1][:300] if done.stderr.strip() else "no output"

@@ -4,9 +4,10 @@
     python predict.py --pair "first sentence" "second sentence" [...]   (bundles for sentence pairs)
 Prints one JSON line per input: the label and class probabilities, the entities with their character spans, or the
 sentence embedding (edgesmith_task.py, generated from the task's code); with --raw, the model's float32 outputs
-exactly. The model is opened with manifest.json's "session" settings, the ones its
-benchmark was measured with; --threads changes the thread count and nothing else. edgesmith_runtime.py beside this
-file opens it: edgesmith generated it from the code its own benchmark opened the model with.
+exactly (the graph output manifest.json's "output" names). The model is opened with manifest.json's "session"
+settings, the ones its benchmark was measured with; --threads changes the thread count and nothing else.
+edgesmith_runtime.py beside this file opens it: edgesmith generated it from the code its own benchmark opened the
+model with.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class Predictor:
         self.tokenizer.enable_padding(pad_id=spec["pad_token_id"], pad_token=spec["pad_token"])
         self.names = spec["names"]
         self.handle, self.run, _, self.settings = open_model(folder / self.manifest["model_file"],
-                                                             self.manifest["session"]["settings"], threads)
+                                                             self.manifest["session"]["settings"], threads,
+                                                             self.manifest["output"])
 
     def encodings(self, texts: list[str], pairs: list[str] | None = None) -> list[Any]:
         """The tokenizer's Encoding of each text (ids, offsets into the text, special-token mask)."""

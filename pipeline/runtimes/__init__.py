@@ -49,9 +49,10 @@ def made_here(runtime: str, settings: Any) -> bool:
 
 
 def open_session(runtime: str, path: Path, threads: int = 1, providers: tuple[str, ...] = CPU_ONLY, *,
-                 settings: dict[str, Any] | None = None) -> Session:
+                 settings: dict[str, Any] | None = None, output: str | None = None) -> Session:
     """A session on the model at `path` (a model folder for "torch"), opened with `settings` when given (recorded
     by the bench stage or a bundle manifest; they must be ones edgesmith makes), else session_settings(runtime,
-    threads, providers)."""
+    threads, providers). Its run returns the output named `output`: the task's `output_name`, which a graph with
+    more than one output (an embedding's) needs."""
     engine = get(runtime)
-    return engine.open(path, engine.settings(threads, providers) if settings is None else settings)
+    return engine.open(path, engine.settings(threads, providers) if settings is None else settings, output)

@@ -58,8 +58,8 @@ class Engine(ABC):
         """Every file of the model at `path` (the file a session opens first), e.g. an IR's .xml and its .bin."""
 
     @abstractmethod
-    def _open(self, path: Path, settings: dict[str, Any]) -> Session:
-        """A session with `settings` applied as they are."""
+    def _open(self, path: Path, settings: dict[str, Any], output: str | None = None) -> Session:
+        """A session with `settings` applied as they are, returning the output named `output` (None: the only one)."""
 
     def made_here(self, settings: Any) -> bool:
         """Whether `settings` are self.settings(...) for some thread count and providers. Settings read from a
@@ -69,10 +69,11 @@ class Engine(ABC):
         except (KeyError, TypeError, AttributeError, EdgesmithError):
             return False
 
-    def open(self, path: Path, settings: dict[str, Any]) -> Session:
-        """A session on this machine with `settings`, which must be ones edgesmith makes."""
+    def open(self, path: Path, settings: dict[str, Any], output: str | None = None) -> Session:
+        """A session on this machine with `settings`, which must be ones edgesmith makes; it returns the model's
+        output named `output` (a task's `output_name`; None: the model's only output)."""
         require(self.made_here(settings), f"{self.name} session settings {settings} are not ones edgesmith makes; rebuild the bundle")
-        return self._open(path, settings)
+        return self._open(path, settings, output)
 
     def bytes(self, path: Path) -> int:
         """Bytes on disk of the model at `path`, every file of it."""
@@ -89,9 +90,11 @@ class Runtime(Engine):
 
     @staticmethod
     @abstractmethod
-    def open_model(path: Path, settings: dict[str, Any], threads: int | None = None) -> tuple[Any, Any, list[str], dict[str, Any]]:
+    def open_model(path: Path, settings: dict[str, Any], threads: int | None = None,
+                   output: str | None = None) -> tuple[Any, Any, list[str], dict[str, Any]]:
         """The bundle-side opener: (runtime handle, run(feed) -> float32 array, input names, settings applied).
-        `threads` replaces only the thread count; what this machine lacks is dropped with a note on stderr."""
+        `threads` replaces only the thread count; what this machine lacks is dropped with a note on stderr. run
+        returns the graph output named `output`; None is allowed only for a graph with one output."""
 
     @abstractmethod
     def convert(self, onnx: Path, out: Path) -> tuple[Path, dict[str, Any]]:
@@ -106,11 +109,11 @@ class Runtime(Engine):
         """Why this machine cannot measure `profile` with this runtime, or None when it can."""
         return None
 
-    def _open(self, path: Path, settings: dict[str, Any]) -> Session:
-        return Session(*self.open_model(path, settings))
+    def _open(self, path: Path, settings: dict[str, Any], output: str | None = None) -> Session:
+        return Session(*self.open_model(path, settings, None, output))
 
-    def open_bundle(self, path: Path, settings: dict[str, Any], threads: int | None = None) -> Session:
+    def open_bundle(self, path: Path, settings: dict[str, Any], threads: int | None = None, output: str | None = None) -> Session:
         """The session a bundle's predict.py opens, through the same function: what this machine lacks (an
         execution provider) is dropped with a note on stderr instead of refused."""
         require(self.made_here(settings), f"{self.name} session settings {settings} are not ones edgesmith makes; rebuild the bundle")
-        return Session(*self.open_model(path, settings, threads))
+        return Session(*self.open_model(path, settings, threads, output))

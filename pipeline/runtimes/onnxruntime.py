@@ -45,9 +45,10 @@ def usable_providers(providers: list[str]) -> list[str]:
     return usable
 
 
-def open_model(path: Path, settings: dict[str, Any], threads: int | None = None) -> tuple[Any, Callable[[dict[str, np.ndarray]], np.ndarray], list[str], dict[str, Any]]:
+def open_model(path: Path, settings: dict[str, Any], threads: int | None = None, output: str | None = None) -> tuple[Any, Callable[[dict[str, np.ndarray]], np.ndarray], list[str], dict[str, Any]]:
     """(InferenceSession, run(feed) -> float32 array, input names, settings applied). Every setting is applied as
-    recorded (the optimization level by its enum name); `threads` replaces only intra_op_num_threads."""
+    recorded (the optimization level by its enum name); `threads` replaces only intra_op_num_threads. run returns
+    the graph output named `output` (None: the graph's only output)."""
     import onnxruntime as ort
 
     settings = with_threads(settings, threads)
@@ -57,8 +58,11 @@ def open_model(path: Path, settings: dict[str, Any], threads: int | None = None)
         if key != "providers":
             setattr(opts, key, getattr(ort.GraphOptimizationLevel, value) if key == "graph_optimization_level" else value)
     sess = ort.InferenceSession(str(path), opts, providers=settings["providers"])
-    names = [i.name for i in sess.get_inputs()]
-    return sess, lambda feed: sess.run(None, {n: feed[n] for n in names})[0], names, settings
+    names, outputs = [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()]
+    fetch = outputs[:1] if output is None and len(outputs) == 1 else [output]
+    if fetch[0] not in outputs:
+        raise ValueError(f"{path} has outputs {outputs}; name the one to return, not {output!r}")
+    return sess, lambda feed: sess.run(fetch, {n: feed[n] for n in names})[0], names, settings
 
 
 BUNDLE = (with_threads, usable_providers, open_model)
@@ -83,14 +87,14 @@ class OnnxRuntime(Runtime):
     def files(self, path: Path) -> list[Path]:
         return [path]
 
-    def _open(self, path: Path, settings: dict[str, Any]) -> Session:
+    def _open(self, path: Path, settings: dict[str, Any], output: str | None = None) -> Session:
         """Refuses providers this machine lacks: a measurement must run where the profile says."""
         import onnxruntime as ort
 
         missing = [p for p in settings["providers"] if p not in ort.get_available_providers()]
         if missing:
             raise EdgesmithError(f"execution provider(s) {missing} not available; install onnxruntime-gpu or pick a CPU profile")
-        return super()._open(path, settings)
+        return super()._open(path, settings, output)
 
     def hardware_gap(self, profile: Profile) -> str | None:
         if profile.device == "cuda":

@@ -24,9 +24,9 @@ def with_threads(settings: dict[str, Any], threads: int | None) -> dict[str, Any
     return out
 
 
-def open_model(path: Path, settings: dict[str, Any], threads: int | None = None) -> tuple[Any, Callable[[dict[str, np.ndarray]], np.ndarray], list[str], dict[str, Any]]:
+def open_model(path: Path, settings: dict[str, Any], threads: int | None = None, output: str | None = None) -> tuple[Any, Callable[[dict[str, np.ndarray]], np.ndarray], list[str], dict[str, Any]]:
     """(CompiledModel, run(feed) -> float32 array, input names, settings applied); `threads` replaces only
-    INFERENCE_NUM_THREADS."""
+    INFERENCE_NUM_THREADS. run returns the graph output named `output` (None: the graph's only output)."""
     import numpy as np
     import openvino as ov
 
@@ -34,8 +34,11 @@ def open_model(path: Path, settings: dict[str, Any], threads: int | None = None)
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(path)), settings["device"], settings["config"])
     request = compiled.create_infer_request()
-    names = [i.get_any_name() for i in compiled.inputs]
-    return compiled, lambda feed: np.asarray(request.infer({n: feed[n] for n in names})[compiled.outputs[0]]), names, settings
+    names, ports = [i.get_any_name() for i in compiled.inputs], compiled.outputs
+    port = ports[0] if output is None and len(ports) == 1 else next((o for o in ports if output in o.get_names()), None)
+    if port is None:
+        raise ValueError(f"{path} has outputs {[o.get_any_name() for o in ports]}; name the one to return, not {output!r}")
+    return compiled, lambda feed: np.asarray(request.infer({n: feed[n] for n in names})[port]), names, settings
 
 
 BUNDLE = (with_threads, open_model)

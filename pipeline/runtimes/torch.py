@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import EdgesmithError
 from .base import CPU_ONLY, Engine, Session
 
 
@@ -30,17 +31,21 @@ class TorchReference(Engine):
         """The weights of a model folder."""
         return sorted(path.glob("*.safetensors"))
 
-    def _open(self, path: Path, settings: dict[str, Any]) -> Session:
+    def _open(self, path: Path, settings: dict[str, Any], output: str | None = None) -> Session:
+        """Returns the task's output (`output` may name only it: the PyTorch model has no graph of other outputs)."""
         import torch
 
         from edgesmith.exporters.onnx import ForExport
 
         from ..modeling import PLAN_FILE, load_model
+        from ..tasks import get as get_task
 
+        task = json.loads((path / PLAN_FILE).read_text())["task"]  # saved with every model edgesmith writes
+        if output not in (None, get_task(task).output_name):
+            raise EdgesmithError(f"{path}: a {task} model in PyTorch returns {get_task(task).output_name!r}, not {output!r}")
         torch.set_num_threads(settings["num_threads"])
         model = load_model(path, attn="sdpa")
         names = input_names_for(path)
-        task = json.loads((path / PLAN_FILE).read_text())["task"]  # saved with every model edgesmith writes
         module = ForExport.wrap(model, task, names)
 
         def run(feed: dict[str, np.ndarray]) -> np.ndarray:

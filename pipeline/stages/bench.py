@@ -17,6 +17,7 @@ from ..latency import effective_threads, measure
 from ..modeling import load_tokenizer
 from ..registry import stage
 from ..runtimes import REFERENCE, RUNTIMES, get, open_session, session_settings
+from ..tasks import get as get_task
 from .teacher import labelled_rows
 
 
@@ -61,7 +62,8 @@ def _fp32_quality(cfg: BenchStageConfig, runtime: str, path: Path, inputs: dict[
     tokenizer = load_tokenizer(inputs[f"shrink-{branch}"].path / "model")
     evals, reference = first_rows(labelled_rows(inputs["data"], inputs["teacher"], "eval"),
                                   np.load(inputs["teacher"].path / "eval_outputs.npy"), cfg.bench.eval_samples, cfg.task)
-    out = outputs(open_session(runtime, path, threads=2), evals, tokenizer, cfg.max_length, cfg.task)
+    session = open_session(runtime, path, threads=2, output=get_task(cfg.task).output_name)
+    out = outputs(session, evals, tokenizer, cfg.max_length, cfg.task)
     return quality(out, evals, cfg.task, reference, inputs["teacher"].facts["label_names"])
 
 
@@ -71,7 +73,8 @@ def _measure(row: dict[str, Any], cfg: BenchStageConfig, threads: int, vocab: in
     not measured, and the settings that hardware would be opened with."""
     if gap:
         return {"not_measured": gap}, session_settings(row["runtime"], threads, cfg.profile.execution_providers)
-    lat = measure(row["runtime"], Path(row["path"]), cfg.profile, threads, vocab, cfg.bench.warmup, cfg.bench.iterations)
+    lat = measure(row["runtime"], Path(row["path"]), cfg.profile, threads, vocab, cfg.bench.warmup, cfg.bench.iterations,
+                  get_task(cfg.task).output_name)
     return lat, lat.pop("session")
 
 

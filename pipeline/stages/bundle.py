@@ -96,7 +96,8 @@ def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_f
     return {
         "format": "edgesmith-bundle/1", "task": cfg.task, "runtime": row["runtime"], "model_file": model_file,
         "artifact": row["artifact"], "branch": row["branch"], "labels": labels, "session": row["session"],
-        "inputs": {"names": _input_names(row), "max_length": cfg.max_length, "dynamic_axes": ["batch", "sequence"],
+        "inputs": {"names": _input_names(row, get_task(cfg.task).output_name), "max_length": cfg.max_length,
+                   "dynamic_axes": ["batch", "sequence"],
                    "pad_token": tokenizer.pad_token, "pad_token_id": tokenizer.pad_token_id, "text_pairs": text_pairs},
         "output": get_task(cfg.task).output_name,
         "profile": cfg.profile.model_dump(mode="json"), "recipe": json.loads(cfg.recipe_json),
@@ -107,8 +108,8 @@ def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_f
     }
 
 
-def _input_names(row: dict[str, Any]) -> list[str]:
-    return runtimes.open_session(row["runtime"], Path(row["path"]), threads=1).input_names
+def _input_names(row: dict[str, Any], output: str) -> list[str]:
+    return runtimes.open_session(row["runtime"], Path(row["path"]), threads=1, output=output).input_names
 
 
 def _write_reference(folder: Path, student_dir: Path, rows: list[dict[str, Any]], cfg: BundleStageConfig, text_pairs: bool) -> None:

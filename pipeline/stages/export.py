@@ -15,6 +15,7 @@ from ..evaluate import agrees, compare, outputs
 from ..modeling import PLAN_FILE, load_model, load_tokenizer
 from ..registry import stage
 from ..runtimes import RUNTIMES, input_names_for, open_session
+from ..tasks import get as get_task
 from .common import read_rows
 from .teacher import TorchModelSession
 
@@ -28,7 +29,7 @@ class ExportStageConfig(Frozen):
     max_length: int
 
 
-@stage("export", ExportStageConfig, version=3)
+@stage("export", ExportStageConfig, version=4)  # 4: an embedding graph also outputs last_hidden_state
 def run(cfg: ExportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     from edgesmith.exporters.onnx import export_onnx
 
@@ -48,7 +49,8 @@ def run(cfg: ExportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     reference = outputs(TorchModelSession(model, cfg.task), rows, tokenizer, cfg.max_length, cfg.task)
     validation = {}
     for runtime, path in files.items():
-        got = outputs(open_session(runtime, path, threads=2), rows, tokenizer, cfg.max_length, cfg.task)
+        session = open_session(runtime, path, threads=2, output=get_task(cfg.task).output_name)
+        got = outputs(session, rows, tokenizer, cfg.max_length, cfg.task)
         validation[runtime] = check = compare(got, reference, cfg.task)
         if not agrees(check, cfg.task):
             raise EdgesmithError(f"export: {runtime} output differs from PyTorch ({check}); this is an export bug, please report it")

@@ -14,6 +14,7 @@ from ..evaluate import batches, outputs, quality
 from ..modeling import load_tokenizer
 from ..registry import stage
 from ..runtimes import RUNTIMES, open_session
+from ..tasks import get as get_task
 from .common import read_rows
 from .teacher import labelled_rows
 
@@ -56,7 +57,7 @@ def _quality(runtime: str, path: Path, rows: list[dict[str, Any]], tokenizer: An
              names: list[str]) -> dict[str, Any]:
     """Quality on this machine's CPU. FP16 graphs may use kernels the CPU provider lacks: then say so."""
     try:
-        session = open_session(runtime, path, threads=2)
+        session = open_session(runtime, path, threads=2, output=get_task(cfg.task).output_name)
         return quality(outputs(session, rows, tokenizer, cfg.max_length, cfg.task), rows, cfg.task, reference, names)
     except Exception as err:  # onnxruntime raises bare RuntimeError/Fail subclasses for missing kernels
         return {"not_measured": f"cannot run {path.name} on this machine's CPU: {str(err).splitlines()[0][:160]}"}

@@ -19,8 +19,11 @@ class Task:
     # Rows carry labels and the model has a classification head named after them (the teacher fine-tunes an
     # untrained head; label ids follow a trained head's names).
     labelled: ClassVar[bool] = False
-    output_name: ClassVar[str]  # the exported graph's one output
+    output_name: ClassVar[str]  # the graph output edgesmith reads (every session fetches it by this name)
     output_axes: ClassVar[dict[int, str]] = {0: "batch"}
+    # Outputs the exported graph carries before `output_name`, with their dynamic axes: the same measured graph, for
+    # tools that read them by name (sentence-transformers pools Optimum's `last_hidden_state`). See `extras`.
+    extra_outputs: ClassVar[dict[str, dict[int, str]]] = {}
     atol: ClassVar[float]  # export validation: max abs difference of outputs to PyTorch
     # Self-contained functions (numpy only, imports inside) written into the bundle as edgesmith_task.py, where
     # predict.py calls `postprocess(text, outputs_row, encoding, labels)`. See `bundle_source`.
@@ -52,8 +55,12 @@ class Task:
         raise NotImplementedError
 
     def output(self, out: Any, mask: Any) -> Any:
-        """The exported graph's output from the transformers model output (and the attention mask)."""
+        """The task's output (`output_name`) from the transformers model output (and the attention mask)."""
         raise NotImplementedError
+
+    def extras(self, out: Any, mask: Any) -> tuple[Any, ...]:
+        """The values of `extra_outputs`, in order, from the transformers model output."""
+        return ()
 
     # ---- training ----------------------------------------------------------------------------------------------
     def tokenize(self, rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels: bool) -> list[dict[str, Any]]:

@@ -28,6 +28,10 @@ def mean_pool(hidden: Any, mask: Any) -> Any:
 class Embedding(Task):
     name = "embedding"
     output_name = "sentence_embedding"
+    # The token states before pooling, first, under the name Optimum's feature-extraction classes read (and not
+    # `token_embeddings`: optimum-intel refuses a graph with both that and `sentence_embedding`): sentence-transformers
+    # loads the bundle through them and pools these itself, as hf_files' Pooling and Normalize modules say.
+    extra_outputs = {"last_hidden_state": {0: "batch", 1: "sequence"}}
     atol = 1e-4
     bundle_functions = (postprocess,)
 
@@ -45,6 +49,9 @@ class Embedding(Task):
 
     def output(self, out: Any, mask: Any) -> Any:
         return mean_pool(out.last_hidden_state, mask)
+
+    def extras(self, out: Any, mask: Any) -> tuple[Any, ...]:
+        return (out.last_hidden_state,)
 
     def tokenize(self, rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels: bool) -> list[dict[str, Any]]:
         return tokenize_texts(rows, tokenizer, max_length)
