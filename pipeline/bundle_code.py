@@ -5,11 +5,15 @@ edgesmith_task.py: the task's post-processing of the outputs).
 A generated module is the functions' source (inspect.getsource) under a fixed header, so the same edgesmith always
 generates the same bytes: the bundle stage writes them and `edgesmith verify` compares a bundle's files with them,
 as it compares the templates, without running either.
+
+The metadata Hugging Face tools read (config.json; sentence-transformers' modules.json and its modules' configs,
+which name the classes it imports) are generated the same way, by `hf_files`, and compared the same way.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import textwrap
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -53,6 +57,14 @@ def _task(manifest: dict[str, Any]) -> Any:
         raise EdgesmithError(f"manifest.json names task {task!r}, not one of {', '.join(TASKS)}; tampered bundle "
                              "(or another edgesmith version: rebuild it)")
     return TASKS[task]
+
+
+def hf_files(manifest: dict[str, Any], config: dict[str, Any]) -> dict[str, bytes]:
+    """{path in the bundle: exact bytes} of the metadata files a bundle with this manifest carries for Hugging Face
+    tools (the task's `hf_files`), from `config`, the student's config.json (or the bundle's own, when verify checks
+    it: its labels must then be the manifest's)."""
+    files = _task(manifest).hf_files(config, manifest["labels"], manifest["inputs"]["max_length"])
+    return {name: (json.dumps(data, indent=2, sort_keys=True) + "\n").encode() for name, data in files.items()}
 
 
 def bundle_code(manifest: dict[str, Any]) -> dict[str, bytes]:

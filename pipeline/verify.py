@@ -6,7 +6,9 @@ A bundle from elsewhere is untrusted data: verify never imports or runs a file o
 2. with --key, the ed25519 signature over manifest.json (which lists the sha256 of every other file);
 3. the folder holds exactly the listed files, each with its recorded sha256;
 4. the only code in it, predict.py and bench.py, is byte-identical to this edgesmith's templates, and
-   edgesmith_runtime.py to what this edgesmith generates for the manifest's runtime (bundle_code);
+   edgesmith_runtime.py to what this edgesmith generates for the manifest's runtime (bundle_code); the metadata
+   Hugging Face tools read (config.json, sentence-transformers' modules.json, whose classes it imports, and its
+   modules' configs) is what edgesmith writes for the manifest's task, labels and max length (bundle_code.hf_files);
 5. the session settings in the manifest are ones edgesmith makes (they are applied to the runtime);
 6. the tokenizer loads (tokenizers; AutoTokenizer too when transformers is installed);
 7. edgesmith's own runtime, on the bundle's model file, reproduces the outputs recorded at build time;
@@ -27,7 +29,7 @@ import numpy as np
 
 from . import signing
 from .artifacts import sha256_file
-from .bundle_code import TEMPLATE_FILES, bundle_code
+from .bundle_code import TEMPLATE_FILES, bundle_code, hf_files
 from .errors import EdgesmithError, require
 from .tasks import get as get_task
 
@@ -57,6 +59,7 @@ def _verify_folder(folder: Path, key: Path | None) -> list[str]:
     passed = [signing.check(folder, key)]
     passed += _hashes(folder, manifest["files"], present)
     passed.append(_code(folder, manifest))
+    passed.append(_hf_files(folder, manifest))
     passed.append(_session(manifest))
     passed.append(_tokenizer(folder))
     passed += _outputs(folder, manifest["task"])
@@ -155,6 +158,27 @@ def _code(folder: Path, manifest: dict[str, Any]) -> str:
         require((folder / name).read_bytes() == data,
                 f"{name} differs from edgesmith {version('edgesmith')}'s {what}; tampered bundle (or another edgesmith version: rebuild it)")
     return f"{', '.join(expected)} byte-identical to what edgesmith {version('edgesmith')} ships for this bundle (not run)"
+
+
+def _hf_files(folder: Path, manifest: dict[str, Any]) -> str:
+    """Refuses Hugging Face metadata that edgesmith would not write for this manifest: sentence-transformers imports
+    the classes modules.json names, and transformers pipelines print config.json's label names."""
+    require("config.json" in manifest["files"],
+            "manifest.json does not list config.json, which every edgesmith bundle has; tampered bundle, rebuild it")
+    try:
+        config = json.loads((folder / "config.json").read_bytes())
+        require(isinstance(config, dict) and "auto_map" not in config, "config.json is not a plain transformers config "
+                "(remote code, auto_map, is never in one edgesmith writes); tampered bundle, rebuild it")
+        expected = hf_files(manifest, config)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise EdgesmithError("config.json or the manifest's labels and inputs are not what edgesmith writes; "
+                             "tampered bundle, rebuild it") from None
+    for name, data in expected.items():
+        require(name in manifest["files"],
+                f"manifest.json does not list {name}, which every edgesmith {manifest['task']} bundle has; tampered bundle, rebuild it")
+        require((folder / name).read_bytes() == data, f"{name} differs from what edgesmith writes for this bundle's task, "
+                "labels and max length; tampered bundle (or another edgesmith version: rebuild it)")
+    return f"{', '.join(expected)}: what edgesmith writes for this bundle (Hugging Face tools read them; not run)"
 
 
 def _session(manifest: dict[str, Any]) -> str:

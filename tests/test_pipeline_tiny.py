@@ -135,7 +135,7 @@ def test_gpu_profile_gets_an_fp16_candidate_without_invented_latency(tiny_run):
 
 def test_bundles_verify_and_run_standalone(tiny_run):
     _, out = tiny_run
-    for profile, model_file in (("tiny-ort", "model.onnx"), ("tiny-ov", "model.xml")):
+    for profile, model_file in (("tiny-ort", "model.onnx"), ("tiny-ov", "openvino_model.xml")):
         folder = out / f"08-bundle-{profile}" / f"edgesmith-{profile}"
         manifest = json.loads((folder / "manifest.json").read_text())
         assert manifest["model_file"] == model_file and manifest["inputs"]["max_length"] == 32

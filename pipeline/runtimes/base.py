@@ -86,6 +86,9 @@ class Runtime(Engine):
     precisions: tuple[str, ...]  # what quantize() builds: the only precisions a profile may ask this runtime for
     devices: tuple[str, ...] = ("cpu",)  # the profile devices it runs on
     export_format: str  # the recipe's export.formats entry that makes convert() run
+    # The model's name in a bundle, its other files (an IR's .bin) named after it: the name Optimum's ORTModel*/OVModel*
+    # classes and sentence-transformers' onnx/openvino backends look for, so they load the measured model as it is.
+    bundle_file: str
     bundle_functions: tuple[Callable[..., Any], ...]  # written into bundles as edgesmith_runtime.py; open_model among them
 
     @staticmethod

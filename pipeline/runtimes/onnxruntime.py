@@ -74,6 +74,7 @@ class OnnxRuntime(Runtime):
     precisions = ("fp32", "fp16", "int8-dynamic", "int8-static")
     devices = ("cpu", "cuda")
     export_format = "onnx"
+    bundle_file = "model.onnx"  # optimum.onnxruntime.ONNX_WEIGHTS_NAME
     bundle_functions = BUNDLE
     open_model = staticmethod(open_model)
 

@@ -49,6 +49,7 @@ class OpenVino(Runtime):
     modules = ("openvino",)
     precisions = ("fp32", "fp16", "int8-static")  # NNCF quantizes statically: no int8-dynamic
     export_format = "openvino"
+    bundle_file = "openvino_model.xml"  # optimum.intel.openvino.OV_XML_FILE_NAME; the weights: openvino_model.bin
     bundle_functions = BUNDLE
     open_model = staticmethod(open_model)
 

@@ -1,7 +1,9 @@
 """Stage `bundle` (per profile): the fastest measured artifact within the accuracy budget, packed with its
 tokenizer, labels, manifest (sha256 of every file, versions, profile, recipe, inputs, metrics, and the session
 settings the artifact was benchmarked with, which predict.py / bench.py apply as they are) and standalone
-predict.py / bench.py with the runtime's opener generated beside them (bundle_code), as a folder and a .tar.gz."""
+predict.py / bench.py with the runtime's opener generated beside them (bundle_code), as a folder and a .tar.gz.
+The model file keeps the name Optimum and sentence-transformers look for, beside config.json and the task's other
+metadata for them (bundle_code.hf_files), so those tools load the measured model itself: no second graph."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from .. import runtimes
 from ..artifacts import file_hashes, library_versions
-from ..bundle_code import write_code
+from ..bundle_code import hf_files, write_code
 from ..bundle_io import encode, open_bundle_session
 from ..config import Frozen, Profile, Task
 from ..errors import EdgesmithError
@@ -56,21 +58,24 @@ def choose(rows: list[dict[str, Any]], teacher_metric: float, budget: float) -> 
     return min(ok, key=lambda r: r["bytes"]), within  # profile hardware absent: the smallest
 
 
-@stage("bundle", BundleStageConfig, version=6)
+@stage("bundle", BundleStageConfig, version=7)  # 7: files named for Hugging Face tools, config.json, ST metadata
 def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     bench, teacher = inputs["bench"], inputs["teacher"]
     row, within = choose(bench.facts["rows"], teacher.facts["quality"]["metric"], cfg.budget)
     folder = out / f"edgesmith-{cfg.profile.name}"
     folder.mkdir()
-    model_file = _copy_model(runtimes.get(row["runtime"]).files(Path(row["path"])), folder)
+    runtime = runtimes.RUNTIMES[row["runtime"]]
+    model_file = _copy_model(runtime.files(Path(row["path"])), folder, runtime.bundle_file)
     student_dir = inputs[f"shrink-{row['branch']}"].path / "model"
     tokenizer = load_tokenizer(student_dir)
+    tokenizer.model_max_length = cfg.max_length  # transformers pipelines' truncation=True then cuts where predict.py does
     tokenizer.save_pretrained(folder)
     labels = teacher.facts["label_names"]
     (folder / "labels.json").write_text(json.dumps(labels))
     text_pairs = len(inputs["data"].facts["text_columns"]) == 2
     manifest = _manifest(cfg, row, within, model_file, tokenizer, labels, bench.facts, teacher.facts, text_pairs)
     write_code(folder, manifest)
+    _write_hf_files(folder, manifest, student_dir)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
     _write_reference(folder, student_dir, read_rows(inputs["data"].path / "eval.jsonl")[:REFERENCE_ROWS], cfg, text_pairs)
     manifest["files"] = file_hashes(folder)
@@ -83,18 +88,26 @@ def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
             "within_budget": within, "tar_bytes": (out / f"{folder.name}.tar.gz").stat().st_size}
 
 
-def _copy_model(files: list[Path], folder: Path) -> str:
-    """Copies a model's files (runtimes: the opened one first) as model.SUFFIX each; returns the opened one's name."""
+def _copy_model(files: list[Path], folder: Path, name: str) -> str:
+    """Copies a model's files (runtimes: the opened one first) as `name`, the others under its stem with their own
+    suffixes (openvino_model.xml, openvino_model.bin); returns `name`."""
     for f in files:
-        shutil.copy2(f, folder / f"model{f.suffix}")
-    return f"model{files[0].suffix}"
+        shutil.copy2(f, folder / Path(name).with_suffix(f.suffix))
+    return name
+
+
+def _write_hf_files(folder: Path, manifest: dict[str, Any], student_dir: Path) -> None:
+    """config.json (the student's, with the bundle's labels) and the task's other files for Hugging Face tools."""
+    for name, data in hf_files(manifest, json.loads((student_dir / "config.json").read_text())).items():
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(data)
 
 
 def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_file: str, tokenizer: Any, labels: list[str], bench: dict[str, Any], teacher: dict[str, Any],
               text_pairs: bool) -> dict[str, Any]:
     teacher_row = next(r for r in bench["rows"] if r["branch"] == "teacher")
     return {
-        "format": "edgesmith-bundle/1", "task": cfg.task, "runtime": row["runtime"], "model_file": model_file,
+        "format": "edgesmith-bundle/2", "task": cfg.task, "runtime": row["runtime"], "model_file": model_file,
         "artifact": row["artifact"], "branch": row["branch"], "labels": labels, "session": row["session"],
         "inputs": {"names": _input_names(row, get_task(cfg.task).output_name), "max_length": cfg.max_length,
                    "dynamic_axes": ["batch", "sequence"],

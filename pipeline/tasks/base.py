@@ -62,6 +62,16 @@ class Task:
         """The values of `extra_outputs`, in order, from the transformers model output."""
         return ()
 
+    def hf_files(self, config: dict[str, Any], labels: list[str], max_length: int) -> dict[str, Any]:
+        """{path in the bundle: JSON object}: what Hugging Face tools read to load the bundle's model as it is
+        (Optimum's ORTModel*/OVModel* classes, transformers pipelines, sentence-transformers). `config` is the
+        student's config.json, with the bundle's labels for a labelled task. These tools read it for metadata only
+        (model type, label names): AutoConfig.from_pretrained loads it, but it cannot say a pruned model's per-layer
+        head counts and FFN widths, which the graph holds (the shape plan is edgesmith's own record of them)."""
+        if self.labelled:
+            config = config | {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+        return {"config.json": config}
+
     # ---- training ----------------------------------------------------------------------------------------------
     def tokenize(self, rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels: bool) -> list[dict[str, Any]]:
         raise NotImplementedError

@@ -53,6 +53,23 @@ class Embedding(Task):
     def extras(self, out: Any, mask: Any) -> tuple[Any, ...]:
         return (out.last_hidden_state,)
 
+    def hf_files(self, config: dict[str, Any], labels: list[str], max_length: int) -> dict[str, Any]:
+        """config.json and a sentence-transformers model description (the layout its own models on the Hub use, which
+        sentence-transformers 2 to 5 all read): the bundle's model as the Transformer module, then mean pooling under
+        the attention mask and L2 normalisation (`mean_pool`), truncated at the bundle's max length."""
+        from ..arch import ARCHITECTURES
+
+        hidden = config[ARCHITECTURES[config["model_type"]].cfg_hidden]
+        modules = [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")]
+        return super().hf_files(config, labels, max_length) | {
+            "modules.json": [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+                             for i, (path, kind) in enumerate(modules)],
+            "sentence_bert_config.json": {"max_seq_length": max_length, "do_lower_case": False},
+            "1_Pooling/config.json": {"word_embedding_dimension": hidden, "pooling_mode_cls_token": False,
+                                      "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+                                      "pooling_mode_mean_sqrt_len_tokens": False},
+        }
+
     def tokenize(self, rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels: bool) -> list[dict[str, Any]]:
         return tokenize_texts(rows, tokenizer, max_length)
 
