@@ -18,6 +18,7 @@ from typing import Any
 from .config import Frozen
 from .registry import STAGES
 from .runfolder import replace_folder, temp_for
+from .terminal import STAGE_LOG, Lines
 
 MANIFEST = "manifest.json"
 
@@ -43,8 +44,9 @@ def sha256_file(path: Path) -> str:
 
 
 def stage_files(folder: Path) -> list[Path]:
-    """Every file of a stage folder but its own top-level manifest (a bundle's manifest.json inside is data)."""
-    return [p for p in sorted(folder.rglob("*")) if p.is_file() and p != folder / MANIFEST]
+    """Every file of a stage folder but its own top-level manifest (a bundle's manifest.json inside is data) and the
+    log of what the libraries printed (timings differ from run to run: hashing it would rerun every dependent)."""
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and p not in (folder / MANIFEST, folder / STAGE_LOG)]
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
@@ -135,19 +137,24 @@ def reusable(out: Path, key: str, stage_name: str, cfg: Frozen, inputs: dict[str
 
 
 def run_stage(stage_name: str, cfg: Frozen, inputs: dict[str, Artifact], out: Path, force: bool, log: Any) -> Artifact:
-    """Run (or skip, on proof) one stage; returns its artifact."""
+    """Run (or skip, on proof) one stage; returns its artifact. `log` is a terminal view (terminal.Lines and its
+    kinds: the default ones send library output to the stage's log file) or a plain callable that takes lines."""
+    view = log if isinstance(log, Lines) else Lines(log)
     key = cache_key(stage_name, cfg, inputs)
     old, why = reusable(out, key, stage_name, cfg, inputs)
-    if old is not None and not force:
-        log(f"[{out.name}] skipped: config, inputs, stage version and files unchanged")
+    skip, why = old is not None and not force, "forced" if old is not None else why
+    if view.dry:  # --dry-run (dryrun.Planner): the decision is reported, nothing runs
+        return view.planned(stage_name, cfg, inputs, out, old if skip else None, why)
+    if skip:
+        view.skipped(out.name)
         return Artifact(out, old["digest"], old["facts"])
     tmp = temp_for(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    log(f"[{out.name}] running ({'forced' if old is not None else why})")
     start = time.perf_counter()
     try:
-        facts = STAGES[stage_name].fn(cfg, inputs, tmp)
+        with view.running(out, why, tmp):
+            facts = STAGES[stage_name].fn(cfg, inputs, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -162,5 +169,5 @@ def run_stage(stage_name: str, cfg: Frozen, inputs: dict[str, Artifact], out: Pa
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
     replace_folder(tmp, out)
-    log(f"[{out.name}] done in {manifest['seconds']} s")
+    view.done(out.name, manifest["seconds"])
     return Artifact(out, digest, facts)

@@ -113,7 +113,7 @@ def finetune(model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path, 
 
     from .modeling import param_count
     from .tasks import get
-    from .training import training_args
+    from .training import progress_callback, training_args
 
     train_rows, val_rows = hold_out(rows, train.seed)
     plan = schedule(len(train_rows), train.batch_size, param_count(model), epochs=epochs, lr=lr)
@@ -126,7 +126,7 @@ def finetune(model: Any, tokenizer: Any, rows: list[dict[str, Any]], out: Path, 
                       train_dataset=kind.tokenize(train_rows, tokenizer, max_length, labels=True),
                       eval_dataset=kind.tokenize(val_rows, tokenizer, max_length, labels=True),
                       compute_metrics=lambda prediction: {"accuracy": kind.train_metric(*_logits_and_labels(prediction))},
-                      callbacks=[best])
+                      callbacks=[best, progress_callback()])
     try:
         result = trainer.train()
     finally:

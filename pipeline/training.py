@@ -14,6 +14,7 @@ from .attention_kd import Capture, LayerMap, attention_loss
 from .config import DistillConfig
 from .errors import require
 from .tasks import get as get_task
+from .terminal import progress, watching
 
 
 def tokenize(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, labels: bool, task: str) -> list[dict[str, Any]]:
@@ -39,15 +40,28 @@ def training_args(out: Path, cfg: DistillConfig, epochs: float, lr: float) -> An
         max_steps=cfg.max_steps or -1, learning_rate=lr, weight_decay=0.01,
         lr_scheduler_type="linear", logging_steps=50, save_strategy="no", report_to=[], seed=cfg.seed,
         dataloader_num_workers=0, remove_unused_columns=False,
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=False, **version_specific,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=watching(), **version_specific,  # the run's own bar shows progress
     )
+
+
+def progress_callback() -> Any:
+    """A TrainerCallback that reports optimizer steps to the run's terminal view (a bar with an ETA)."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.is_world_process_zero:
+                progress(state.global_step, state.max_steps)
+
+    return Progress()
 
 
 def finetune(model: Any, tokenizer: Any, items: list[dict[str, Any]], args: Any, task: str) -> dict[str, float]:
     """Plain supervised fine-tuning (for a teacher whose classification head is untrained)."""
     from transformers import Trainer
 
-    trainer = Trainer(model=model.train(), args=args, train_dataset=items, data_collator=get_task(task).collator(tokenizer))
+    trainer = Trainer(model=model.train(), args=args, train_dataset=items, data_collator=get_task(task).collator(tokenizer),
+                      callbacks=[progress_callback()])
     result = trainer.train()
     shutil.rmtree(args.output_dir, ignore_errors=True)
     model.eval()
@@ -60,6 +74,7 @@ def distill(student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, An
     layer j against teacher layer lmap.layers[j] (the same layer when None: width pruning or sparse)."""
     trainer = _distill_trainer_class()(
         model=student.train(), args=args, train_dataset=items, data_collator=get_task(task).collator(tokenizer),
+        callbacks=[progress_callback()],
     )
     trainer.setup_kd(teacher.eval(), task, cfg, lmap or LayerMap.identity(teacher.config))
     try:

@@ -18,6 +18,7 @@ from ..modeling import load_tokenizer
 from ..registry import stage
 from ..runtimes import REFERENCE, RUNTIMES, get, open_session, session_settings
 from ..tasks import get as get_task
+from ..terminal import progress
 from .teacher import labelled_rows
 
 
@@ -47,7 +48,8 @@ def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, A
             rows.append(_row(b, f"{runtime}-fp32", runtime, fp32, _fp32_quality(cfg, runtime, fp32, inputs, b), export.facts))
         for c in quant.facts["candidates"]:
             rows.append(_row(b, f"{c['runtime']}-{c['precision']}", c["runtime"], quant.path / c["file"], c["quality"], c))
-    for r in rows:
+    for i, r in enumerate(rows):
+        progress(i, len(rows))  # one benchmark process per row: the terminal's bar and ETA
         r["latency"], settings = _measure(r, cfg, threads, vocab, gap)
         r["session"] = {"runtime": r["runtime"], "settings": settings}
     (out / "results.json").write_text(json.dumps(rows, indent=1))
