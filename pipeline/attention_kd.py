@@ -55,15 +55,15 @@ class Capture:
         self.seen.clear()
 
 
-def attention_loss(student: Capture, teacher: Capture, lmap: LayerMap, mask: Any, head_size: int) -> Any:
+def attention_loss(student: Capture, teacher: Capture, lmap: LayerMap, mask: Any, head_size: int, tokens: Any = None) -> Any:
     """Mean KL(teacher || student) of attention distributions (Q K^T) and value relations (V V^T), over the kept
-    heads of every student layer and the non-padding query tokens."""
+    heads of every student layer and the non-padding query tokens (`tokens` of them: see training.kd_loss)."""
     terms = []
     for j, (layer, heads) in enumerate(zip(lmap.layers, lmap.heads)):
         for x, y in (("query", "key"), ("value", "value")):
             s = _log_relation(student.seen[(j, x)], student.seen[(j, y)], mask, head_size, None)
             t = _log_relation(teacher.seen[(layer, x)], teacher.seen[(layer, y)], mask, head_size, heads)
-            terms.append(_kl(t, s, mask))
+            terms.append(_kl(t, s, mask, tokens))
     return sum(terms) / len(terms)
 
 
@@ -81,8 +81,8 @@ def _log_relation(x: Any, y: Any, mask: Any, head_size: int, heads: tuple[int, .
     return scores.log_softmax(-1)
 
 
-def _kl(t: Any, s: Any, mask: Any) -> Any:
+def _kl(t: Any, s: Any, mask: Any, tokens: Any = None) -> Any:
     """sum_k p_t (log p_t - log p_s), averaged over heads and real query tokens."""
     per_query = (t.exp() * (t - s)).sum(-1)
     q = mask[:, None, :].to(per_query.dtype)
-    return (per_query * q).sum() / (q.sum() * per_query.shape[1])
+    return (per_query * q).sum() / ((q.sum() if tokens is None else tokens) * per_query.shape[1])

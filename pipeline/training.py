@@ -41,6 +41,9 @@ def training_args(out: Path, cfg: DistillConfig, epochs: float, lr: float) -> An
         lr_scheduler_type="linear", logging_steps=50, save_strategy="no", report_to=[], seed=cfg.seed,
         dataloader_num_workers=0, remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=watching(), **version_specific,  # the run's own bar shows progress
+        # Under torchrun/accelerate each batch of batch_size is cut into per-process shares (batch_size / N each):
+        # the global batch, the sampler's order and the step count stay those of one process (edgesmith.distributed).
+        accelerator_config={"split_batches": True},
     )
 
 
@@ -109,17 +112,29 @@ def distill_gradual(student: Any, teacher: Any, tokenizer: Any, items: list[dict
     return {"train_loss": losses[-1], "steps": total, "step_losses": losses}
 
 
-def kd_loss(s: Any, t: Any, mask: Any, task: str, cfg: DistillConfig, labels: Any = None, layers: tuple[int, ...] | None = None) -> Any:
+def kd_loss(s: Any, t: Any, mask: Any, task: str, cfg: DistillConfig, labels: Any = None, layers: tuple[int, ...] | None = None,
+            tokens: Any = None) -> Any:
     """The task's loss on the head's output (logit KD at a temperature with optional cross-entropy on gold labels,
     or the cosine of pooled embeddings), plus hidden-state MSE.
 
-    Student layer j's output is matched to teacher layer layers[j]'s (to layer j when None)."""
+    Student layer j's output is matched to teacher layer layers[j]'s (to layer j when None). `tokens`: the real-token
+    count the hidden-state MSE averages over (default: this batch's; several processes pass `tokens_per_process`)."""
     main = get_task(task).kd_loss(s, t, mask, labels, cfg.temperature, cfg.label_weight)
     layers = layers if layers is not None else tuple(range(len(s.hidden_states) - 1))
     m = mask.unsqueeze(-1).to(s.hidden_states[0].dtype)
+    tokens = m.sum() if tokens is None else tokens
     pairs = [(s.hidden_states[j + 1], t.hidden_states[i + 1]) for j, i in enumerate(layers)]
-    hidden = sum(((hs - ht) ** 2 * m).sum() / (m.sum() * hs.shape[-1]) for hs, ht in pairs)
+    hidden = sum(((hs - ht) ** 2 * m).sum() / (tokens * hs.shape[-1]) for hs, ht in pairs)
     return main + cfg.hidden_weight * hidden / len(pairs)
+
+
+def tokens_per_process(mask: Any, accelerator: Any) -> Any:
+    """The real tokens of the whole batch divided by the number of processes (this batch's count in one process).
+
+    DDP averages the processes' gradients. Each process dividing its per-token sums by this mean count, rather than
+    by its own share's, makes that average the gradient of the whole batch's per-token mean: N processes then
+    train the student one process trains (tests/test_distributed.py)."""
+    return accelerator.reduce(mask.sum().float(), reduction="mean")
 
 
 def _distill_trainer_class() -> Any:
@@ -144,10 +159,11 @@ def _distill_trainer_class() -> Any:
                 t = teacher(**inputs, output_hidden_states=True)
             s = model(**inputs, output_hidden_states=True)
             mask = inputs["attention_mask"]
-            loss = kd_loss(s, t, mask, task, cfg, labels, lmap.layers)
+            tokens = tokens_per_process(mask, self.accelerator)
+            loss = kd_loss(s, t, mask, task, cfg, labels, lmap.layers, tokens)
             if self.captures:
                 s_cap, t_cap = self.captures
-                loss = loss + cfg.attention_weight * attention_loss(s_cap, t_cap, lmap, mask, dims(teacher.config)["head_size"])
+                loss = loss + cfg.attention_weight * attention_loss(s_cap, t_cap, lmap, mask, dims(teacher.config)["head_size"], tokens)
             return (loss, s) if return_outputs else loss
 
     return DistillTrainer
