@@ -28,7 +28,7 @@ class DistillStageConfig(Frozen):
     augment: AugmentConfig | None = None  # data.augment: this stage makes the copies, so it is in this key, not the data's
 
 
-@stage("distill", DistillStageConfig, version=2)
+@stage("distill", DistillStageConfig, version=2, distributed=True)
 def run(cfg: DistillStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     import torch
 

@@ -86,8 +86,11 @@ def _with_ids(rows: list[dict[str, Any]], ids: dict[str, int], task: str) -> lis
     return [dict(r, label=encode(r["label"], ids)) for r in rows]
 
 
-@stage("teacher", TeacherStageConfig, version=5)
+@stage("teacher", TeacherStageConfig, version=5, distributed=True)  # trains when the head is untrained
 def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
+    import torch
+
+    torch.manual_seed(cfg.train.seed)  # a new head's initial weights: the same in a rerun and in one or N processes
     src = resolve_model_dir(cfg.teacher.model)
     kind = check_model_dir(src, cfg.teacher.allow_pickle)
     tokenizer = load_tokenizer(src)
