@@ -1,19 +1,20 @@
-"""edgesmith's command line: `run`, `profiles`, `verify`, `keygen`. Bad input: one line on stderr, exit status 2."""
+"""edgesmith's command line: `run`, `profiles`, `verify`, `keygen` (the same verbs from Python: api.py). Bad input: one
+line on stderr, exit status 2; a stage that crashed: one line naming its log file, exit status 1."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from .errors import EdgesmithError
+from .api import QUICKSTART
+from .distributed import is_main
+from .errors import EdgesmithError, StageFailed
 from .tasks import TASKS
 
-QUICKSTART = Path(__file__).with_name("quickstart.yaml")
+__all__ = ["QUICKSTART", "main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=float, help="distillation epochs")
     r.add_argument("--max-steps", type=int, help="distillation steps (overrides epochs)")
     r.add_argument("--sign", type=Path, metavar="KEY", help="sign each bundle with this ed25519 private key (from `edgesmith keygen`)")
+    r.add_argument("--dry-run", action="store_true", help="print the stage graph: which stages would be skipped (unchanged) "
+                   "or run and why, with estimated times; runs and writes nothing")
+    r.add_argument("-v", "--verbose", action="store_true", help="stream what the libraries print to the terminal "
+                   "(default: one line per stage, library output in each stage's stage.log)")
     sub.add_parser("profiles", help="list the hardware profiles")
     v = sub.add_parser("verify", help="re-check bundles (folders or .tar.gz) without running their code")
     v.add_argument("bundles", nargs="+", type=Path)
@@ -49,52 +54,15 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in pairs.items() if v is not None}
 
 
-def _preflight(recipe: Any, profiles: list[Any]) -> None:
-    """Refuse bad inputs (model, checkpoint, data, labels, keep ratios) and budgets no compression in this pipeline
-    can meet, before any work is done: a refusal leaves no run folder and no log."""
-    from .arch import dims
-    from .runtimes import RUNTIMES
-    from .stages.teacher import check_inputs
-
-    config = check_inputs(recipe)
-    d = dims(config)
-    structured = recipe.prune.structured
-    if "structured" in recipe.prune.branches and structured.fit_profile is None:  # a fit profile picks the ratio itself
-        structured.check_keep(d["layers"], d["heads"], d["ffn"])
-    embed_mb = config.vocab_size * d["hidden"] / 2**20  # INT8 word embedding: a floor on file size
-    for p in profiles:
-        size = p.budgets.size_mb
-        if size is not None and size < embed_mb:
-            raise EdgesmithError(f"profile {p.name}: budgets.size_mb={size} is impossible: the word embedding alone is "
-                                 f"{embed_mb:.1f} MB at INT8; raise the budget or pick a smaller-vocabulary model")
-        lacking = [r for r in p.runtimes if RUNTIMES[r].export_format not in recipe.export.formats]  # what it is built from
-        if lacking:
-            raise EdgesmithError(f"profile {p.name} runs {lacking} but the recipe's export.formats is {list(recipe.export.formats)}; "
-                                 f"add {[RUNTIMES[r].export_format for r in lacking]} to export.formats or drop the runtime from the profile")
-        if p.seq_len > config.max_position_embeddings:
-            raise EdgesmithError(f"profile {p.name}: seq_len {p.seq_len} exceeds the model's {config.max_position_embeddings} positions; lower seq_len")
-
-
 def cmd_run(a: argparse.Namespace) -> int:
-    from edgesmith import profiles as profile_store
+    from . import api
 
-    from .config import load_recipe
-    from .registry import STAGES
-    from . import runner, stages  # noqa: F401
-
-    recipe = load_recipe(a.recipe or QUICKSTART, _overrides(a))
-    unknown = set(a.force) - set(STAGES)
-    if unknown:
-        raise EdgesmithError(f"--force {sorted(unknown)}: unknown stage; use one of {sorted(STAGES)}")
-    chosen = [profile_store.load(n) for n in recipe.profiles]
-    _preflight(recipe, chosen)
-    out = a.out or Path("runs") / recipe.name
-    start = time.time()
-    log = lambda msg: print(f"[{time.time() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    runner.run(recipe, chosen, out, set(a.force), log, sign_key=a.sign)  # an error keeps every finished stage (runner.run)
-    summary = json.loads((out / "summary.json").read_text())
-    print(json.dumps(summary["profiles"], indent=1))
-    print(f"report: {out / 'report.html'}  summary: {out / 'summary.json'}")
+    if a.dry_run:
+        print(api.plan(a.recipe, out=a.out, overrides=_overrides(a), force=a.force, sign_key=a.sign).table())
+        return 0
+    summary = api.run(a.recipe, out=a.out, overrides=_overrides(a), force=a.force, sign_key=a.sign, verbose=a.verbose)
+    if is_main():  # under torchrun or accelerate launch every process gets here; rank 0 prints the one table
+        print(summary.table())  # an error keeps every finished stage (runner.run)
     return 0
 
 
@@ -135,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     except EdgesmithError as err:
         print(f"edgesmith: error: {err}", file=sys.stderr)
         return 2
+    except StageFailed as err:
+        print(f"edgesmith: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("edgesmith: interrupted; finished stages are kept, the same command continues the run", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

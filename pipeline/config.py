@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -294,9 +295,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_recipe(path: Path | None, overrides: dict[str, Any]) -> Recipe:
-    """A recipe from YAML (or the quickstart defaults) with CLI overrides merged in, then validated."""
-    data = read_yaml(path) if path else {}
+def load_recipe(path: Path | dict[str, Any] | None, overrides: dict[str, Any]) -> Recipe:
+    """A recipe from YAML (or a dict of the same fields, from the Python API; or the defaults) with CLI overrides
+    merged in, then validated."""
+    if isinstance(path, dict):
+        data, path = copy.deepcopy(path), None  # the overrides never edit the caller's dict
+    else:
+        data = read_yaml(path) if path else {}
     for dotted, value in overrides.items():
         node = data
         *parents, leaf = dotted.split(".")

@@ -61,8 +61,21 @@ def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log
                 (out / LOCK_FILE).unlink()
                 out.rmdir()
             raise
-        (out / "recipe.json").write_text(json.dumps(recipe.model_dump(mode="json"), indent=1))
+        _publish(recipe, arts["09-report"], out)
     return arts
+
+
+def plan(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], planner: Any, sign_key: Path | None = None) -> None:
+    """Walk the graph without running or writing anything (`run --dry-run`, dryrun.py): `planner` is the view each
+    run_stage call hands its skip-or-run decision to."""
+    _graph(recipe, profiles, out, force, planner, SigningKey.of(sign_key))
+
+
+def _publish(recipe: Recipe, report: Artifact, out: Path) -> None:
+    """After the last stage: the reports at the top of the run folder, and the recipe that made them."""
+    for name in ("report.md", "report.html", "summary.json"):
+        shutil.copy2(report.path / name, out / name)
+    (out / "recipe.json").write_text(json.dumps(recipe.model_dump(mode="json"), indent=1))
 
 
 def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log: Callable[[str], None],
@@ -125,9 +138,7 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
             profile=p, task=task, max_length=max_len, budget=recipe.quantize.accuracy_budget, recipe_json=recipe.canonical_json(),
             signing=signing), base | branch_arts | {"bench": bench})
         per_profile |= {f"bench-{p.name}": bench, f"bundle-{p.name}": bundle}
-    report = node("report", "09-report", ReportStageConfig(
+    node("report", "09-report", ReportStageConfig(
         name=recipe.name, task=task, accuracy_budget=recipe.quantize.accuracy_budget, branches=recipe.prune.branches,
         profiles=tuple(p.name for p in profiles)), base | branch_arts | per_profile)
-    for name in ("report.md", "report.html", "summary.json"):
-        shutil.copy2(report.path / name, out / name)
     return arts

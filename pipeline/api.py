@@ -1,0 +1,113 @@
+"""edgesmith from Python (a notebook, a script): the CLI's verbs as functions, with the same checks and output.
+
+    import edgesmith
+
+    summary = edgesmith.run("recipes/sst2.yaml", out="runs/sst2")  # a path, a dict of recipe fields, or None: the quickstart
+    summary.profiles["mobile-cpu"].bundle                          # RUN/08-bundle-mobile-cpu/edgesmith-mobile-cpu
+    edgesmith.plan("recipes/sst2.yaml", out="runs/sst2")           # `run --dry-run`: what would run, and why
+    edgesmith.verify_bundle(summary.profiles["mobile-cpu"].bundle)  # `verify`: the checks it passed
+
+Bad input raises EdgesmithError before any work (the CLI's exit status 2); a stage that crashes raises StageFailed,
+which names the stage's log file. `import edgesmith` stays cheap: the package loads this module on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .errors import EdgesmithError
+
+if TYPE_CHECKING:
+    from .config import Profile, Recipe
+    from .dryrun import Plan
+    from .summary import RunSummary
+
+QUICKSTART = Path(__file__).with_name("quickstart.yaml")
+RecipeSource = str | Path | dict[str, Any] | None
+
+
+def run(recipe: RecipeSource = None, *, out: str | Path | None = None, profiles: list[str] | None = None,
+        overrides: dict[str, Any] | None = None, force: Iterable[str] = (), sign_key: str | Path | None = None,
+        verbose: bool = False) -> "RunSummary":
+    """Run a recipe into `out` (default runs/RECIPE-NAME) and return its summary: per profile, the bundle chosen and
+    its measurements against the budgets.
+
+    recipe: a YAML path, a dict of recipe fields, or None (the offline quickstart). profiles: names or YAML paths
+    (default: the recipe's). overrides: dotted recipe fields, as the CLI's options set them
+    ({"data.max_train_samples": 500}). force: stages to redo. sign_key: an ed25519 private key (`keygen`).
+    verbose: library output on the terminal instead of each stage's log file."""
+    from . import runner, terminal
+    from .summary import RunSummary
+
+    loaded, chosen, folder = prepare(recipe, out, profiles, overrides, force)
+    with terminal.view(verbose=verbose) as view:
+        runner.run(loaded, chosen, folder, set(force), view, sign_key=_path(sign_key))
+    return RunSummary.read(folder)
+
+
+def plan(recipe: RecipeSource = None, *, out: str | Path | None = None, profiles: list[str] | None = None,
+         overrides: dict[str, Any] | None = None, force: Iterable[str] = (), sign_key: str | Path | None = None) -> "Plan":
+    """What `run` with the same arguments would do, without doing it or writing anything: each stage of the graph,
+    skipped (unchanged, proven by its files' hashes) or run and why, with an estimate of its time."""
+    from . import dryrun
+
+    loaded, chosen, folder = prepare(recipe, out, profiles, overrides, force)
+    return dryrun.plan(loaded, chosen, folder, set(force), sign_key=_path(sign_key))
+
+
+def verify_bundle(bundle: str | Path, *, key: str | Path | None = None) -> list[str]:
+    """`edgesmith verify`: re-check a bundle folder or .tar.gz without running its code; returns the checks it
+    passed, raises EdgesmithError at the first that fails. key: the signer's public key (.pub) to require."""
+    from .verify import verify
+
+    return verify(Path(bundle), _path(key))
+
+
+def prepare(recipe: RecipeSource, out: str | Path | None, profiles: list[str] | None, overrides: dict[str, Any] | None,
+            force: Iterable[str]) -> tuple["Recipe", list["Profile"], Path]:
+    """The recipe (with overrides), its profiles and the run folder, all checked (`preflight`) before any work."""
+    from edgesmith import profiles as profile_store
+
+    from . import stages  # noqa: F401  (registers the stages)
+    from .config import load_recipe
+    from .registry import STAGES
+
+    source = Path(recipe) if isinstance(recipe, str) else recipe
+    loaded = load_recipe(QUICKSTART if source is None else source, (overrides or {}) | ({"profiles": profiles} if profiles else {}))
+    unknown = set(force) - set(STAGES)
+    if unknown:
+        raise EdgesmithError(f"--force {sorted(unknown)}: unknown stage; use one of {sorted(STAGES)}")
+    chosen = [profile_store.load(n) for n in loaded.profiles]
+    preflight(loaded, chosen)
+    return loaded, chosen, Path(out) if out is not None else Path("runs") / loaded.name
+
+
+def preflight(recipe: Any, profiles: list[Any]) -> None:
+    """Refuse bad inputs (model, checkpoint, data, labels, keep ratios) and budgets no compression in this pipeline
+    can meet, before any work is done: a refusal leaves no run folder and no log."""
+    from .arch import dims
+    from .runtimes import RUNTIMES
+    from .stages.teacher import check_inputs
+
+    config = check_inputs(recipe)
+    d = dims(config)
+    structured = recipe.prune.structured
+    if "structured" in recipe.prune.branches and structured.fit_profile is None:  # a fit profile picks the ratio itself
+        structured.check_keep(d["layers"], d["heads"], d["ffn"])
+    embed_mb = config.vocab_size * d["hidden"] / 2**20  # INT8 word embedding: a floor on file size
+    for p in profiles:
+        size = p.budgets.size_mb
+        if size is not None and size < embed_mb:
+            raise EdgesmithError(f"profile {p.name}: budgets.size_mb={size} is impossible: the word embedding alone is "
+                                 f"{embed_mb:.1f} MB at INT8; raise the budget or pick a smaller-vocabulary model")
+        lacking = [r for r in p.runtimes if RUNTIMES[r].export_format not in recipe.export.formats]  # what it is built from
+        if lacking:
+            raise EdgesmithError(f"profile {p.name} runs {lacking} but the recipe's export.formats is {list(recipe.export.formats)}; "
+                                 f"add {[RUNTIMES[r].export_format for r in lacking]} to export.formats or drop the runtime from the profile")
+        if p.seq_len > config.max_position_embeddings:
+            raise EdgesmithError(f"profile {p.name}: seq_len {p.seq_len} exceeds the model's {config.max_position_embeddings} positions; lower seq_len")
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
