@@ -1,0 +1,190 @@
+"""What a run shows: one line per stage and the bundles table by default, with every library's output in the stage's
+log file (the quickstart's graph on a tiny model, in a subprocess so that C++ output on fds 1/2 is caught too);
+`-v` streams it; a crashing stage names its log; `--dry-run` plans without writing; the Python API."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import edgesmith
+from edgesmith import terminal
+from edgesmith.artifacts import MANIFEST
+from edgesmith.cli import main
+
+# The quickstart's graph (both branches, two CPU profiles: 22 stages) on the tiny model
+RECIPE = """name: tiny
+task: classification
+teacher: {{model: '{model}'}}
+data: {{source: '{data}', max_length: 32}}
+prune:
+  branches: [structured, sparse]
+  structured: {{keep_heads: 0.5, keep_ffn: 0.5, importance_samples: 16, ffn_multiple_of: 8}}
+  sparse: {{sparsity: 0.5}}
+distill: {{max_steps: 2, batch_size: 8, temperature: {temperature}}}
+quantize: {{calibration_samples: 8, accuracy_budget: 100}}
+bench: {{warmup: 1, iterations: 5}}
+profiles: ['{ort}', '{ov}']
+"""
+NOISE = re.compile(r"warn|failed to infer|Traceback", re.IGNORECASE)
+
+
+def edgesmith_cli(*args: object) -> subprocess.CompletedProcess[str]:
+    """The console entry point in a fresh process: stdout and stderr as a terminal would get them (fd level)."""
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-P", "-m", "edgesmith.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=900)
+
+
+def write_recipe(folder: Path, model: Path, data: Path, profiles: Path, temperature: float = 2.0) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(RECIPE.format(model=model, data=data, temperature=temperature, ort=profiles / "tiny-ort.yaml", ov=profiles / "tiny-ov.yaml"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def quiet_run(tmp_path_factory, tiny_bert, tiny_data, tiny_profiles):
+    root = tmp_path_factory.mktemp("terminal")
+    recipe, out = write_recipe(root, tiny_bert, tiny_data, tiny_profiles), root / "run"
+    done = edgesmith_cli("run", recipe, "--out", out)
+    assert done.returncode == 0, done.stderr
+    return recipe, out, done
+
+
+def test_default_output_is_a_line_per_stage_and_the_bundles_table(quiet_run):
+    _, out, done = quiet_run
+    stages = sorted(p.parent.name for p in out.glob(f"*/{MANIFEST}"))
+    lines = (done.stdout + done.stderr).splitlines()
+    assert len(stages) == 22 and len(lines) <= 40, "\n".join(lines)
+    assert sorted(re.findall(r"\] \[(\d\d-[\w-]+)\] running \(no previous output\)$", done.stderr, re.M)) == stages
+    assert len(done.stderr.splitlines()) == len(stages)  # nothing else on stderr
+    assert [line for line in lines if NOISE.search(line)] == []
+    table = done.stdout.splitlines()
+    assert table[0].split()[:3] == ["profile", "bundle", "accuracy"] and table[1].startswith("tiny-ort ") and table[2].startswith("tiny-ov ")
+    assert f"report: {out / 'report.html'}" in done.stdout
+
+
+def test_library_output_lands_in_each_stage_log_outside_the_hashes(quiet_run):
+    _, out, _ = quiet_run
+    quantize = (out / "06-quantize-structured-tiny-ort" / terminal.STAGE_LOG).read_text()
+    assert "failed to infer the type of tensor" in quantize  # ONNX Runtime's quantizer, through `logging`
+    assert "W:onnxruntime" in quantize  # ONNX Runtime's C++ logger, straight to fd 2
+    assert "train_loss" in (out / "03-distill-structured" / terminal.STAGE_LOG).read_text()  # the Trainer's prints
+    for manifest in out.glob(f"*/{MANIFEST}"):
+        assert (manifest.parent / terminal.STAGE_LOG).is_file()
+        assert terminal.STAGE_LOG not in json.loads(manifest.read_text())["files"]
+
+
+def test_dry_run_of_a_finished_run_skips_every_stage_and_writes_nothing(quiet_run):
+    recipe, out, _ = quiet_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    done = edgesmith_cli("run", recipe, "--out", out, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[1:-1]]
+    assert len(rows) == 22 and {r[1] for r in rows} == {"skip"}
+    assert "0 of 22 stages would run" in done.stdout
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_dry_run_after_an_edit_names_the_stages_that_rerun_and_why(quiet_run, tmp_path, tiny_bert, tiny_data, tiny_profiles):
+    _, out, _ = quiet_run
+    edited = write_recipe(tmp_path, tiny_bert, tiny_data, tiny_profiles, temperature=3.0)
+    plan = edgesmith.plan(edited, out=out)
+    action = {s.folder: s for s in plan.stages}
+    for folder in ("00-data", "01-teacher", "02-prune-structured", "02-prune-sparse", "05-export-unpruned", "06-quantize-unpruned-tiny-ort"):
+        assert action[folder].action == "skip", folder
+    for branch in ("structured", "sparse"):
+        assert action[f"03-distill-{branch}"].why == "config field distill.temperature changed (2.0 -> 3.0)"
+        assert action[f"04-shrink-{branch}"].why == "input distill reruns"
+        assert action[f"04-shrink-{branch}"].basis == "last run" and action[f"04-shrink-{branch}"].seconds is not None
+    assert action["07-bench-tiny-ort"].action == action["09-report"].action == "run"
+    assert action["03-distill-structured"].inputs == ("00-data", "01-teacher", "02-prune-structured")
+    assert "03-distill-structured" in plan.table() and "(last run)" in plan.table()
+
+
+def test_dry_run_on_a_fresh_folder_creates_nothing(tmp_path, tiny_bert, tiny_data, tiny_profiles, capsys):
+    recipe, out = write_recipe(tmp_path, tiny_bert, tiny_data, tiny_profiles), tmp_path / "fresh"
+    assert main(["run", str(recipe), "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert not out.exists()
+    assert "22 of 22 stages would run" in printed and "(estimated)" in printed and "does not exist yet" in printed
+    assert re.search(r"^03-distill-structured +run +~.* no previous output +<- 00-data, 01-teacher, 02-prune-structured$", printed, re.M)
+
+
+def test_verbose_streams_library_output(quiet_run):
+    recipe, out, _ = quiet_run
+    done = edgesmith_cli("run", recipe, "--out", out, "--force", "quantize", "-v")
+    assert done.returncode == 0, done.stderr
+    assert "failed to infer the type of tensor" in done.stderr and "[06-quantize-sparse-tiny-ov] done in" in done.stderr
+
+
+def test_python_api_returns_the_summary_and_verifies_a_bundle(quiet_run, tiny_bert, tiny_data, tiny_profiles):
+    import yaml
+
+    recipe, out, _ = quiet_run
+    summary = edgesmith.run(yaml.safe_load(recipe.read_text()), out=out)  # a dict; the finished run: every stage skipped
+    assert set(summary.profiles) == {"tiny-ort", "tiny-ov"} and summary.metric == "accuracy"
+    ort = summary.profiles["tiny-ort"]
+    assert ort.status == "measured" and ort.bundle == out / "08-bundle-tiny-ort" / "edgesmith-tiny-ort" and ort.within_budgets
+    assert ort.artifact == json.loads((out / "summary.json").read_text())["profiles"]["tiny-ort"]["artifact"]
+    assert "tiny-ort" in str(summary)
+    checks = edgesmith.verify_bundle(ort.bundle)
+    assert any("sha256" in line for line in checks)
+
+
+def test_importing_the_api_names_stays_cheap():
+    code = ("import sys, edgesmith; from edgesmith import run, plan, verify_bundle; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'transformers', 'rich') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_a_crashing_stage_names_its_log_and_restores_the_descriptors(tmp_path, tiny_bert, tiny_data, tiny_profiles, monkeypatch, capfd):
+    from edgesmith import stages  # noqa: F401  (registers the stages)
+    from edgesmith.registry import STAGES, Stage
+
+    def crash(*_: object) -> dict:
+        os.write(2, b"C++ says hello on fd 2\n")
+        print("python says hello")
+        raise RuntimeError("boom\nand a second line")
+
+    real = STAGES["data"]
+    monkeypatch.setitem(STAGES, "data", Stage(real.name, crash, real.config, real.version))
+    out = tmp_path / "run"
+    assert main(["run", str(write_recipe(tmp_path, tiny_bert, tiny_data, tiny_profiles)), "--out", str(out)]) == 1
+    os.write(2, b"after the run\n")  # fd 2 is the terminal's (here pytest's) again
+    err = capfd.readouterr().err.splitlines()
+    log = out / "00-data.failed.log"
+    assert err[-2:] == [f"edgesmith: error: stage 00-data failed: RuntimeError: boom; its output and the traceback are in {log}",
+                        "after the run"]
+    assert not any("hello" in line for line in err)
+    text = log.read_text()
+    assert "C++ says hello on fd 2" in text and "python says hello" in text and "RuntimeError: boom" in text
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_live_view_draws_a_bar_and_leaves_one_line_per_stage(tmp_path):
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Tty()
+    with terminal.view(stream=screen) as view:
+        assert isinstance(view, terminal.Live)
+        view.skipped("00-data")
+        with view.running(tmp_path / "03-distill-x", "forced", tmp_path):
+            assert terminal.watching()
+            for step in range(1, 4):
+                print("library noise")
+                terminal.progress(step, 3)
+        view.done("03-distill-x", 1.5)
+    shown = screen.getvalue()
+    assert "[00-data] skipped" in shown and "[03-distill-x] done in 1.5 s (forced)" in shown and "library noise" not in shown
+    assert (tmp_path / terminal.STAGE_LOG).read_text() == "library noise\n" * 3
+    assert not terminal.watching()
