@@ -7,6 +7,8 @@
 
 Each node writes RUN/NN-stage[-branch][-profile]/ with a manifest; unchanged nodes are skipped on proof.
 The whole run holds the run folder's lock; an error never deletes a finished stage (see runfolder.py).
+Under torchrun or accelerate launch every process walks the graph: the training stages run in all of them, every
+other stage on rank 0 alone, which alone holds the lock and writes (see distributed.py).
 """
 
 from __future__ import annotations
@@ -14,13 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
 
-from .artifacts import Artifact, run_stage, sha256_file
+from . import distributed
+from .artifacts import Artifact, cache_key, reusable, run_stage, sha256_file
 from .config import UNPRUNED, Profile, Recipe
+from .distributed import World
 from .errors import EdgesmithError
 from .modeling import resolve_model_dir
+from .registry import STAGES
 from .runfolder import LOCK_FILE, RunLock, check_run_folder, child, is_empty_run, recover
 from .signing import SigningKey
 
@@ -43,32 +50,26 @@ def model_digest(model: str) -> str:
 def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log: Callable[[str], None],
         sign_key: Path | None = None) -> dict[str, Artifact]:
     """Run the graph into `out` under its lock. A fresh run that fails before any stage finished leaves nothing;
-    otherwise every finished stage stays, and the top-level recipe.json and reports are written only on success."""
+    otherwise every finished stage stays, and the top-level recipe.json and reports are written only on success.
+    Launched as several processes, each calls this and returns when rank 0 has written the whole run folder."""
     signing = SigningKey.of(sign_key)  # a bad key fails now, not after the training stages
-    fresh = not out.exists()
-    check_run_folder(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise EdgesmithError(f"--out {out}: a file is in the way of the run folder; pass a folder path") from None
-    with RunLock(out):
-        for line in recover(out):
-            log(f"[recover] {line}")
+    with distributed.join(recipe.distill.batch_size) as world, ExitStack() as lock:
+        fresh = world.share(lambda: _claim(out, lock, log))
         try:
-            arts = _graph(recipe, profiles, out, force, log, signing)
+            arts = _graph(recipe, profiles, out, force, log, signing, world)
         except BaseException:
-            if fresh and is_empty_run(out):  # nothing finished: leave no trace of this run
+            if world.is_main and fresh and is_empty_run(out):  # nothing finished: leave no trace of this run
                 (out / LOCK_FILE).unlink()
                 out.rmdir()
             raise
-        _publish(recipe, arts["09-report"], out)
+        world.share(lambda: _publish(recipe, arts["09-report"], out))
     return arts
 
 
 def plan(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], planner: Any, sign_key: Path | None = None) -> None:
     """Walk the graph without running or writing anything (`run --dry-run`, dryrun.py): `planner` is the view each
     run_stage call hands its skip-or-run decision to."""
-    _graph(recipe, profiles, out, force, planner, SigningKey.of(sign_key))
+    _graph(recipe, profiles, out, force, planner, SigningKey.of(sign_key), World())
 
 
 def _publish(recipe: Recipe, report: Artifact, out: Path) -> None:
@@ -78,8 +79,38 @@ def _publish(recipe: Recipe, report: Artifact, out: Path) -> None:
     (out / "recipe.json").write_text(json.dumps(recipe.model_dump(mode="json"), indent=1))
 
 
+def _claim(out: Path, lock: ExitStack, log: Callable[[str], None]) -> bool:
+    """Check and create the run folder, take its lock (held until `lock` closes) and recover an interrupted swap.
+    True when the folder is new."""
+    fresh = not out.exists()
+    check_run_folder(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise EdgesmithError(f"--out {out}: a file is in the way of the run folder; pass a folder path") from None
+    lock.enter_context(RunLock(out))
+    for line in recover(out):
+        log(f"[recover] {line}")
+    return fresh
+
+
+def _train(world: World, name: str, cfg: Any, inputs: dict[str, Artifact], out: Path, forced: bool,
+           log: Callable[[str], None]) -> Artifact:
+    """A training stage in every process: the Trainer cuts each batch among them. Rank 0 trains into the run folder
+    (run_stage: temp folder, manifest, swap), the others into a scratch folder they delete; all return rank 0's
+    artifact. Whether it runs at all is rank 0's cache decision, sent to all (a skipped stage's files are hashed
+    twice on rank 0: to decide, then in run_stage)."""
+    if world.size == 1:
+        return run_stage(name, cfg, inputs, out, forced, log)
+    trains = world.share(lambda: forced or reusable(out, cache_key(name, cfg, inputs), name, cfg, inputs)[0] is None)
+    if trains and not world.is_main:
+        with tempfile.TemporaryDirectory(prefix=f"edgesmith-rank{world.rank}-") as scratch:
+            STAGES[name].fn(cfg, inputs, Path(scratch))
+    return world.share(lambda: run_stage(name, cfg, inputs, out, forced, log))  # trains on rank 0 with the others
+
+
 def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log: Callable[[str], None],
-           signing: SigningKey | None) -> dict[str, Artifact]:
+           signing: SigningKey | None, world: World) -> dict[str, Artifact]:
     from edgesmith import profiles as profile_store
 
     from . import stages  # noqa: F401  (registers the stages)
@@ -99,7 +130,11 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     arts: dict[str, Artifact] = {}
 
     def node(name: str, folder: str, cfg: Any, inputs: dict[str, Artifact]) -> Artifact:
-        arts[folder] = run_stage(name, cfg, inputs, child(out, folder), name in force, log)
+        path, forced = child(out, folder), name in force
+        if STAGES[name].distributed:
+            arts[folder] = _train(world, name, cfg, inputs, path, forced, log)
+        else:  # once, on rank 0; the others wait for its artifact
+            arts[folder] = world.share(lambda: run_stage(name, cfg, inputs, path, forced, log))
         return arts[folder]
 
     # data.augment is read by the distill stage alone (it makes the copies): editing it reruns distillation, not the teacher
