@@ -93,8 +93,10 @@ def preflight(recipe: Any, profiles: list[Any]) -> None:
     config = check_inputs(recipe)
     d = dims(config)
     structured = recipe.prune.structured
-    if "structured" in recipe.prune.branches and structured.fit_profile is None:  # a fit profile picks the ratio itself
+    if "structured" in recipe.prune.branches and structured.fit_profile is None:
         structured.check_keep(d["layers"], d["heads"], d["ffn"])
+    elif "structured" in recipe.prune.branches:  # a fit profile picks the width itself, but the depth is the recipe's
+        structured.check_keep_layers(d["layers"])
     embed_mb = config.vocab_size * d["hidden"] / 2**20  # INT8 word embedding: a floor on file size
     for p in profiles:
         size = p.budgets.size_mb

@@ -134,6 +134,11 @@ class StructuredConfig(Frozen):
             raise ValueError("reconstruct needs steps: 1 (the least-squares scales fit one keep-plan); set one of them")
         return self
 
+    def check_keep_layers(self, layers: int) -> None:
+        if self.keep_layers > layers:
+            raise EdgesmithError(f"prune.structured.keep_layers: {self.keep_layers:g} is more than the model's {layers}; "
+                                 f"use a share (at most 1) or a count up to {layers}")
+
     def check_keep(self, layers: int, heads: int, ffn: int) -> None:
         """Against a model of `layers` layers with `heads` attention heads and `ffn` FFN neurons per layer: no count
         above what it has, and something pruned."""

@@ -233,6 +233,8 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "keep-ratio-not-whole": (("keep_heads", "1.5", "neither a share"), keep("keep_heads: 1.5")),
     "keep-more-heads-than-the-model-has": (("keep_heads", "100", "model's 8"), keep("keep_heads: 100")),
     "keep-more-ffn-than-the-model-has": (("keep_ffn", "model's 128"), keep("keep_ffn: 1000")),
+    "keep-more-layers-than-the-model-has-with-a-fit-profile": (("keep_layers", "model's 2"),
+                                                               keep("keep_layers: 5, fit_profile: embedded")),
     "keep-everything": (("nothing would be pruned",), keep("keep_heads: 1.0, keep_ffn: 1.0")),
     "keep-every-head-and-neuron-by-count": (("nothing would be pruned",), keep("keep_heads: 8, keep_ffn: 128")),
     # recipe against profile
