@@ -82,6 +82,11 @@ def changed_leaves(old: Any, new: Any, path: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         return [line for k in sorted(old.keys() | new.keys())
                 for line in changed_leaves(old.get(k, ABSENT), new.get(k, ABSENT), f"{path}.{k}" if path else k)]
+    if isinstance(old, str) and isinstance(new, str) and old != new and old.startswith("{") and new.startswith("{"):
+        try:  # a JSON object kept as a string (the bundle's recipe_json): name the fields inside it that changed
+            return changed_leaves(json.loads(old), json.loads(new), path)
+        except ValueError:
+            pass
     return [] if old == new else [f"{path} ({_short(old)} -> {_short(new)})"]
 
 

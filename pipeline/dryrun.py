@@ -56,10 +56,11 @@ class Plan:
     def table(self) -> str:
         """One line per stage: folder, skip/run, estimate, why, and the folders it reads (the graph's edges)."""
         state = "" if self.out.exists() else f" ({self.out} does not exist yet)"
-        rows = [[s.folder, s.action, _estimate(s), s.why, "<- " + _first_few(list(s.inputs), 4) if s.inputs else ""] for s in self.stages]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows = [[s.folder, s.action, _estimate(s), s.why + ("  <- " + _first_few(list(s.inputs), 4) if s.inputs else "")]
+                for s in self.stages]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
         lines = [f"dry run of {self.out}{state}: nothing is run or written"]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "  " + r[4] for r in rows]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3] for r in rows]
         runs = [s for s in self.stages if s.action == "run"]
         bases = sorted({s.basis for s in runs})
         lines.append(f"{len(runs)} of {len(self.stages)} stages would run, about {_duration(self.seconds)} "
@@ -90,20 +91,34 @@ class Planner(Lines):
         pending = sorted(k for k, a in inputs.items() if a.digest == PENDING)
         if pending and why.startswith(("input", "stage version", "config")):  # why_rerun's reasons: name the rerun inputs
             own = [r for r in why.split("; ") if not r.startswith("input")]
-            why = "; ".join([f"input{'s' if len(pending) > 1 else ''} {', '.join(pending)} rerun{'' if len(pending) > 1 else 's'}"] + own)
-        last = _last_seconds(out)
-        seconds, basis = (last, "last run") if last is not None else (self._rough(stage_name, cfg, out), "estimated")
+            why = "; ".join([f"input{'s' if len(pending) > 1 else ''} {_first_few(pending)} rerun{'' if len(pending) > 1 else 's'}"] + own)
+        seconds, basis = self._last(stage_name, cfg, out), "last run"
+        if seconds is None:
+            seconds, basis = self._rough(stage_name, cfg, out), "estimated"
         self.stages.append(PlannedStage(out.name, stage_name, _folders(inputs), "run", why, seconds, basis))
         return Artifact(out, PENDING, {})
+
+    def _last(self, stage_name: str, cfg: Any, out: Path) -> float | None:
+        """The stage's duration in its previous manifest here (distillation's scaled to the new step count)."""
+        try:
+            old = json.loads((out / MANIFEST).read_text())
+            seconds = float(old["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        steps = old.get("facts", {}).get("steps") if stage_name == "distill" else None
+        return seconds * self._distill_steps(cfg, out) / steps if steps else seconds
+
+    def _distill_steps(self, cfg: Any, out: Path) -> float:
+        d = cfg.distill
+        rows = _train_rows(out.parent, self.recipe) * (1 + (cfg.augment.copies if cfg.augment else 0))
+        return d.max_steps or math.ceil(rows / d.batch_size) * d.epochs
 
     def _rough(self, stage_name: str, cfg: Any, out: Path) -> float:
         """A stage's time from the quickstart's, scaled by the teacher's size (and training by its steps)."""
         scale = self._model_scale()
         if stage_name == "distill":
-            d = cfg.distill
-            rows = _train_rows(out.parent, self.recipe) * (1 + (cfg.augment.copies if cfg.augment else 0))
-            steps = d.max_steps or math.ceil(rows / d.batch_size) * d.epochs
-            return DISTILL_STEP_S * steps * scale * (d.batch_size / 32) * (cfg.max_length / 128)
+            batch = cfg.distill.batch_size
+            return DISTILL_STEP_S * self._distill_steps(cfg, out) * scale * (batch / 32) * (cfg.max_length / 128)
         if stage_name == "prune":
             if cfg.branch == "sparse":
                 return 0.5 * scale
@@ -139,13 +154,6 @@ def plan(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], si
 
 def _folders(inputs: dict[str, Artifact]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a.path.name for a in inputs.values()))
-
-
-def _last_seconds(out: Path) -> float | None:
-    try:
-        return float(json.loads((out / MANIFEST).read_text())["seconds"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _train_rows(run: Path, recipe: Recipe) -> int:

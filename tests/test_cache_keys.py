@@ -95,3 +95,12 @@ def test_the_log_names_the_stage_version_and_each_changed_input(tmp_path, monkey
                        "[p] running (stage version changed (1 -> 2); input up changed; "
                        "config field level changed (1 -> 2))"]
     assert "[p] skipped" in log[2]
+
+
+def test_a_json_string_field_names_the_fields_inside_it_that_changed():
+    """The bundle's key holds the recipe as canonical JSON: a rerun names the recipe field, not two long strings."""
+    from edgesmith.artifacts import changed_leaves
+
+    old, new = '{"distill":{"epochs":2.0},"name":"q"}', '{"distill":{"epochs":3.0},"name":"q"}'
+    assert changed_leaves({"recipe_json": old}, {"recipe_json": new}) == ["recipe_json.distill.epochs (2.0 -> 3.0)"]
+    assert changed_leaves({"note": "{not json"}, {"note": "{still not"}) == ['note ("{not json" -> "{still not")']

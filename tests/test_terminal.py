@@ -109,6 +109,14 @@ def test_dry_run_after_an_edit_names_the_stages_that_rerun_and_why(quiet_run, tm
     assert "03-distill-structured" in plan.table() and "(last run)" in plan.table()
 
 
+def test_dry_run_scales_the_last_distillation_time_to_the_new_step_count(quiet_run):
+    recipe, out, _ = quiet_run
+    last = json.loads((out / "03-distill-sparse" / MANIFEST).read_text())["seconds"]
+    plan = edgesmith.plan(recipe, out=out, overrides={"distill.max_steps": 6})  # 2 -> 6 steps
+    distill = next(s for s in plan.stages if s.folder == "03-distill-sparse")
+    assert distill.basis == "last run" and distill.seconds == pytest.approx(3 * last)
+
+
 def test_dry_run_on_a_fresh_folder_creates_nothing(tmp_path, tiny_bert, tiny_data, tiny_profiles, capsys):
     recipe, out = write_recipe(tmp_path, tiny_bert, tiny_data, tiny_profiles), tmp_path / "fresh"
     assert main(["run", str(recipe), "--out", str(out), "--dry-run"]) == 0
