@@ -69,8 +69,8 @@ class Classification(Task):
     def divergence(self, out: Any, reference: Any, mask: Any) -> float:
         import torch.nn.functional as F
 
-        return float(F.kl_div(out.logits.log_softmax(-1), reference.logits.log_softmax(-1), log_target=True,
-                              reduction="batchmean"))
+        return F.kl_div(out.logits.log_softmax(-1), reference.logits.log_softmax(-1), log_target=True,
+                        reduction="batchmean").item()
 
     def train_metric(self, logits: np.ndarray, label_ids: np.ndarray) -> float:
         return float((logits.argmax(-1) == label_ids).mean() * 100)

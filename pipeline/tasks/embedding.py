@@ -89,7 +89,7 @@ class Embedding(Task):
         import torch.nn.functional as F
 
         a, b = mean_pool(out.last_hidden_state, mask), mean_pool(reference.last_hidden_state, mask)
-        return float((1 - F.cosine_similarity(a, b, dim=-1)).mean())
+        return (1 - F.cosine_similarity(a, b, dim=-1)).mean().item()
 
     def collect(self, session: Any, rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> np.ndarray:
         """[rows, dim]. Scored pairs are embedded one sentence at a time, as sentence-transformers does, never as a

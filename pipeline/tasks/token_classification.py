@@ -196,7 +196,7 @@ class TokenClassification(Task):
     def divergence(self, out: Any, reference: Any, mask: Any) -> float:
         m = mask.to(out.logits.dtype)
         log_o, log_r = out.logits.log_softmax(-1), reference.logits.log_softmax(-1)
-        return float(((log_r.exp() * (log_r - log_o)).sum(-1) * m).sum() / m.sum())
+        return (((log_r.exp() * (log_r - log_o)).sum(-1) * m).sum() / m.sum()).item()
 
     def train_metric(self, logits: np.ndarray, label_ids: np.ndarray) -> float:
         """Tag accuracy over the tagged first sub-tokens (cheap, and it rises with entity F1)."""
