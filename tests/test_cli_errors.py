@@ -85,3 +85,8 @@ def test_profiles_command_lists_builtins(capsys):
     assert main(["profiles"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("mobile-cpu", "embedded", "server-gpu"))
+
+
+def test_python_dash_m_edgesmith_is_the_command():
+    proc = subprocess.run([sys.executable, "-m", "edgesmith", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: edgesmith")
