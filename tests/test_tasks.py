@@ -234,3 +234,22 @@ def test_no_module_outside_tasks_compares_task_names():
                 if comparison.search(text):
                     offenders.append(f"{path.relative_to(ROOT)}:{number}: {text.strip()}")
     assert not offenders, "compare task names only inside tasks/:\n" + "\n".join(offenders)
+
+
+def test_entities_stop_at_punctuation_like_conll_words(tmp_path):
+    """'good: movie' is three words to a BERT tokenizer, as to CoNLL; the colon must not join the entity."""
+    from tokenizers import Tokenizer
+
+    from edgesmith.modeling import load_tokenizer
+    from edgesmith.tasks.token_classification import postprocess
+
+    folder = make_model_dir(tmp_path / "m", task="embedding")
+    load_tokenizer(folder).save_pretrained(folder)
+    text = "good: movie"
+    encoding = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(text)
+    labels = ["B-POS", "B-THING", "O"]
+    row = np.full((len(encoding.ids), 3), -5.0, dtype=np.float32)
+    for pos, token in enumerate(encoding.tokens):  # the model says: good is POS, ':' is O, movie is THING
+        row[pos, {"good": 0, "movie": 1}.get(token, 2)] = 5.0
+    found = postprocess(text, row, encoding, labels)["entities"]
+    assert [(e["type"], e["text"], e["start"], e["end"]) for e in found] == [("POS", "good", 0, 4), ("THING", "movie", 6, 11)]

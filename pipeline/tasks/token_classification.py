@@ -39,18 +39,21 @@ def entities(tags: list[str]) -> list[tuple[str, int, int]]:
 
 
 def postprocess(text: str, row: Any, encoding: Any, labels: list[str]) -> dict[str, Any]:
-    """The bundle's answer for one text: its entities with character spans. Words are runs of tokens with no gap
-    between them (whitespace-separated, as CoNLL words are); each word takes the tag of its first token."""
+    """The bundle's answer for one text: its entities with character spans. Words are the tokenizer's own
+    pre-tokenized words (split at whitespace and punctuation, as CoNLL's words are: "Genève:" is "Genève" and ":",
+    so the colon never joins an entity); each word takes the tag of its first token."""
     import numpy as np
 
     words: list[list[int]] = []  # [start char, end char, first token position]
-    for pos, (start, end) in enumerate(encoding.offsets):
-        if encoding.special_tokens_mask[pos] or start == end:
+    last_word = None
+    for pos, (word, (start, end)) in enumerate(zip(encoding.word_ids, encoding.offsets)):
+        if word is None or encoding.special_tokens_mask[pos] or start == end:
             continue
-        if words and start == words[-1][1]:
+        if words and word == last_word:
             words[-1][1] = end
         else:
             words.append([start, end, pos])
+        last_word = word
     probs = np.exp(row - row.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     tags = [labels[int(row[w[2]].argmax())] for w in words]
