@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,23 @@ class Artifact:
     path: Path
     digest: str
     facts: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)  # each file's sha256, as its manifest records them
 
     @staticmethod
     def open(folder: Path) -> "Artifact":
         m = json.loads((folder / MANIFEST).read_text())
-        return Artifact(folder, m["digest"], m["facts"])
+        return Artifact(folder, m["digest"], m["facts"], m["files"])
+
+    def without(self, files: tuple[str, ...], facts: tuple[str, ...]) -> "Artifact":
+        """This artifact as a stage sees it that reads neither these files nor these facts. Its digest covers only
+        the rest of its content, so a change confined to what is left out (the data stage's unlabeled rows, which only
+        distillation reads) does not rerun that stage. A placeholder (a dry run's stage that would rerun) stays one."""
+        if not self.files:
+            return self
+        kept_files = {k: v for k, v in self.files.items() if k not in files}
+        kept_facts = {k: v for k, v in self.facts.items() if k not in facts}
+        digest = hashlib.sha256(json.dumps({"files": kept_files, "facts": kept_facts}, sort_keys=True, default=str).encode())
+        return Artifact(self.path, digest.hexdigest()[:16], kept_facts, kept_files)
 
 
 def sha256_file(path: Path) -> str:
@@ -152,7 +164,7 @@ def run_stage(stage_name: str, cfg: Frozen, inputs: dict[str, Artifact], out: Pa
         return view.planned(stage_name, cfg, inputs, out, old if skip else None, why)
     if skip:
         view.skipped(out.name)
-        return Artifact(out, old["digest"], old["facts"])
+        return Artifact(out, old["digest"], old["facts"], old["files"])
     tmp = temp_for(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -175,4 +187,4 @@ def run_stage(stage_name: str, cfg: Frozen, inputs: dict[str, Artifact], out: Pa
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
     replace_folder(tmp, out)
     view.done(out.name, manifest["seconds"])
-    return Artifact(out, digest, facts)
+    return Artifact(out, digest, facts, files)

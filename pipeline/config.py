@@ -226,9 +226,9 @@ class Budgets(Frozen):
     size_mb: float | None = Field(None, gt=0)
 
 
-class Profile(Frozen):
-    name: str = Field(description="names stage and bundle folders: a safe slug")
-    description: str
+class Measurement(Frozen):
+    """What measuring a model reads of a profile: where and how it runs. A profile is this plus its name, words and
+    budgets, which the bench stage does not read: editing a budget re-picks the bundle without re-measuring."""
     device: Literal["cpu", "cuda"] = "cpu"
     runtimes: dict[Runtime, tuple[Precision, ...]] = Field(
         description="runtime -> precisions to try; every pair is built and measured, the fastest within budget ships")
@@ -236,12 +236,6 @@ class Profile(Frozen):
     threads: int = Field(ge=1)
     batch: int = Field(1, ge=1)
     seq_len: int = Field(128, ge=8, le=512)
-    budgets: Budgets = Budgets()
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, v: str) -> str:
-        return check_name(v, "name")
 
     @field_validator("runtimes")
     @classmethod
@@ -256,7 +250,7 @@ class Profile(Frozen):
         return v
 
     @model_validator(mode="after")
-    def _some_candidate(self) -> "Profile":
+    def _some_candidate(self) -> "Measurement":
         from .runtimes import RUNTIMES
 
         if not self.runtimes or not all(self.runtimes.values()):
@@ -270,6 +264,21 @@ class Profile(Frozen):
     def candidates(self) -> list[tuple[str, str]]:
         """(runtime, precision) pairs, in the order the profile lists them."""
         return [(r, p) for r, precisions in self.runtimes.items() for p in precisions]
+
+
+class Profile(Measurement):
+    name: str = Field(description="names stage and bundle folders: a safe slug")
+    description: str
+    budgets: Budgets = Budgets()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return check_name(v, "name")
+
+    def measurement(self) -> Measurement:
+        """The fields a benchmark reads (the bench stage's cache key holds these, not the budgets)."""
+        return Measurement.model_validate(self.model_dump(include=set(Measurement.model_fields)))
 
 
 def _format_error(err: ValidationError, what: str) -> str:

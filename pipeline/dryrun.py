@@ -87,7 +87,7 @@ class Planner(Lines):
         artifact, or a placeholder for one that would run."""
         if old is not None:
             self.stages.append(PlannedStage(out.name, stage_name, _folders(inputs), "skip", "unchanged", None, ""))
-            return Artifact(out, old["digest"], old["facts"])
+            return Artifact(out, old["digest"], old["facts"], old["files"])
         pending = sorted(k for k, a in inputs.items() if a.digest == PENDING)
         if pending and why.startswith(("input", "stage version", "config")):  # why_rerun's reasons: name the rerun inputs
             own = [r for r in why.split("; ") if not r.startswith("input")]

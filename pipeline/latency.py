@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import Profile
+from .config import Measurement
 from .errors import EdgesmithError
 
 
-def measure(runtime: str, path: Path, profile: Profile, threads: int, vocab: int, warmup: int, iterations: int,
+def measure(runtime: str, path: Path, profile: Measurement, threads: int, vocab: int, warmup: int, iterations: int,
             output: str | None = None) -> dict[str, Any]:
     """benchrun's figures (p50/p90/p99 ms, throughput, load ms, RSS), each call fetching the graph output `output`
     (the task's output_name, as the bundle does). A failed benchmark process is an error, never
@@ -38,7 +38,7 @@ def measure(runtime: str, path: Path, profile: Profile, threads: int, vocab: int
         raise EdgesmithError(f"benchmark of {path} printed no result ({lines[-1][:200]!r}); rerun it by hand to see why") from None
 
 
-def effective_threads(profile: Profile) -> tuple[int, str | None]:
+def effective_threads(profile: Measurement) -> tuple[int, str | None]:
     """The profile's thread count, clamped to this machine's cores (and the note that says so)."""
     cores = os.cpu_count() or 1
     if profile.threads > cores:

@@ -117,7 +117,7 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     from .finetune import FinetuneConfig
     from .stages.bench import BenchStageConfig
     from .stages.bundle import BundleStageConfig
-    from .stages.data import DataStageConfig
+    from .stages.data import UNLABELED, DataStageConfig
     from .stages.distill import DistillStageConfig
     from .stages.export import ExportStageConfig
     from .stages.prune import PruneStageConfig
@@ -140,6 +140,9 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     # data.augment is read by the distill stage alone (it makes the copies): editing it reruns distillation, not the teacher
     data = node("data", "00-data", DataStageConfig(data=recipe.data.model_copy(update={"augment": None}), task=task,
                                                    source_digest=source_digest(recipe.data.source)), {})
+    # Only distillation reads data.unlabeled: every other stage sees the data without it, so an edit there (or to
+    # the file it names) reruns distillation and what follows it, not the teacher, pruning or the unpruned baseline.
+    everything, data = data, data.without(files=(UNLABELED,), facts=("unlabeled_rows",))
     teacher = node("teacher", "01-teacher", TeacherStageConfig(
         teacher=recipe.teacher, task=task, max_length=max_len, train=FinetuneConfig.of(recipe.distill),
         model_digest=model_digest(recipe.teacher.model)),
@@ -156,7 +159,8 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     for b in recipe.prune.branches:
         prune = node("prune", f"02-prune-{b}", PruneStageConfig.of(b, recipe.prune, task, max_len, fit), base)
         distill = node("distill", f"03-distill-{b}", DistillStageConfig(
-            branch=b, distill=recipe.distill, task=task, max_length=max_len, augment=recipe.data.augment), base | {"prune": prune})
+            branch=b, distill=recipe.distill, task=task, max_length=max_len, augment=recipe.data.augment),
+            base | {"data": everything, "prune": prune})
         shrink = node("shrink", f"04-shrink-{b}", ShrinkStageConfig(branch=b), {"teacher": teacher, "distill": distill})
         export = node("export", f"05-export-{b}", ExportStageConfig(export=recipe.export, task=task, max_length=max_len),
                       {"data": data, "shrink": shrink})
@@ -167,7 +171,7 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
             candidates=tuple(p.candidates()), calibration_samples=recipe.quantize.calibration_samples, task=task, max_length=max_len),
             base | {"export": branch_arts[f"export-{b}"], "shrink": branch_arts[f"shrink-{b}"]}) for b in candidates}
         bench = node("bench", f"07-bench-{p.name}", BenchStageConfig(
-            bench=recipe.bench, profile=p, task=task, max_length=max_len, branches=candidates),
+            bench=recipe.bench, profile=p.measurement(), task=task, max_length=max_len, branches=candidates),
             base | branch_arts | quants)
         bundle = node("bundle", f"08-bundle-{p.name}", BundleStageConfig(
             profile=p, task=task, max_length=max_len, budget=recipe.quantize.accuracy_budget, recipe_json=recipe.canonical_json(),

@@ -15,7 +15,7 @@ RECIPE = """
 name: keys
 task: classification
 teacher: {{model: {model}}}
-data: {{source: {data}, max_length: 32{augment}}}
+data: {{source: {data}, max_length: 32{augment}{unlabeled}}}
 prune:
   branches: [structured, sparse]
   structured: {{keep_heads: 0.5, keep_ffn: 0.5, importance_samples: 16, ffn_multiple_of: 8}}
@@ -36,11 +36,12 @@ def keys_run(tmp_path_factory, tiny_bert, tiny_data):
     recipe, out = root / "keys.yaml", root / "out"
 
     def rerun(capsys, *args: str, temperature: float = 2.0, sparsity: float = 0.7, p90: int = 1000,
-              augment: str = "") -> dict[str, str]:
+              augment: str = "", unlabeled: str = "") -> dict[str, str]:
         profile.write_text("description: one ORT candidate\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n"
                            f"budgets: {{p90_ms: {p90}}}\n")
         recipe.write_text(RECIPE.format(model=tiny_bert, data=tiny_data, profile=profile, temperature=temperature,
-                                        sparsity=sparsity, augment=augment and f", augment: {augment}"))
+                                        sparsity=sparsity, augment=augment and f", augment: {augment}",
+                                        unlabeled=unlabeled and f", unlabeled: {unlabeled}"))
         capsys.readouterr()
         assert main(["run", str(recipe), "--out", str(out), *args]) == 0
         lines = re.findall(r"\[([0-9]{2}-[\w-]+)\] (skipped|running.*)", capsys.readouterr().err)
@@ -75,6 +76,32 @@ def test_an_augmentation_edit_reruns_distillation_not_the_teacher(keys_run, caps
     log = keys_run(capsys, temperature=3.0, sparsity=0.6, p90=900, augment="{copies: 1}")
     assert log["00-data"] == log["01-teacher"] == log["02-prune-structured"] == "skipped"
     assert log["03-distill-structured"].startswith("running (config field augment changed (null -> {")
+
+
+def test_unlabeled_text_reruns_distillation_not_the_teacher_pruning_or_the_baseline(keys_run, capsys, tmp_path):
+    more = tmp_path / "more.txt"
+    more.write_text("a quiet film\nthe plot drags\n")
+    edited = dict(temperature=3.0, sparsity=0.6, p90=900, augment="{copies: 1}", unlabeled=str(more))
+    log = keys_run(capsys, **edited)
+    assert log["00-data"].startswith("running (config field") and "data.unlabeled" in log["00-data"], log["00-data"]
+    for folder in ("01-teacher", "02-prune-structured", "02-prune-sparse", "05-export-unpruned",
+                   "06-quantize-unpruned-one-ort"):
+        assert log[folder] == "skipped", (folder, log[folder])
+    assert log["03-distill-structured"] == "running (input data changed)"
+    more.write_text("a quiet film\nthe plot drags\nwarm and funny\n")  # the same path, new content
+    log = keys_run(capsys, **edited)
+    assert log["00-data"].startswith("running") and log["01-teacher"] == "skipped"
+    assert log["03-distill-sparse"] == "running (input data changed)"
+
+
+def test_a_budget_edit_re_picks_the_bundle_without_re_measuring(keys_run, capsys, tmp_path):
+    more = tmp_path / "more.txt"
+    more.write_text("a quiet film\nthe plot drags\nwarm and funny\n")
+    edited = dict(temperature=3.0, sparsity=0.6, augment="{copies: 1}", unlabeled=str(more))
+    keys_run(capsys, p90=900, **edited)
+    log = keys_run(capsys, p90=800, **edited)
+    assert log["07-bench-one-ort"] == "skipped"
+    assert log["08-bundle-one-ort"].startswith("running") and "p90_ms (900.0 -> 800.0)" in log["08-bundle-one-ort"]
 
 
 class Probe(Frozen):

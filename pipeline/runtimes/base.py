@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import EdgesmithError, require
 
 if TYPE_CHECKING:
-    from ..config import Profile
+    from ..config import Measurement
 
 CPU_ONLY = ("CPUExecutionProvider",)
 
@@ -108,7 +108,7 @@ class Runtime(Engine):
         """One candidate of `precision` from the FP32 model `src`, under `out`; `feeds` are calibration inputs
         ({name: int64 array [1, seq]}, real task rows at their real lengths). Returns the model's path."""
 
-    def hardware_gap(self, profile: Profile) -> str | None:
+    def hardware_gap(self, profile: Measurement) -> str | None:
         """Why this machine cannot measure `profile` with this runtime, or None when it can."""
         return None
 

@@ -13,7 +13,7 @@ from ..errors import EdgesmithError
 from .base import CPU_ONLY, Runtime, Session
 
 if TYPE_CHECKING:
-    from ..config import Profile
+    from ..config import Measurement
 
 # Ops ORT's integer quantizer handles in a fused BERT graph. Gather/EmbedLayerNormalization matter: the word
 # embedding is the largest single tensor, and leaving it FP32 keeps the file near half of the FP32 size.
@@ -97,7 +97,7 @@ class OnnxRuntime(Runtime):
             raise EdgesmithError(f"execution provider(s) {missing} not available; install onnxruntime-gpu or pick a CPU profile")
         return super()._open(path, settings, output)
 
-    def hardware_gap(self, profile: Profile) -> str | None:
+    def hardware_gap(self, profile: Measurement) -> str | None:
         if profile.device == "cuda":
             import onnxruntime as ort
 

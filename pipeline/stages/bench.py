@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import BenchConfig, Frozen, Profile, Task
+from ..config import BenchConfig, Frozen, Measurement, Task
 from ..evaluate import first_rows, outputs, quality
 from ..latency import effective_threads, measure
 from ..modeling import load_tokenizer
@@ -24,18 +24,18 @@ from .teacher import labelled_rows
 
 class BenchStageConfig(Frozen):
     bench: BenchConfig
-    profile: Profile
+    profile: Measurement  # where and how the profile runs models; not its budgets, which only the bundle reads
     task: Task
     max_length: int
     branches: tuple[str, ...]
 
 
-def hardware_gap(profile: Profile) -> str | None:
+def hardware_gap(profile: Measurement) -> str | None:
     """Why this machine cannot measure the profile (the first of its runtimes that says why), or None when it can."""
     return next(filter(None, (RUNTIMES[r].hardware_gap(profile) for r in profile.runtimes)), None)
 
 
-@stage("bench", BenchStageConfig, version=3)
+@stage("bench", BenchStageConfig, version=4)
 def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     threads, clamp = effective_threads(cfg.profile)
     vocab = load_tokenizer(inputs["teacher"].path / "model").vocab_size
