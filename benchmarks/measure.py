@@ -17,6 +17,17 @@ MEASURED = ("p50_ms", "p90_ms", "rounds", "real_p50_ms", "real_p90_ms", "real_me
             "load_ms", "quality", "drop_se", "bytes", "gzip_bytes", "gflop", "floor_ms", "ops")
 
 
+SUITE_TASKS = {"sst2": "classification", "sts": "embedding"}  # each suite's edgesmith task (edgesmith.tasks)
+
+
+def output_name(entry: dict[str, Any]) -> str:
+    """The graph output the suite's task reads, fetched by name as its bundles do (an embedding bundle's graph also
+    outputs last_hidden_state, for Hugging Face loaders)."""
+    from edgesmith.tasks import get
+
+    return get(SUITE_TASKS[entry["suite"]]).output_name
+
+
 @dataclass(frozen=True)
 class Plan:
     """How hard to measure: `rounds` rounds of `iterations` timed runs (after `warmup`) at batch 1, seq 128."""
@@ -31,7 +42,7 @@ class Plan:
 def benchrun(entry: dict[str, Any], threads: int, *extra: str) -> dict[str, Any]:
     """One run of edgesmith.benchrun in a fresh process (its peak memory is the artifact's own)."""
     cmd = [sys.executable, "-m", "edgesmith.benchrun", "--runtime", entry["runtime"], "--model", str(entry["path"]),
-           "--threads", str(threads), *extra]
+           "--threads", str(threads), "--output", output_name(entry), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)})
     if done.returncode:
         raise RuntimeError(f"{entry['name']}: {done.stderr.strip()[-300:]}")
@@ -74,8 +85,9 @@ def quality(entries: list[dict[str, Any]], suites: dict[str, dict[str, Any]]) ->
         teacher = next(e for e in ours if e["group"] == "teacher")
         reference = None
         for e in [teacher] + [e for e in ours if e is not teacher]:
-            task = "classification" if suite == "sst2" else "embedding"
-            out = outputs(open_session(e["runtime"], Path(e["path"]), threads=2), s["rows"], s["tokenizer"], 128, task)
+            task = SUITE_TASKS[suite]
+            out = outputs(open_session(e["runtime"], Path(e["path"]), threads=2, output=output_name(e)), s["rows"],
+                          s["tokenizer"], 128, task)
             reference = out if reference is None else reference
             e["quality"] = score(out, s["rows"], task, reference)["metric"]
             if task == "classification":
