@@ -117,7 +117,7 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     from .finetune import FinetuneConfig
     from .stages.bench import BenchStageConfig
     from .stages.bundle import BundleStageConfig
-    from .stages.data import UNLABELED, DataStageConfig
+    from .stages.data import DataStageConfig, without_unlabeled
     from .stages.distill import DistillStageConfig
     from .stages.export import ExportStageConfig
     from .stages.prune import PruneStageConfig
@@ -142,7 +142,7 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
                                                    source_digest=source_digest(recipe.data.source)), {})
     # Only distillation reads data.unlabeled: every other stage sees the data without it, so an edit there (or to
     # the file it names) reruns distillation and what follows it, not the teacher, pruning or the unpruned baseline.
-    everything, data = data, data.without(files=(UNLABELED,), facts=("unlabeled_rows",))
+    everything, data = data, without_unlabeled(data)
     teacher = node("teacher", "01-teacher", TeacherStageConfig(
         teacher=recipe.teacher, task=task, max_length=max_len, train=FinetuneConfig.of(recipe.distill),
         model_digest=model_digest(recipe.teacher.model)),

@@ -25,6 +25,7 @@ from edgesmith.errors import EdgesmithError
 from edgesmith.registry import STAGES
 from edgesmith.runtimes import open_session, session_settings
 from edgesmith.stages.bundle import BundleStageConfig
+from edgesmith.stages.data import without_unlabeled
 
 EVERY_PAIR = ("description: every runtime and precision\nthreads: 1\nseq_len: 16\n"
               "runtimes: {onnxruntime: [fp32, fp16, int8-dynamic, int8-static], openvino: [fp32, fp16, int8-static]}\n")
@@ -74,7 +75,9 @@ def bundles(run_out, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     """artifact name -> (bundle folder, its bench row): the bundle stage run on the run's own inputs, with a bench
     table holding the teacher and that one artifact, so that it is the one shipped."""
     stage = json.loads((run_out / "08-bundle-all" / "manifest.json").read_text())
-    by_digest = {a.digest: a for a in map(Artifact.open, run_out.glob("0*"))}
+    stages = [Artifact.open(folder) for folder in run_out.glob("0*")]
+    views = [without_unlabeled(a) for a in stages if a.path.name == "00-data"]  # the data as the bundle stage reads it
+    by_digest = {a.digest: a for a in stages + views}
     inputs = {k: by_digest[d] for k, d in stage["parents"].items()}
     cfg = BundleStageConfig.model_validate(stage["config"])
     bench = inputs["bench"]

@@ -50,6 +50,12 @@ def run(cfg: DataStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, An
             "unlabeled_rows": len(data.unlabeled)}
 
 
+def without_unlabeled(data: Artifact) -> Artifact:
+    """The data as every stage but distill sees it: without the unlabeled rows, which only distillation reads, so that
+    editing data.unlabeled reruns neither the teacher nor pruning nor the unpruned baseline (Artifact.without)."""
+    return data.without(files=(UNLABELED,), facts=("unlabeled_rows",))
+
+
 def distill_rows(data: Artifact, teacher: Artifact, augment: AugmentConfig | None = None) -> list[dict[str, Any]]:
     """The rows the student distils on: the training rows (labels as the teacher's class ids), the unlabeled rows
     (data.unlabeled) and `copies` augmented copies of both (data.augment, neighbours from the teacher's word
