@@ -70,7 +70,7 @@ def sparse_part(sp_ov: dict[str, Any], sp_ort: dict[str, Any] | None, dense_ov: 
     r = dense_ov["p50_ms"] / sp_ov["p50_ms"]
     ratios = {"OpenVINO": r} | ({"ONNX Runtime": peer_ort["p50_ms"] / sp_ort["p50_ms"]} if sp_ort else {})
     verdicts = {name: _pays(x) for name, x in ratios.items()}
-    verdict = (f"{r_} in speed on these runtimes" if len(set(verdicts.values())) == 1 and (r_ := verdicts["OpenVINO"])
+    verdict = (f"{verdicts['OpenVINO']} in speed on these runtimes" if len(set(verdicts.values())) == 1
                else "; ".join(f"{v} on {name}" for name, v in verdicts.items()))  # one runtime's gain is not the method's
     text = (f"**Unstructured (sparse) pruning: {verdict}.** 80% of the encoder weights were zeroed and "
             f"the model distilled; its OpenVINO INT8 build runs at {sp_ov['p50_ms']:.2f} ms against {dense_ov['p50_ms']:.2f} ms for the "
