@@ -47,6 +47,7 @@ def keys_run(tmp_path_factory, tiny_bert, tiny_data):
         lines = re.findall(r"\[([0-9]{2}-[\w-]+)\] (skipped|running.*)", capsys.readouterr().err)
         return {folder: what for folder, what in lines}
 
+    rerun.out = out  # type: ignore[attr-defined]
     return rerun
 
 
@@ -102,6 +103,19 @@ def test_a_budget_edit_re_picks_the_bundle_without_re_measuring(keys_run, capsys
     log = keys_run(capsys, p90=800, **edited)
     assert log["07-bench-one-ort"] == "skipped"
     assert log["08-bundle-one-ort"] == "running (config field profile.budgets.p90_ms changed (900.0 -> 800.0))"
+
+
+def test_unlabeled_rows_edited_behind_the_cache_are_rebuilt_and_nothing_downstream_reruns(keys_run, capsys, tmp_path):
+    more = tmp_path / "more.txt"
+    more.write_text("a quiet film\nthe plot drags\nwarm and funny\n")
+    edited = dict(temperature=3.0, sparsity=0.6, p90=800, augment="{copies: 1}", unlabeled=str(more))
+    keys_run(capsys, **edited)
+    (keys_run.out / "00-data" / "unlabeled.jsonl").write_text('{"text": ["planted"], "label": null}\n')
+    log = keys_run(capsys, **edited)
+    assert log["00-data"] == "running (unlabeled.jsonl changed since it was built)"
+    for folder in ("01-teacher", "03-distill-structured", "03-distill-sparse"):  # rebuilt from the source: the same rows
+        assert log[folder] == "skipped", (folder, log[folder])
+    assert "planted" not in (keys_run.out / "00-data" / "unlabeled.jsonl").read_text()
 
 
 class Probe(Frozen):
