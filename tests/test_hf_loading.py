@@ -113,7 +113,9 @@ def _check_classifier(bundle: Path, model) -> None:
     np.testing.assert_allclose(logits, expected, atol=ATOL)
     classify = pipeline("text-classification", model=model, tokenizer=tokenizer)
     labels = manifest(bundle)["labels"]
-    for got, want, probs in zip(classify(TEXTS, top_k=None), predict(bundle, TEXTS), softmax(expected)):
+    # the pipeline runs one text at a time, unpadded; so does this side (dynamic INT8 scales span the padded batch)
+    alone = [(predict(bundle, [text])[0], softmax(raw(bundle, [text])[0])) for text in TEXTS]
+    for got, (want, probs) in zip(classify(TEXTS, top_k=None), alone):
         assert got[0]["label"] == want["label"]  # top_k=None: best first
         assert {g["label"]: g["score"] for g in got} == pytest.approx(dict(zip(labels, probs.tolist())), abs=1e-5)
 
@@ -164,7 +166,9 @@ def test_token_classification_bundle_loads_with_optimum_and_finds_predict_pys_en
     # aggregation "first": a word takes its first sub-token's tag, as predict.py's words do
     tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="first")
     found = 0
-    for got, want in zip(tagger(NER_TEXTS), predict(bundle, NER_TEXTS)):
+    # one text per call on both sides: the pipeline never pads, and ONNX Runtime's dynamic INT8 takes each activation's
+    # scale over the whole batch, padding included, so a padded batch moves scores by up to ~5e-4 (CI saw 4e-4)
+    for got, want in zip(tagger(NER_TEXTS), [predict(bundle, [text])[0] for text in NER_TEXTS]):
         spans = [(e["type"], e["start"], e["end"]) for e in want["entities"]]
         assert [(g["entity_group"], g["start"], g["end"]) for g in got] == spans
         assert [g["score"] for g in got] == pytest.approx([e["score"] for e in want["entities"]], abs=1e-4)
