@@ -92,7 +92,7 @@ def shapes(specs: list[tuple[int, float]]) -> None:
         folder.mkdir()
         export_onnx(model, "classification", input_names_for(TEACHER), folder / "raw.onnx", opset=17)
         ir, _ = RUNTIMES["openvino"].convert(folder / "raw.onnx", folder)
-        paths[(layers, width)] = RUNTIMES["openvino"].quantize("int8-static", ir, folder, quant_feeds)
+        paths[(layers, width)] = RUNTIMES["openvino"].quantize("int8-static", ir, folder, quant_feeds, exported=folder / "raw.onnx")
     p50 = {k: [] for k in paths}
     for _ in range(5):
         for k, path in paths.items():

@@ -41,7 +41,7 @@ def fit_keep_ratio(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredCo
         folder.mkdir(parents=True)
         export_onnx(slice_model(load_model(teacher_dir), plan), task, names, folder / "raw.onnx", opset=17)
         fp32, _ = RUNTIMES[runtime].convert(folder / "raw.onnx", folder)
-        path = RUNTIMES[runtime].quantize(precision, fp32, folder, feeds)
+        path = RUNTIMES[runtime].quantize(precision, fp32, folder, feeds, exported=folder / "raw.onnx")
         lat = measure(runtime, path, profile, threads, vocab, warmup=5, iterations=40, output=get_task(task).output_name)
         shutil.rmtree(folder)
         curve.append({"keep": ratio, "p90_ms": lat.get("p90_ms"), "p50_ms": lat.get("p50_ms")})

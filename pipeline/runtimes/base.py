@@ -104,9 +104,11 @@ class Runtime(Engine):
         """This runtime's FP32 model built from the exported ONNX graph `onnx`, under `out`: (its path, facts)."""
 
     @abstractmethod
-    def quantize(self, precision: str, src: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> Path:
-        """One candidate of `precision` from the FP32 model `src`, under `out`; `feeds` are calibration inputs
-        ({name: int64 array [1, seq]}, real task rows at their real lengths). Returns the model's path."""
+    def quantize(self, precision: str, src: Path, out: Path, feeds: list[dict[str, np.ndarray]], exported: Path) -> Path:
+        """One candidate of `precision` from the FP32 model `src` (what `convert` built from the plain exported ONNX
+        graph `exported`), under `out`; a precision may quantize `exported` instead where `src`'s fused ops defeat
+        the quantizer. `feeds` are calibration inputs ({name: int64 array [1, seq]}, real task rows at their real
+        lengths). Returns the model's path."""
 
     def hardware_gap(self, profile: Measurement) -> str | None:
         """Why this machine cannot measure `profile` with this runtime, or None when it can."""

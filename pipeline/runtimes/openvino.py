@@ -70,7 +70,7 @@ class OpenVino(Runtime):
 
         return export_ir(onnx, out / "openvino" / "model.xml"), {}
 
-    def quantize(self, precision: str, src: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> Path:
+    def quantize(self, precision: str, src: Path, out: Path, feeds: list[dict[str, np.ndarray]], exported: Path) -> Path:
         dst = out / f"openvino-{precision}" / "model.xml"
         dst.parent.mkdir(parents=True)
         if precision.startswith("int8"):

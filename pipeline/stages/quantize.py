@@ -28,7 +28,7 @@ class QuantizeStageConfig(Frozen):
     max_length: int
 
 
-@stage("quantize", QuantizeStageConfig, version=4)
+@stage("quantize", QuantizeStageConfig, version=5)  # 5: ORT int8-static quantizes the unfused graph
 def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     export = inputs["export"]
     tokenizer = load_tokenizer(inputs["shrink"].path / "model")
@@ -38,7 +38,8 @@ def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str
     teacher_metric = inputs["teacher"].facts["quality"]["metric"]
     candidates = []
     for runtime, precision in cfg.candidates:
-        path = RUNTIMES[runtime].quantize(precision, export.path / export.facts["files"][runtime], out, feeds)
+        path = RUNTIMES[runtime].quantize(precision, export.path / export.facts["files"][runtime], out, feeds,
+                                          exported=export.path / "model.raw.onnx")
         q = _quality(runtime, path, evals, tokenizer, cfg, reference, inputs["teacher"].facts["label_names"])
         drop = teacher_metric - q["metric"] if "metric" in q else None
         candidates.append({
