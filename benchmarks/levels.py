@@ -20,8 +20,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "embedded"
 PATH_KEYS = ("teacher.model", "data.source", "data.eval_source", "data.unlabeled")
-# Distillation rows per run: 9 runs of 20k rows (about 2 min each on 2 cores) keep `make bench` under 60 minutes
-# (docs/benchmarks.md, "Where the harness time went"). The recipes alone use 40k (sst2) and all 67k (sst2-fast).
+# Distillation rows per run for sst2 and sts: 20k rows (about 2 min each on 2 cores) keep their 6 runs short
+# (docs/benchmarks.md, "Where the harness time went"). sst2-fast runs its recipe's own rows.
 TRAIN_ROWS = 20000
 SMOKE = {"data.max_train_samples": 300, "data.max_eval_samples": 200, "prune.structured.importance_samples": 64,
          "quantize.calibration_samples": 32, "bench.iterations": 10, "bench.warmup": 2}
@@ -51,8 +51,8 @@ class Level:
 LEVELS = {
     "sst2": Level("sst2", ROOT / "recipes" / "sst2.yaml", "sst2", Target(2.0, "best-peer", 1.0),
                   {"data.max_train_samples": TRAIN_ROWS}, sparse_seed0=True),
-    "sst2-fast": Level("sst2-fast", ROOT / "recipes" / "sst2-fast.yaml", "sst2", Target(3.0, "ov-int8", 1.0),
-                       {"data.max_train_samples": TRAIN_ROWS}),
+    # sst2-fast runs as shipped, on all 67k sentences: the row cap is what kept it from its target (docs/recovery.md)
+    "sst2-fast": Level("sst2-fast", ROOT / "recipes" / "sst2-fast.yaml", "sst2", Target(3.0, "ov-int8", 1.0)),
     "sts": Level("sts", ROOT / "recipes" / "minilm-sts.yaml", "sts", Target(2.0, "ov-int8", 1.0),
                  {"data.max_train_samples": TRAIN_ROWS}),
 }
