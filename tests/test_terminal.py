@@ -34,6 +34,7 @@ bench: {{warmup: 1, iterations: 5}}
 profiles: ['{ort}', '{ov}']
 """
 NOISE = re.compile(r"warn|failed to infer|Traceback", re.IGNORECASE)
+QUANTIZER_WARNING = "Please consider to run pre-processing before quantization"  # ONNX Runtime, through `logging`
 
 
 def edgesmith_cli(*args: object) -> subprocess.CompletedProcess[str]:
@@ -74,8 +75,9 @@ def test_default_output_is_a_line_per_stage_and_the_bundles_table(quiet_run):
 def test_library_output_lands_in_each_stage_log_outside_the_hashes(quiet_run):
     _, out, _ = quiet_run
     quantize = (out / "06-quantize-structured-tiny-ort" / terminal.STAGE_LOG).read_text()
-    assert "failed to infer the type of tensor" in quantize  # ONNX Runtime's quantizer, through `logging`
-    assert "W:onnxruntime" in quantize  # ONNX Runtime's C++ logger, straight to fd 2
+    # ONNX Runtime's dynamic quantizer warns through `logging` (output written straight to fd 2 by C++ code is
+    # covered by test_a_crashing_stage_names_its_log_and_restores_the_descriptors)
+    assert QUANTIZER_WARNING in quantize
     assert "train_loss" in (out / "03-distill-structured" / terminal.STAGE_LOG).read_text()  # the Trainer's prints
     for manifest in out.glob(f"*/{MANIFEST}"):
         assert (manifest.parent / terminal.STAGE_LOG).is_file()
@@ -130,7 +132,7 @@ def test_verbose_streams_library_output(quiet_run):
     recipe, out, _ = quiet_run
     done = edgesmith_cli("run", recipe, "--out", out, "--force", "quantize", "-v")
     assert done.returncode == 0, done.stderr
-    assert "failed to infer the type of tensor" in done.stderr and "[06-quantize-sparse-tiny-ov] done in" in done.stderr
+    assert QUANTIZER_WARNING in done.stderr and "[06-quantize-sparse-tiny-ov] done in" in done.stderr
 
 
 def test_python_api_returns_the_summary_and_verifies_a_bundle(quiet_run, tiny_bert, tiny_data, tiny_profiles):
