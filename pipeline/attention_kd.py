@@ -68,7 +68,9 @@ def attention_loss(student: Capture, teacher: Capture, lmap: LayerMap, mask: Any
 
 
 def _log_relation(x: Any, y: Any, mask: Any, head_size: int, heads: tuple[int, ...] | None) -> Any:
-    """log softmax(x_h y_h^T / sqrt(d)) per head over non-padding keys: [batch, heads, queries, keys]."""
+    """log softmax(x_h y_h^T / sqrt(d)) per head over non-padding keys: [batch, heads, queries, keys], in fp32 (a
+    bf16 teacher's projections too: see DistillConfig.teacher_precision)."""
+    x, y = x.float(), y.float()
     batch, n, width = x.shape
 
     def split(z: Any) -> Any:

@@ -86,7 +86,8 @@ def distill(student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, An
         trainer.teardown_kd()
     shutil.rmtree(args.output_dir, ignore_errors=True)
     student.eval()
-    return {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
+    return {"train_loss": float(result.training_loss), "steps": int(result.global_step),
+            "teacher_precision": trainer.teacher_precision}
 
 
 def distill_gradual(student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, Any]], steps: list[Any], out: Path,
@@ -109,7 +110,7 @@ def distill_gradual(student: Any, teacher: Any, tokenizer: Any, items: list[dict
         stats = distill(student, teacher, tokenizer, share, args, task, cfg, LayerMap.from_plan(plan))
         losses.append(stats["train_loss"])
         total += stats["steps"]
-    return {"train_loss": losses[-1], "steps": total, "step_losses": losses}
+    return {"train_loss": losses[-1], "steps": total, "step_losses": losses, "teacher_precision": stats["teacher_precision"]}
 
 
 def kd_loss(s: Any, t: Any, mask: Any, task: str, cfg: DistillConfig, labels: Any = None, layers: tuple[int, ...] | None = None,
@@ -126,6 +127,35 @@ def kd_loss(s: Any, t: Any, mask: Any, task: str, cfg: DistillConfig, labels: An
     pairs = [(s.hidden_states[j + 1], t.hidden_states[i + 1]) for j, i in enumerate(layers)]
     hidden = sum(((hs - ht) ** 2 * m).sum() / (tokens * hs.shape[-1]) for hs, ht in pairs)
     return main + cfg.hidden_weight * hidden / len(pairs)
+
+
+def teacher_context(precision: str, device: Any) -> tuple[Any, str]:
+    """The context the teacher's forward pass runs in, and the precision that gives ('bf16' or 'fp32').
+
+    bf16 only where the device computes it natively: elsewhere the matmuls are emulated and slower than fp32."""
+    import contextlib
+
+    import torch
+
+    if precision == "bf16" and native_bf16(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16), "bf16"
+    return contextlib.nullcontext(), "fp32"
+
+
+def native_bf16(device: Any) -> bool:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # torch has no public check; torch.ops.mkldnn's also says yes on plain AVX512, where oneDNN emulates bf16
+    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def as_fp32(out: Any) -> Any:
+    """A model output with every tensor in fp32 (bf16 teacher targets: the losses are computed in fp32)."""
+    for key, value in out.items():
+        out[key] = tuple(v.float() for v in value) if isinstance(value, tuple) else value.float()
+    return out
 
 
 def tokens_per_process(mask: Any, accelerator: Any) -> Any:
@@ -146,6 +176,7 @@ def _distill_trainer_class() -> Any:
     class DistillTrainer(Trainer):
         def setup_kd(self, teacher: Any, task: str, cfg: DistillConfig, lmap: LayerMap) -> None:
             self.kd = (teacher.to(self.args.device), task, cfg, lmap)
+            self.teacher_context, self.teacher_precision = teacher_context(cfg.teacher_precision, self.args.device)
             self.captures = (Capture(self.model), Capture(teacher)) if cfg.attention_weight > 0 else None
 
         def teardown_kd(self) -> None:
@@ -155,8 +186,8 @@ def _distill_trainer_class() -> Any:
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
             teacher, task, cfg, lmap = self.kd
             labels = inputs.pop("labels", None)  # the teacher is the main target; gold labels are optional
-            with torch.no_grad():
-                t = teacher(**inputs, output_hidden_states=True)
+            with torch.no_grad(), self.teacher_context:
+                t = as_fp32(teacher(**inputs, output_hidden_states=True))
             s = model(**inputs, output_hidden_states=True)
             mask = inputs["attention_mask"]
             tokens = tokens_per_process(mask, self.accelerator)
