@@ -5,6 +5,9 @@ to docs/recovery.jsonl:
     python benchmarks/recovery.py retrain-free 6:0.5 4:0.5    dev accuracy without training: plain vs reconstructed
     python benchmarks/recovery.py distill 4:0.33 15000 attn,aug_attn
         short distillations of one shape; variants: base, attn, recon, recon_attn, aug_attn, labels_attn
+    python benchmarks/recovery.py teacher-precision 4:0.33 60
+        seconds per distillation step (batch 32, attention terms) with the teacher's forward in fp32 and in bf16
+        (distill.teacher_precision), 3 interleaved rounds of that many steps each, median
 
 Latency: 1 thread, batch 1, seq 128, each artifact in its own process, 5 interleaved rounds, median. Accuracy: all
 872 SST-2 dev sentences, one seed: differences under ~1 point are within the noise (paired SE ~0.9 points).
@@ -152,6 +155,37 @@ def distill_variants(layers: int, width: float, rows: int, variants: list[str]) 
                 "acc": accuracy(student, dev, dev_feeds), "minutes": (time.time() - start) / 60})
 
 
+def teacher_precision(layers: int, width: float, steps: int) -> None:
+    import torch
+
+    from edgesmith.attention_kd import LayerMap
+    from edgesmith.config import DistillConfig
+    from edgesmith.modeling import slice_model
+    from edgesmith.stages.bench import _cpu_name
+    from edgesmith.training import distill, native_bf16, tokenize, training_args
+
+    tokenizer, teacher, _, calib = setup()
+    plan = plan_for(teacher, calib, layers, width)
+    texts = tokenize(read("train.tsv", 32 * steps), tokenizer, 128, labels=False, task="classification")
+    seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    losses: dict[str, float] = {}
+    for _ in range(3):
+        for precision in seconds:
+            torch.manual_seed(0)
+            student = slice_model(copy.deepcopy(teacher), plan)
+            cfg = DistillConfig(attention_weight=1.0, max_steps=steps, teacher_precision=precision)
+            with tempfile.TemporaryDirectory() as out:
+                start = time.perf_counter()
+                stats = distill(student, teacher, tokenizer, texts, training_args(Path(out), cfg, 1, cfg.learning_rate),
+                                "classification", cfg, LayerMap.from_plan(plan))
+                seconds[precision].append((time.perf_counter() - start) / steps)
+            losses[stats["teacher_precision"]] = stats["train_loss"]
+    fp32, bf16 = statistics.median(seconds["fp32"]), statistics.median(seconds["bf16"])
+    record({"experiment": "teacher-precision", "layers": layers, "width": width, "steps": steps, "threads": torch.get_num_threads(),
+            "cpu": _cpu_name(), "native_bf16": native_bf16(torch.device("cpu")),
+            "s_per_step_fp32": fp32, "s_per_step_bf16": bf16, "speedup": fp32 / bf16, "train_loss": losses})
+
+
 def _specs(args: list[str]) -> list[tuple[int, float]]:
     return [(int(a.split(":")[0]), float(a.split(":")[1])) for a in args]
 
@@ -166,5 +200,8 @@ if __name__ == "__main__":
     elif command == "distill":
         (layers, width), = _specs(rest[:1])
         distill_variants(layers, width, int(rest[1]), rest[2].split(","))
+    elif command == "teacher-precision":
+        (layers, width), = _specs(rest[:1])
+        teacher_precision(layers, width, int(rest[1]))
     else:
         raise SystemExit(__doc__)

@@ -188,7 +188,7 @@ class DistillConfig(Frozen):
     teacher_precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: the teacher's forward pass (it only gives targets; the student trains in fp32) runs "
         "under bf16 autocast where the device computes bf16 natively (CPUs with AVX512-BF16 or AMX, GPUs with bf16), "
-        "else in fp32; the distill stage records which ran. About a fifth off sst2-fast's distillation on AMD Zen 4")
+        "else in fp32; the distill stage records which ran (sst2-fast: each step 1.27x faster on 2 AMD EPYC cores)")
 
     @model_serializer(mode="wrap")
     def _omit_added_defaults(self, handler: Any) -> dict[str, Any]:
