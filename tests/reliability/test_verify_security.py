@@ -216,6 +216,15 @@ def test_swapped_model_is_caught_by_reference_outputs_and_by_signature(bundle: P
     assert_refused(edgesmith("verify", bundle, "--key", built.pub), "signature does not match")
 
 
+def test_a_model_that_disagrees_with_pytorch_is_refused(bundle: Path) -> None:
+    """Check 8: outputs that reproduce the build but not the PyTorch student (a build that put the wrong model in)."""
+    ref = json.loads((bundle / "reference.json").read_text())
+    ref["pytorch"] = [row[::-1] for row in ref["pytorch"]]  # every class flipped: what another head would say
+    (bundle / "reference.json").write_text(json.dumps(ref))
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "0% class agreement with PyTorch", "too far from PyTorch")
+
+
 @pytest.mark.parametrize("where", ["relative", "absolute"])
 def test_manifest_paths_outside_the_bundle_are_never_read(bundle: Path, tmp_path: Path, where: str) -> None:
     secret = tmp_path / "secret.txt"
