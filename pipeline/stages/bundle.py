@@ -137,8 +137,12 @@ def _write_reference(folder: Path, student_dir: Path, rows: list[dict[str, Any]]
     pairs = [r["text"][1] for r in rows] if text_pairs else None
     feed = encode(folder, texts, pairs)
     session = open_bundle_session(folder)
-    torch_out = TorchModelSession(load_model(student_dir), cfg.task).run(feed)
+    torch_out, expected = np.asarray(TorchModelSession(load_model(student_dir), cfg.task).run(feed)), session.run(feed)
+    # verify's check 8, here: a bundle that `edgesmith verify` would refuse is never written as finished.
+    ok, fidelity = get_task(cfg.task).fidelity(expected, torch_out)
+    if not ok:
+        raise EdgesmithError(f"the chosen model's outputs on the reference texts are too far from PyTorch ({fidelity}), so "
+                             "edgesmith verify would refuse the bundle; this is a build defect: report it with the run folder")
     (folder / "reference.json").write_text(json.dumps({
-        "texts": texts, "pairs": pairs, "session": session.settings, "expected": session.run(feed).tolist(),
-        "pytorch": np.asarray(torch_out).tolist(),
+        "texts": texts, "pairs": pairs, "session": session.settings, "expected": expected.tolist(), "pytorch": torch_out.tolist(),
     }))

@@ -152,6 +152,23 @@ def test_late_failure_keeps_finished_stages_and_rerun_reuses_them(inputs: Path, 
     assert json.loads((out / "recipe.json").read_text())["name"] == "tiny"
 
 
+def test_a_bundle_verify_would_refuse_is_never_written(clean_run: Path, inputs: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The bundle stage applies verify's PyTorch-agreement check before it finishes: a chosen model that fails it
+    stops the run with one line, leaves no bundle, and keeps the measurements."""
+    from edgesmith.cli import main
+    from edgesmith.tasks.classification import Classification
+
+    out = tmp_path / "run"
+    shutil.copytree(clean_run, out)
+    shutil.rmtree(out / "08-bundle-tiny")
+    bench = sha256_file(out / "07-bench-tiny" / MANIFEST)
+    monkeypatch.setattr(Classification, "fidelity", lambda self, got, pytorch: (False, "0% class agreement with PyTorch"))
+    assert main(["run", str(inputs / "recipe.yaml"), "--out", str(out)]) == 2
+    assert "(0% class agreement with PyTorch), so edgesmith verify would refuse the bundle" in capsys.readouterr().err
+    assert not (out / "08-bundle-tiny").exists() and not list(out.glob(".*.tmp"))
+    assert sha256_file(out / "07-bench-tiny" / MANIFEST) == bench
+
+
 def test_failed_rerun_keeps_the_recipe_json_that_describes_the_stages(clean_run: Path, inputs: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     shutil.copytree(clean_run, out)
