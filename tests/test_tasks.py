@@ -258,16 +258,18 @@ def test_entities_stop_at_punctuation_like_conll_words(tmp_path):
 def test_embedding_verify_floor_takes_int8_noise_and_refuses_another_model():
     """verify's fidelity check: the mean over the reference texts, so one short text that INT8 moved far (0.93 in
     ORT dynamic INT8 on all-MiniLM-L6-v2, which failed the old per-text floor of 0.95) passes, while embeddings
-    from another model do not."""
+    from another model, or NaN ones, do not."""
+    from edgesmith.tasks.embedding import unit
+
     rng = np.random.default_rng(0)
     pytorch = rng.normal(size=(8, 32)).astype(np.float32)
     cosines = np.array([0.93, 0.96, 0.97, 0.97, 0.98, 0.98, 0.99, 0.99])
     noise = rng.normal(size=pytorch.shape)
     noise -= (noise * pytorch).sum(-1, keepdims=True) / (pytorch * pytorch).sum(-1, keepdims=True) * pytorch
-    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
     int8_like = cosines[:, None] * unit(pytorch) + np.sqrt(1 - cosines[:, None] ** 2) * unit(noise)
     ok, message = get("embedding").fidelity(int8_like.astype(np.float32), pytorch)
     assert ok and "mean cosine 0.9713" in message and "lowest 0.9300" in message
     other = pytorch + 1.2 * rng.normal(size=pytorch.shape).astype(np.float32)
     ok, message = get("embedding").fidelity(other, pytorch)
     assert not ok and "mean cosine 0.6" in message
+    assert not get("embedding").fidelity(np.full_like(pytorch, np.nan), pytorch)[0]
