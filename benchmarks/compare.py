@@ -1,7 +1,8 @@
 """edgesmith against what users pick today, measured side by side in one run on this machine (`make bench`).
 
     python benchmarks/compare.py                     (needs `pip install -e .[bench]`; `make bench` does both)
-    python benchmarks/compare.py --only sst2-fast    (one level; --only takes a comma-separated list)
+    python benchmarks/compare.py --only sst2-fast    (one level; --only takes a comma-separated list and writes
+                                                      docs/only-<levels>/, leaving docs/benchmarks.md alone)
     python benchmarks/compare.py --smoke             (1 seed, 300 rows, few iterations: checks the code paths in
                                                       10-20 minutes; writes runs/compare-smoke/, never docs/)
 
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     a = parse(argv)
     start = time.time()
     work = ROOT / "runs" / ("compare-smoke" if a.smoke else "compare")
-    docs = work / "docs" if a.smoke else ROOT / "docs"  # a smoke run never touches docs/
+    # a smoke run never touches docs/; a run of some levels only writes docs/only-<levels>/, never over the full report
+    docs = work / "docs" if a.smoke else ROOT / "docs" / f"only-{'+'.join(a.levels)}" if a.only else ROOT / "docs"
     swaps = dict(r.split("=", 1) for r in a.recipe)
     chosen = [dataclasses.replace(lv.LEVELS[k], recipe=Path(swaps[k]).resolve()) if k in swaps else lv.LEVELS[k] for k in a.levels]
     cold = not work.exists()
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
                "suite": x.suite, "target": dataclasses.asdict(x.target), "overrides": x.overrides | (lv.SMOKE if a.smoke else {}),
                "seeds": [r.seed for r in runs if r.level.key == x.key]} for x in chosen]
     meta = {"date": str(datetime.date.today()), "threads": plan.threads, "plan": dataclasses.asdict(plan), "gemm_gflops": gemm,
-            "seconds": timing["total"], "started": start, "timing": timing, "cold": cold, "smoke": a.smoke,
+            "seconds": timing["total"], "started": start, "timing": timing, "cold": cold, "smoke": a.smoke, "only": a.only,
             "work": str(work.relative_to(ROOT)), "eval_rows": {s: len(d["rows"]) for s, d in suites.items()}, "levels": levels}
     write(entries, meta, docs)
 

@@ -62,11 +62,19 @@ def _spread(e: dict[str, Any]) -> str:
 def _cache_note(meta: dict[str, Any], root: Path) -> str:
     """How many edgesmith stages this harness run rebuilt, read off the stage manifests' times."""
     started = meta["started"]
-    manifests = list((root / meta["work"]).glob("*-seed*/*/manifest.json"))
+    manifests = [m for lv in meta["levels"] for m in (root / meta["work"]).glob(f"{lv['key']}-seed*/*/manifest.json")]
+    if not manifests:
+        return f"its run folders (`{meta['work']}/`) are not on this machine, so which stages it rebuilt is not known."
     cached = sum(m.stat().st_mtime < started for m in manifests)
     if not cached:
         return f"a cold run: all {len(manifests)} edgesmith stages were built in it."
     return f"{cached} of {len(manifests)} edgesmith stages came from the cache of an earlier run; all measurements are fresh."
+
+
+def _command(meta: dict[str, Any]) -> str:
+    """The harness command line that made this page (`make bench` runs it without flags)."""
+    flags = (" --smoke" if meta["smoke"] else "") + (f" --only {meta['only']}" if meta.get("only") else "")
+    return f"`python benchmarks/compare.py{flags}`" + ("" if flags else " (`make bench`)")
 
 
 SUITES = {"sst2": ("SST-2 dev accuracy (%)", "acc."), "sts": ("STS-B dev Spearman x100", "Spearman")}
@@ -121,7 +129,7 @@ def render(src: Path, docs: Path) -> None:
     plan = meta["plan"]
     seeds = sorted({s for lv in meta["levels"] for s in lv["seeds"]})
     lines = ["# edgesmith against the tools users chain by hand", "",
-             f"One run of `python benchmarks/compare.py{' --smoke' if meta['smoke'] else ''}` (`make bench`) on {meta['date']}: "
+             f"One run of {_command(meta)} on {meta['date']}: "
              f"CPU {meta['cpu']}, {meta['threads']} thread, batch 1, sequence 128 unless stated. Harness wall time "
              f"**{meta['seconds'] / 60:.1f} min**; {_cache_note(meta, root)}",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
