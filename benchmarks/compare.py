@@ -88,7 +88,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--recipe", action="append", default=[], metavar="LEVEL=PATH", help="another recipe file for a level "
                    "(e.g. to try a variant, or to check the code paths while a recipe does not validate yet)")
     a = p.parse_args(argv)
-    a.levels = (a.only or ",".join(LEVELS)).split(",")
+    a.levels = list(dict.fromkeys((a.only or ",".join(LEVELS)).split(",")))  # each level once, in the order given
     unknown = [k for k in a.levels + [r.split("=")[0] for r in a.recipe] if k not in LEVELS]
     if unknown or any("=" not in r for r in a.recipe):
         p.error(f"unknown level {unknown} (known: {', '.join(LEVELS)}); --recipe takes LEVEL=PATH")
