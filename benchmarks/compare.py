@@ -170,8 +170,8 @@ def write(entries: list[dict[str, Any]], meta: dict[str, Any], docs: Path) -> No
     src = docs / "benchmarks.json"
     src.write_text(json.dumps({"meta": meta, "entries": entries}, indent=1, default=str))
     render(src, docs)
-    render_sparse(src, docs)
-    log(f"done in {meta['seconds'] / 60:.1f} min; wrote {docs / 'benchmarks.md'} and {docs / 'structural-vs-sparse.md'}")
+    sparse = render_sparse(src, docs)
+    log(f"done in {meta['seconds'] / 60:.1f} min; wrote {docs / 'benchmarks.md'}" + (f" and {docs / 'structural-vs-sparse.md'}" if sparse else ""))
 
 
 if __name__ == "__main__":

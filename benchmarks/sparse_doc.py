@@ -139,7 +139,8 @@ def choose_part(ov: dict[str, Any], sp_ov: dict[str, Any], peer_ov: dict[str, An
     return lines + [""]
 
 
-def render(src: Path, docs: Path) -> None:
+def render(src: Path, docs: Path) -> bool:
+    """Writes docs/structural-vs-sparse.md; False (and nothing written) when the run lacks the rows it needs."""
     from seeds import reference, teacher
 
     data = json.loads(src.read_text())
@@ -148,7 +149,7 @@ def render(src: Path, docs: Path) -> None:
     sp_ov = _find(entries, level="sst2", seed=0, artifact="sparse:openvino-int8-static")
     if not (ov and sp_ov):
         print("structural-vs-sparse.md not written: this run has no sst2 seed-0 structured and sparse OpenVINO INT8 rows")
-        return
+        return False
     ort = _find(entries, level="sst2", seed=0, artifact="structured:onnxruntime-int8-dynamic")
     sp_ort = _find(entries, level="sst2", seed=0, artifact="sparse:onnxruntime-int8-dynamic")
     fast = _find(entries, level="sst2-fast", seed=0, artifact="structured:openvino-int8-static")
@@ -170,3 +171,4 @@ def render(src: Path, docs: Path) -> None:
     lines += sparse_part(sp_ov, sp_ort, dense_ov, peer_ov, peer_ort) + accuracy_part(ov, sp_ov, t, rows)
     lines += runtime_part(peer_ov, peer_ort, t, real_best) + choose_part(ov, sp_ov, peer_ov, real_best, depth_cheaper)
     (docs / "structural-vs-sparse.md").write_text("\n".join(lines))
+    return True
