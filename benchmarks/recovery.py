@@ -8,6 +8,10 @@ to docs/recovery.jsonl:
     python benchmarks/recovery.py teacher-precision 4:0.33 60
         seconds per distillation step (batch 32, attention terms) with the teacher's forward in fp32 and in bf16
         (distill.teacher_precision), 3 interleaved rounds of that many steps each, median
+    python benchmarks/recovery.py step-profile 4:0.33 40
+        where one distillation step's time goes (the distill stage's loss terms, bf16 teacher, fused AdamW as the
+        Trainer uses on torch >= 2.8), batches of 32 training sentences in the order the Trainer's length grouping
+        gives roughly (sorted within chunks of 50 batches), first 5 steps not counted
 
 Latency: 1 thread, batch 1, seq 128, each artifact in its own process, 5 interleaved rounds, median. Accuracy: all
 872 SST-2 dev sentences, one seed: differences under ~1 point are within the noise (paired SE ~0.9 points).
@@ -186,6 +190,51 @@ def teacher_precision(layers: int, width: float, steps: int) -> None:
             "s_per_step_fp32": fp32, "s_per_step_bf16": bf16, "speedup": fp32 / bf16, "train_loss": losses})
 
 
+def step_profile(layers: int, width: float, steps: int) -> None:
+    import torch
+
+    from edgesmith.arch import dims
+    from edgesmith.attention_kd import Capture, LayerMap, attention_loss
+    from edgesmith.config import DistillConfig
+    from edgesmith.modeling import slice_model
+    from edgesmith.stages.bench import _cpu_name
+    from edgesmith.tasks import get as get_task
+    from edgesmith.training import as_fp32, kd_loss, teacher_context, tokenize
+
+    tokenizer, teacher, _, calib = setup()
+    plan, cfg = plan_for(teacher, calib, layers, width), DistillConfig(attention_weight=1.0, teacher_precision="bf16")
+    lmap, student = LayerMap.from_plan(plan), slice_model(copy.deepcopy(teacher), plan).train()
+    items = tokenize(read("train.tsv", 32 * 50), tokenizer, 128, labels=False, task="classification")
+    items.sort(key=lambda x: len(x["input_ids"]))
+    batches = random.Random(0).sample([items[i : i + 32] for i in range(0, len(items), 32)], steps)
+    collate, (context, precision) = get_task("classification").collator(tokenizer), teacher_context("bf16", torch.device("cpu"))
+    captures, head_size = (Capture(student), Capture(teacher.eval())), dims(teacher.config)["head_size"]
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.01, fused=True)
+    parts: dict[str, list[float]] = {k: [] for k in ("teacher forward", "student forward", "loss terms", "backward", "optimizer")}
+    for i, rows in enumerate(batches):
+        batch = collate(rows)
+        batch.pop("labels", None)
+        marks = [time.perf_counter()]
+        with torch.no_grad(), context:
+            t = as_fp32(teacher(**batch, output_hidden_states=True))
+        marks.append(time.perf_counter())
+        s = student(**batch, output_hidden_states=True)
+        marks.append(time.perf_counter())
+        mask = batch["attention_mask"]
+        loss = kd_loss(s, t, mask, "classification", cfg, None, lmap.layers) + attention_loss(*captures, lmap, mask, head_size)
+        marks.append(time.perf_counter())
+        loss.backward()
+        marks.append(time.perf_counter())
+        optimizer.step()
+        optimizer.zero_grad()
+        marks.append(time.perf_counter())
+        for k, (a, b) in zip(parts, zip(marks, marks[1:])):
+            parts[k].append(b - a) if i >= 5 else None
+    ms = {k: 1000 * statistics.mean(v) for k, v in parts.items()}
+    record({"experiment": "step-profile", "layers": layers, "width": width, "steps": steps - 5, "teacher_precision": precision,
+            "threads": torch.get_num_threads(), "cpu": _cpu_name(), "ms_per_step": ms, "total_ms": sum(ms.values())})
+
+
 def _specs(args: list[str]) -> list[tuple[int, float]]:
     return [(int(a.split(":")[0]), float(a.split(":")[1])) for a in args]
 
@@ -203,5 +252,8 @@ if __name__ == "__main__":
     elif command == "teacher-precision":
         (layers, width), = _specs(rest[:1])
         teacher_precision(layers, width, int(rest[1]))
+    elif command == "step-profile":
+        (layers, width), = _specs(rest[:1])
+        step_profile(layers, width, int(rest[1]))
     else:
         raise SystemExit(__doc__)
