@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
                "suite": x.suite, "target": dataclasses.asdict(x.target), "overrides": x.overrides | (lv.SMOKE if a.smoke else {}),
                "seeds": [r.seed for r in runs if r.level.key == x.key]} for x in chosen]
     meta = {"date": str(datetime.date.today()), "threads": plan.threads, "plan": dataclasses.asdict(plan), "gemm_gflops": gemm,
-            "seconds": timing["total"], "started": start, "timing": timing, "cold": cold, "smoke": a.smoke, "only": a.only,
+            "seconds": timing["total"], "started": start, "timing": timing, "cold": cold, "smoke": a.smoke, "only": ",".join(a.levels) if a.only else None,
             "work": str(work.relative_to(ROOT)), "eval_rows": {s: len(d["rows"]) for s, d in suites.items()}, "levels": levels}
     write(entries, meta, docs)
 
