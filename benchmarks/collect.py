@@ -59,11 +59,14 @@ def fit_section(run: Path) -> list[str]:
     fit = json.loads(manifest.read_text())["facts"].get("fit") if manifest.is_file() else None
     if not fit:
         return []
-    lines = [f"### Latency-budget targeting: profile `{fit['profile']}`, p90 ≤ {fit['budget_p90_ms']} ms with {fit['runtime']}", "",
+    from edgesmith.fit import describe_target
+
+    lines = [f"### Latency targeting: profile `{fit['profile']}`, {describe_target(fit)}", "",
              "Each keep ratio is the teacher sliced by the Fisher plan, exported and quantized, measured once (40 runs; on a noisy machine neighbouring ratios can swap order) "
              f"before any training. Chosen: keep {fit['keep']:.0%} ({'met' if fit['met'] else 'NOT met'}).", "",
-             "| keep | p50 ms | p90 ms |", "|---|---|---|"]
-    lines += [f"| {c['keep']:.0%} | {c['p50_ms']:.2f} | {c['p90_ms']:.2f} |" for c in fit["curve"]]
+             "| keep | p50 ms | p90 ms | speed-up |", "|---|---|---|---|"]
+    lines += [f"| {c['keep']:.0%} | {c['p50_ms']:.2f} | {c['p90_ms']:.2f} | {c['speedup']:.2f}x |" if "speedup" in c else
+              f"| {c['keep']:.0%} | {c['p50_ms']:.2f} | {c['p90_ms']:.2f} | |" for c in fit["curve"]]
     return lines + [""]
 
 

@@ -119,6 +119,9 @@ class StructuredConfig(Frozen):
                        "geometric from 1 to the target), distilling on an equal slice of the data after each")
     fit_profile: str | None = Field(None, description="choose the keep ratio by measured latency: the largest whose "
                                     "quantized model meets this profile's p90 budget (overrides keep_heads/keep_ffn)")
+    fit_speedup: float | None = Field(None, ge=1, description="with fit_profile: instead of its p90 budget, the target is "
+                                      "this many times faster (p50) than the unpruned teacher quantized the same way, "
+                                      "measured side by side on this machine")
     reconstruct: bool = Field(False, description="retraining-free start (Kwon et al. 2022): rescale the kept heads and "
                               "neurons of each layer by least squares so the layer's output matches the unpruned model's")
 
@@ -128,6 +131,13 @@ class StructuredConfig(Frozen):
         if v > 1 and not v.is_integer():  # 1.5 is neither a share nor a count: it was read as a count of 1
             raise ValueError(f"{v:g} is neither a share (at most 1) nor a whole count; write e.g. 0.75 or {int(v) + 1}")
         return v
+
+    @model_validator(mode="after")
+    def _speedup_needs_a_profile(self) -> "StructuredConfig":
+        if self.fit_speedup is not None and self.fit_profile is None:  # the profile says which runtime and settings
+            raise ValueError("fit_speedup needs fit_profile (the profile whose runtime and settings are measured); "
+                             "add e.g. fit_profile: mobile-cpu")
+        return self
 
     @model_validator(mode="after")
     def _reconstruct_one_shot(self) -> "StructuredConfig":

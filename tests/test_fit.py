@@ -43,3 +43,50 @@ def test_a_profile_without_a_latency_budget_is_refused(teacher):
     with pytest.raises(EdgesmithError, match="needs a CPU profile with budgets.p90_ms"):
         _prune(root, inputs, profiles.load("server-gpu"), "02-gpu")
     assert not (root / "02-gpu").exists()
+
+
+def _speedup_profile():
+    return Profile(name="relative", description="d", runtimes={"onnxruntime": ("int8-dynamic",)}, threads=1, seq_len=16)
+
+
+def _prune_for_speedup(root, inputs, name, speedup):
+    cfg = PruneStageConfig(branch="structured", task="classification", max_length=32, fit=_speedup_profile(),
+                           structured=StructuredConfig(importance_samples=16, ffn_multiple_of=8, fit_profile="relative",
+                                                       fit_speedup=speedup))
+    return run_stage("prune", cfg, inputs, root / name, False, print)
+
+
+def test_a_speedup_target_needs_no_budget_and_is_measured_against_the_quantized_teacher(teacher):
+    root, inputs = teacher
+    fit = _prune_for_speedup(root, inputs, "02-speedup", 1.0)
+    assert fit.facts["fit"]["speedup"] == 1.0 and "budget_p90_ms" not in fit.facts["fit"]
+    teacher_p50 = fit.facts["fit"]["teacher_p50_ms"]
+    assert teacher_p50 and all(t > 0 for t in teacher_p50)
+    for point in fit.facts["fit"]["curve"]:  # each speed-up is a ratio of two measurements of this run
+        assert point["speedup"] > 0 and point["p50_ms"] > 0
+    chosen = fit.facts["fit"]["curve"][-1]
+    if fit.facts["fit"]["met"]:  # confirmed against a second teacher measurement, the faster one counting
+        assert len(teacher_p50) >= 2 and chosen["speedup"] == pytest.approx(min(teacher_p50) / chosen["p50_ms"])
+        assert chosen["speedup"] >= 1.0 and chosen["keep"] == fit.facts["fit"]["keep"]
+    else:
+        assert fit.facts["fit"]["keep"] == 0.1 and all(p["speedup"] < 1.0 for p in fit.facts["fit"]["curve"])
+
+
+def test_a_ratio_that_passes_only_against_a_slow_teacher_measurement_is_not_chosen(teacher, monkeypatch):
+    """Programmed latencies: the teacher first reads 10 ms, then 8 and 9. Keep 0.7 (4.5 ms) is 2.2x the first
+    reading but 1.8x the faster second one, so the walk goes on to 0.6 (3.5 ms: 2.3x the fastest teacher)."""
+    from edgesmith import fit as fit_module
+
+    teacher_readings, ratio_p50 = iter([10.0, 8.0, 9.0]), {"keep-0.9": 9.0, "keep-0.8": 8.0, "keep-0.7": 4.5, "keep-0.6": 3.5}
+
+    def fake_measurer(*_args):
+        def measure(name, _model):
+            p50 = next(teacher_readings) if name == "unpruned" else ratio_p50[name]
+            return {"p50_ms": p50, "p90_ms": p50 * 1.1}
+        return measure
+
+    monkeypatch.setattr(fit_module, "_measurer", fake_measurer)
+    root, inputs = teacher
+    fit = _prune_for_speedup(root, inputs, "02-programmed", 2.0).facts["fit"]
+    assert fit["met"] and fit["keep"] == 0.6 and fit["teacher_p50_ms"] == [10.0, 8.0, 9.0]
+    assert [round(p["speedup"], 2) for p in fit["curve"]] == [1.11, 1.25, 1.78, 2.29]

@@ -72,7 +72,6 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
 
         calib = [{k: v for k, v in b.items()} for b in batches(rows[:32], tokenizer, cfg.max_length, 1)]
         fit = fit_keep_ratio(teacher_dir, (head_scores, ffn_scores), structured, cfg.fit, cfg.task, calib, out / "fit", kept_layers)
-        (out / "fit").rmdir()
         structured = structured.model_copy(update={"keep_heads": fit["keep"], "keep_ffn": fit["keep"]})
     steps = schedule(head_scores, ffn_scores, structured, kept_layers)
     reconstruction = None

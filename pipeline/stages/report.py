@@ -175,9 +175,13 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
                  f"export validation against PyTorch: {export['validation']}"]
         fit = inputs[f"prune-{b}"].facts.get("fit") if b == "structured" else None
         if fit:
-            curve = ", ".join(f"keep {c['keep']}: p90 {c['p90_ms']:.2f} ms" for c in fit["curve"] if c["p90_ms"] is not None)
-            lines.append(f"keep ratio chosen by measured latency for {fit['profile']} ({fit['runtime']}, p90 budget {fit['budget_p90_ms']} ms): "
-                         f"{fit['keep']} ({'met' if fit['met'] else 'NOT met even at the smallest ratio'}); measured: {curve}")
+            from ..fit import describe_point, describe_target
+
+            curve = "; ".join(describe_point(c) for c in fit["curve"] if c["p90_ms"] is not None)
+            teacher = f"; the unpruned teacher: p50 {', '.join(f'{t:.2f}' for t in fit['teacher_p50_ms'])} ms (the fastest counts)" \
+                if fit.get("teacher_p50_ms") else ""
+            lines.append(f"keep ratio chosen by measured latency for {fit['profile']} ({describe_target(fit)}): "
+                         f"{fit['keep']} ({'met' if fit['met'] else 'NOT met even at the smallest ratio'}); measured: {curve}{teacher}")
         if b == "structured":
             lines.append("heads kept per layer: " + str([l["heads"] for l in shrink["shape_plan"]]) +
                          "; FFN width per layer: " + str([l["ffn"] for l in shrink["shape_plan"]]))
