@@ -90,3 +90,15 @@ def test_a_ratio_that_passes_only_against_a_slow_teacher_measurement_is_not_chos
     fit = _prune_for_speedup(root, inputs, "02-programmed", 2.0).facts["fit"]
     assert fit["met"] and fit["keep"] == 0.6 and fit["teacher_p50_ms"] == [10.0, 8.0, 9.0]
     assert [round(p["speedup"], 2) for p in fit["curve"]] == [1.11, 1.25, 1.78, 2.29]
+
+
+def test_the_report_names_the_target_the_walk_used():
+    from edgesmith.fit import describe_point, describe_target
+
+    relative = {"profile": "p", "runtime": "openvino-int8-static", "speedup": 3.0}
+    assert describe_target(relative) == "3x faster (p50) than the unpruned teacher in openvino-int8-static"
+    assert describe_target({"profile": "p", "runtime": "onnxruntime-int8-dynamic", "budget_p90_ms": 3.0}) == \
+        "p90 ≤ 3.0 ms in onnxruntime-int8-dynamic"
+    point = {"keep": 0.4, "p50_ms": 3.5, "p90_ms": 3.9}
+    assert describe_point(point) == "keep 0.4: p50 3.50 ms, p90 3.90 ms"
+    assert describe_point(point | {"speedup": 3.216}) == "keep 0.4: p50 3.50 ms, p90 3.90 ms, 3.22x"
