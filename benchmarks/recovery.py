@@ -1,8 +1,9 @@
-"""What recovers a deeply pruned MiniLM on SST-2, measured (docs/recovery.md). Three experiments, results appended
+"""What recovers a deeply pruned MiniLM on SST-2, measured (docs/recovery.md). The experiments' results are appended
 to docs/recovery.jsonl:
 
     python benchmarks/recovery.py shapes                      p50 of sliced shapes vs the OpenVINO INT8 teacher
     python benchmarks/recovery.py retrain-free 6:0.5 4:0.5    dev accuracy without training: plain vs reconstructed
+    python benchmarks/recovery.py fit-speedup 4 3.0           prune.structured.fit_speedup's walk on the SST-2 teacher
     python benchmarks/recovery.py distill 4:0.33 15000 attn,aug_attn
         short distillations of one shape; variants: base, attn, recon, recon_attn, aug_attn, labels_attn
     python benchmarks/recovery.py teacher-precision 4:0.33 60
@@ -109,6 +110,25 @@ def shapes(specs: list[tuple[int, float]]) -> None:
         ms = statistics.median(values)
         record({"experiment": "shapes", "layers": layers, "width": width, "ov_int8_p50_ms": ms, "speedup_vs_ov_int8_teacher": base / ms})
     shutil.rmtree(work)
+
+
+def fit_speedup(layers: int, target: float) -> None:
+    """The product's own walk (prune.structured.fit_speedup): the widest keep ratio of `layers` layers whose OpenVINO
+    INT8 build is `target` times the OpenVINO INT8 teacher (p50, 1 thread, seq 128, 40 runs each)."""
+    from edgesmith.config import Profile, StructuredConfig
+    from edgesmith.fit import fit_keep_ratio
+    from edgesmith.importance import choose_layers, fisher_scores
+    from edgesmith.stages.bench import _cpu_name
+
+    tokenizer, teacher, _, calib = setup()
+    profile = Profile(name="one-thread", description="1 thread, batch 1, seq 128", runtimes={"openvino": ("int8-static",)}, threads=1)
+    cfg = StructuredConfig(keep_layers=layers, fit_profile="one-thread", fit_speedup=target)
+    scores = fisher_scores(teacher, calib, "classification")
+    kept, _ = choose_layers(teacher, calib, "classification", layers)
+    quant_feeds = [{k: v.numpy() for k, v in b.items()} for b in feeds(read("train.tsv", 32), tokenizer, 1)]
+    with tempfile.TemporaryDirectory() as work:
+        fit = fit_keep_ratio(TEACHER, scores, cfg, profile, "classification", quant_feeds, Path(work) / "fit", kept)
+    record({"experiment": "fit-speedup", "layers": layers, "cpu": _cpu_name()} | fit)
 
 
 def retrain_free(specs: list[tuple[int, float]]) -> None:
@@ -244,6 +264,8 @@ if __name__ == "__main__":
     command, rest = sys.argv[1], sys.argv[2:]
     if command == "shapes":
         shapes(_specs(rest) or [(6, 0.4), (4, 0.5), (4, 0.4), (4, 0.33), (3, 0.6), (3, 0.5), (3, 0.4)])
+    elif command == "fit-speedup":
+        fit_speedup(int(rest[0]), float(rest[1]))
     elif command == "retrain-free":
         retrain_free(_specs(rest) or [(6, 0.5), (4, 0.5)])
     elif command == "distill":
