@@ -36,71 +36,84 @@ def fit_keep_ratio(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredCo
 
 def _walk(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, profile: Profile, task: str,
           feeds: list[dict[str, Any]], work: Path, kept_layers: list[int] | None) -> dict[str, Any]:
-    from .importance import select
-    from .modeling import load_model, slice_model
+    from .modeling import load_model
 
     budget = profile.budgets.p90_ms
     if profile.device != "cpu" or (budget is None and cfg.fit_speedup is None):
         raise EdgesmithError(f"prune.structured.fit_profile {profile.name!r} needs a CPU profile with budgets.p90_ms "
                              "(or prune.structured.fit_speedup); pick another profile")
     runtime, precision = profile.candidates()[0]
-    measure = _measurer(teacher_dir, profile, task, feeds, work)
+    build, time_it = _measurer(teacher_dir, profile, task, feeds, work)
     target: dict[str, Any] = {"profile": profile.name, "runtime": f"{runtime}-{precision}"}
-    teacher_p50: list[float] = []
-    if cfg.fit_speedup is not None:
-        # The unpruned teacher, quantized the way the ratios are: what the speed-up is measured against.
-        teacher_p50.append(measure("unpruned", load_model(teacher_dir))["p50_ms"])
-        target |= {"speedup": cfg.fit_speedup}
-    else:
-        target |= {"budget_p90_ms": budget}
+    if cfg.fit_speedup is None:
+        return target | {"budget_p90_ms": budget} | _walk_to(lambda point: point["p90_ms"] <= budget, scores, cfg,
+                                                             kept_layers, teacher_dir, work, build, time_it)
+    # The unpruned teacher, quantized the way the ratios are: what the speed-up is measured against. Its file stays
+    # until the walk ends, so that a ratio which passes is confirmed against the same file timed again, the faster
+    # reading counting: a slow moment while the teacher ran cannot make a ratio look fast enough.
+    teacher = build("unpruned", load_model(teacher_dir))
+    teacher_p50 = [time_it(teacher)["p50_ms"]]
+
+    def fast_enough(point: dict[str, Any]) -> bool:
+        point["speedup"] = min(teacher_p50) / point["p50_ms"]
+        if point["speedup"] < cfg.fit_speedup:  # type: ignore[operator]
+            return False
+        teacher_p50.append(time_it(teacher)["p50_ms"])
+        point["speedup"] = min(teacher_p50) / point["p50_ms"]
+        return point["speedup"] >= cfg.fit_speedup  # type: ignore[operator]
+
+    walked = _walk_to(fast_enough, scores, cfg, kept_layers, teacher_dir, work, build, time_it)
+    shutil.rmtree(work / "unpruned")
+    return target | {"speedup": cfg.fit_speedup} | walked | {"teacher_p50_ms": teacher_p50}
+
+
+def _walk_to(met: Callable[[dict[str, Any]], bool], scores: tuple[Any, Any], cfg: StructuredConfig,
+             kept_layers: list[int] | None, teacher_dir: Path, work: Path, build: Callable[[str, Any], Path],
+             time_it: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Down RATIOS until `met(point)`; each ratio's files (work/keep-<ratio>, where build puts them) go once it is
+    timed."""
+    from .importance import select
+    from .modeling import load_model, slice_model
+
     curve = []
     for ratio in RATIOS:
         plan = select(*scores, cfg.model_copy(update={"keep_heads": ratio, "keep_ffn": ratio}), kept_layers)
-        lat = measure(f"keep-{ratio}", slice_model(load_model(teacher_dir), plan))
-        point = {"keep": ratio, "p90_ms": lat.get("p90_ms"), "p50_ms": lat.get("p50_ms")}
-        curve.append(point)
-        if cfg.fit_speedup is None:
-            if lat.get("p90_ms", float("inf")) <= budget:  # type: ignore[operator]
-                return target | {"keep": ratio, "met": True, "curve": curve}
-            continue
-        point["speedup"] = min(teacher_p50) / point["p50_ms"]
-        if point["speedup"] >= cfg.fit_speedup:
-            # Confirm against a second teacher measurement: the faster of the two counts, so that a slow moment
-            # while the teacher ran cannot make a ratio look fast enough.
-            teacher_p50.append(measure("unpruned", load_model(teacher_dir))["p50_ms"])
-            point["speedup"] = min(teacher_p50) / point["p50_ms"]
-            if point["speedup"] >= cfg.fit_speedup:
-                return target | {"keep": ratio, "met": True, "curve": curve, "teacher_p50_ms": teacher_p50}
-    return target | {"keep": RATIOS[-1], "met": False, "curve": curve} | (
-        {"teacher_p50_ms": teacher_p50} if teacher_p50 else {})
+        name = f"keep-{ratio}"
+        path = build(name, slice_model(load_model(teacher_dir), plan))
+        lat = time_it(path)
+        shutil.rmtree(work / name)
+        curve.append({"keep": ratio, "p90_ms": lat.get("p90_ms", float("inf")), "p50_ms": lat.get("p50_ms", float("inf"))})
+        if met(curve[-1]):
+            return {"keep": ratio, "met": True, "curve": curve}
+    return {"keep": RATIOS[-1], "met": False, "curve": curve}
 
 
 def _measurer(teacher_dir: Path, profile: Profile, task: str, feeds: list[dict[str, Any]],
-              work: Path) -> Callable[[str, Any], dict[str, Any]]:
-    """measure(name, model): export, convert and quantize `model` with the profile's first pair, then time it in its
-    own process; the files go once measured."""
+              work: Path) -> tuple[Callable[[str, Any], Path], Callable[[Path], dict[str, Any]]]:
+    """build(name, model): export, convert and quantize `model` with the profile's first pair into work/name;
+    time_it(path): its latency at the profile's settings, in its own process."""
     from edgesmith.exporters.onnx import export_onnx
 
-    from .latency import effective_threads, measure as time_it
+    from .latency import effective_threads, measure
     from .modeling import load_tokenizer
     from .runtimes import RUNTIMES, input_names_for
     from .tasks import get as get_task
 
     runtime, precision = profile.candidates()[0]
     threads, _ = effective_threads(profile)
-    vocab, names = load_tokenizer(teacher_dir).vocab_size, input_names_for(teacher_dir)
+    vocab, names, output = load_tokenizer(teacher_dir).vocab_size, input_names_for(teacher_dir), get_task(task).output_name
 
-    def measure(name: str, model: Any) -> dict[str, Any]:
+    def build(name: str, model: Any) -> Path:
         folder = work / name
         folder.mkdir(parents=True)
         export_onnx(model, task, names, folder / "raw.onnx", opset=17)
         fp32, _ = RUNTIMES[runtime].convert(folder / "raw.onnx", folder)
-        path = RUNTIMES[runtime].quantize(precision, fp32, folder, feeds, exported=folder / "raw.onnx")
-        lat = time_it(runtime, path, profile, threads, vocab, warmup=5, iterations=ITERATIONS, output=get_task(task).output_name)
-        shutil.rmtree(folder)
-        return lat
+        return RUNTIMES[runtime].quantize(precision, fp32, folder, feeds, exported=folder / "raw.onnx")
 
-    return measure
+    def time_it(path: Path) -> dict[str, Any]:
+        return measure(runtime, path, profile, threads, vocab, warmup=5, iterations=ITERATIONS, output=output)
+
+    return build, time_it
 
 
 def describe_target(fit: dict[str, Any]) -> str:

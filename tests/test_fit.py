@@ -79,11 +79,15 @@ def test_a_ratio_that_passes_only_against_a_slow_teacher_measurement_is_not_chos
 
     teacher_readings, ratio_p50 = iter([10.0, 8.0, 9.0]), {"keep-0.9": 9.0, "keep-0.8": 8.0, "keep-0.7": 4.5, "keep-0.6": 3.5}
 
-    def fake_measurer(*_args):
-        def measure(name, _model):
-            p50 = next(teacher_readings) if name == "unpruned" else ratio_p50[name]
+    def fake_measurer(_teacher_dir, _profile, _task, _feeds, work):
+        def build(name, _model):  # a file per candidate, as the real build leaves, and its name for the timing
+            (work / name).mkdir()
+            return work / name / "model"
+
+        def time_it(path):
+            p50 = next(teacher_readings) if path.parent.name == "unpruned" else ratio_p50[path.parent.name]
             return {"p50_ms": p50, "p90_ms": p50 * 1.1}
-        return measure
+        return build, time_it
 
     monkeypatch.setattr(fit_module, "_measurer", fake_measurer)
     root, inputs = teacher
