@@ -132,6 +132,15 @@ class StructuredConfig(Frozen):
             raise ValueError(f"{v:g} is neither a share (at most 1) nor a whole count; write e.g. 0.75 or {int(v) + 1}")
         return v
 
+    @model_serializer(mode="wrap")
+    def _omit_added_defaults(self, handler: Any) -> dict[str, Any]:
+        # fit_speedup came after prune caches were written; unset, it stays out of the dump, so the cache keys of
+        # recipes that do not set it are unchanged
+        data = handler(self)
+        if self.fit_speedup is None:
+            data.pop("fit_speedup", None)
+        return data
+
     @model_validator(mode="after")
     def _speedup_needs_a_profile(self) -> "StructuredConfig":
         if self.fit_speedup is not None and self.fit_profile is None:  # the profile says which runtime and settings

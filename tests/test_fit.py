@@ -106,3 +106,14 @@ def test_the_report_names_the_target_the_walk_used():
     point = {"keep": 0.4, "p50_ms": 3.5, "p90_ms": 3.9}
     assert describe_point(point) == "keep 0.4: p50 3.50 ms, p90 3.90 ms"
     assert describe_point(point | {"speedup": 3.216}) == "keep 0.4: p50 3.50 ms, p90 3.90 ms, 3.22x"
+
+
+def test_an_unset_fit_speedup_keeps_the_prune_cache_keys_written_before_the_field():
+    import json
+
+    before = ('{"ffn_multiple_of":16,"fit_profile":null,"importance_samples":512,"keep_ffn":0.5,"keep_heads":0.5,'
+              '"keep_layers":1.0,"min_heads_per_layer":1,"reconstruct":false,"steps":1}')
+    assert StructuredConfig().canonical_json() == before
+    relative = StructuredConfig(fit_profile="mobile-cpu", fit_speedup=3)
+    assert json.loads(relative.canonical_json())["fit_speedup"] == 3
+    assert StructuredConfig.model_validate(json.loads(relative.canonical_json())) == relative  # a manifest reloads
