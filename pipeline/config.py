@@ -119,7 +119,7 @@ class StructuredConfig(Frozen):
                        "geometric from 1 to the target), distilling on an equal slice of the data after each")
     fit_profile: str | None = Field(None, description="choose the keep ratio by measured latency: the largest whose "
                                     "quantized model meets this profile's p90 budget (overrides keep_heads/keep_ffn)")
-    fit_speedup: float | None = Field(None, ge=1, description="with fit_profile: instead of its p90 budget, the target is "
+    fit_speedup: float | None = Field(None, ge=1, allow_inf_nan=False, description="with fit_profile: instead of its p90 budget, the target is "
                                       "this many times faster (p50) than the unpruned teacher quantized the same way, "
                                       "measured side by side on this machine")
     reconstruct: bool = Field(False, description="retraining-free start (Kwon et al. 2022): rescale the kept heads and "

@@ -236,6 +236,7 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "keep-more-layers-than-the-model-has-with-a-fit-profile": (("keep_layers", "model's 2"),
                                                                keep("keep_layers: 5, fit_profile: embedded")),
     "fit-speedup-without-a-fit-profile": (("fit_speedup needs fit_profile",), keep("fit_speedup: 3")),
+    "fit-speedup-infinite": (("fit_speedup", "finite number"), keep("fit_speedup: .inf, fit_profile: embedded")),
     "fit-speedup-below-one": (("fit_speedup", "greater than or equal to 1"), keep("fit_speedup: 0.5, fit_profile: embedded")),
     "keep-everything": (("nothing would be pruned",), keep("keep_heads: 1.0, keep_ffn: 1.0")),
     "keep-every-head-and-neuron-by-count": (("nothing would be pruned",), keep("keep_heads: 8, keep_ffn: 128")),
