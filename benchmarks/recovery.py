@@ -118,6 +118,7 @@ def fit_speedup(layers: int, target: float) -> None:
     from edgesmith.config import Profile, StructuredConfig
     from edgesmith.fit import fit_keep_ratio
     from edgesmith.importance import choose_layers, fisher_scores
+    from edgesmith.modeling import save_model
     from edgesmith.stages.bench import _cpu_name
 
     tokenizer, teacher, _, calib = setup()
@@ -127,7 +128,9 @@ def fit_speedup(layers: int, target: float) -> None:
     kept, _ = choose_layers(teacher, calib, "classification", layers)
     quant_feeds = [{k: v.numpy() for k, v in b.items()} for b in feeds(read("train.tsv", 32), tokenizer, 1)]
     with tempfile.TemporaryDirectory() as work:
-        fit = fit_keep_ratio(TEACHER, scores, cfg, profile, "classification", quant_feeds, Path(work) / "fit", kept)
+        # The walk reads the teacher the way the prune stage hands it over: as the teacher stage saved it.
+        save_model(teacher, tokenizer, Path(work) / "teacher", "classification")
+        fit = fit_keep_ratio(Path(work) / "teacher", scores, cfg, profile, "classification", quant_feeds, Path(work) / "fit", kept)
     record({"experiment": "fit-speedup", "layers": layers, "cpu": _cpu_name()} | fit)
 
 

@@ -46,32 +46,42 @@ def _walk(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, pro
     build, time_it = _measurer(teacher_dir, profile, task, feeds, work)
     target: dict[str, Any] = {"profile": profile.name, "runtime": f"{runtime}-{precision}"}
     if cfg.fit_speedup is None:
-        return target | {"budget_p90_ms": budget} | _walk_to(lambda point: point["p90_ms"] <= budget, scores, cfg,
+        return target | {"budget_p90_ms": budget} | _walk_to(lambda point, _retime: point["p90_ms"] <= budget, scores, cfg,
                                                              kept_layers, teacher_dir, work, build, time_it)
     # The unpruned teacher, quantized the way the ratios are: what the speed-up is measured against. Its file stays
     # until the walk ends, so that a ratio which passes is confirmed against the same file timed again, the faster
-    # reading counting: a slow moment while the teacher ran cannot make a ratio look fast enough.
+    # reading counting: a slow moment while the teacher ran cannot make a ratio look fast enough. The same rule holds
+    # the other way: a ratio that falls short is timed once more before the walk gives it up, since a slow moment
+    # there would make it cut deeper than the target needs (single 40-run readings vary by a third on a busy host).
     teacher = build("unpruned", load_model(teacher_dir))
     teacher_p50 = [time_it(teacher)["p50_ms"]]
 
-    def fast_enough(point: dict[str, Any]) -> bool:
-        point["speedup"] = min(teacher_p50) / point["p50_ms"]
-        if point["speedup"] < cfg.fit_speedup:  # type: ignore[operator]
-            return False
+    def fast_enough(point: dict[str, Any], retime: Callable[[], dict[str, Any]]) -> bool:
+        if not _speedup_met(point, teacher_p50, cfg.fit_speedup):  # type: ignore[arg-type]
+            again = retime()
+            if again["p50_ms"] < point["p50_ms"]:  # the faster reading counts, its p90 with it
+                point.update(p50_ms=again["p50_ms"], p90_ms=again.get("p90_ms", float("inf")))
+            if not _speedup_met(point, teacher_p50, cfg.fit_speedup):  # type: ignore[arg-type]
+                return False
         teacher_p50.append(time_it(teacher)["p50_ms"])
-        point["speedup"] = min(teacher_p50) / point["p50_ms"]
-        return point["speedup"] >= cfg.fit_speedup  # type: ignore[operator]
+        return _speedup_met(point, teacher_p50, cfg.fit_speedup)  # type: ignore[arg-type]
 
     walked = _walk_to(fast_enough, scores, cfg, kept_layers, teacher_dir, work, build, time_it)
     shutil.rmtree(work / "unpruned")
     return target | {"speedup": cfg.fit_speedup} | walked | {"teacher_p50_ms": teacher_p50}
 
 
-def _walk_to(met: Callable[[dict[str, Any]], bool], scores: tuple[Any, Any], cfg: StructuredConfig,
+def _speedup_met(point: dict[str, Any], teacher_p50: list[float], target: float) -> bool:
+    """The point's speed-up over the fastest teacher reading so far (written into the point), against the target."""
+    point["speedup"] = min(teacher_p50) / point["p50_ms"]
+    return point["speedup"] >= target
+
+
+def _walk_to(met: Callable[[dict[str, Any], Callable[[], dict[str, Any]]], bool], scores: tuple[Any, Any], cfg: StructuredConfig,
              kept_layers: list[int] | None, teacher_dir: Path, work: Path, build: Callable[[str, Any], Path],
              time_it: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-    """Down RATIOS until `met(point)`; each ratio's files (work/keep-<ratio>, where build puts them) go once it is
-    timed."""
+    """Down RATIOS until `met(point, retime)`; each ratio's files (work/keep-<ratio>, where build puts them) stay
+    while `met` may time them again, and go before the next ratio is built."""
     from .importance import select
     from .modeling import load_model, slice_model
 
@@ -81,9 +91,10 @@ def _walk_to(met: Callable[[dict[str, Any]], bool], scores: tuple[Any, Any], cfg
         name = f"keep-{ratio}"
         path = build(name, slice_model(load_model(teacher_dir), plan))
         lat = time_it(path)
-        shutil.rmtree(work / name)
         curve.append({"keep": ratio, "p90_ms": lat.get("p90_ms", float("inf")), "p50_ms": lat.get("p50_ms", float("inf"))})
-        if met(curve[-1]):
+        passed = met(curve[-1], lambda: time_it(path))
+        shutil.rmtree(work / name)
+        if passed:
             return {"keep": ratio, "met": True, "curve": curve}
     return {"keep": RATIOS[-1], "met": False, "curve": curve}
 

@@ -168,25 +168,35 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
         out.append((f"Profile {p}: every artifact, measured in one run", note))
         out.append(("", _artifact_table(bench["rows"], teacher_p50)))
     for b in cfg.branches:
-        shrink, export = inputs[f"shrink-{b}"].facts, inputs[f"export-{b}"].facts
-        lines = [f"parameters {shrink['params']:,} of the teacher's {shrink['teacher_params']:,} "
-                 f"({shrink['params'] / shrink['teacher_params']:.0%}); weights file {shrink['bytes'] / MB:.1f} MB vs {shrink['teacher_bytes'] / MB:.1f} MB; {shrink['note']}",
-                 f"fused ONNX ops: {export['fused_ops']}" + (f"; WARNING: {'; '.join(export['warnings'])}" if export["warnings"] else ""),
-                 f"export validation against PyTorch: {export['validation']}"]
-        fit = inputs[f"prune-{b}"].facts.get("fit") if b == "structured" else None
-        if fit:
-            from ..fit import describe_point, describe_target
-
-            curve = "; ".join(describe_point(c) for c in fit["curve"] if c["p90_ms"] is not None)
-            teacher = f"; the unpruned teacher: p50 {', '.join(f'{t:.2f}' for t in fit['teacher_p50_ms'])} ms (the fastest counts)" \
-                if fit.get("teacher_p50_ms") else ""
-            lines.append(f"keep ratio chosen by measured latency for {fit['profile']} ({describe_target(fit)}): "
-                         f"{fit['keep']} ({'met' if fit['met'] else 'NOT met even at the smallest ratio'}); measured: {curve}{teacher}")
-        if b == "structured":
-            lines.append("heads kept per layer: " + str([l["heads"] for l in shrink["shape_plan"]]) +
-                         "; FFN width per layer: " + str([l["ffn"] for l in shrink["shape_plan"]]))
-        out.append((f"Branch {b}", " \n".join(f"- {line}" for line in lines)))
+        out.append((f"Branch {b}", " \n".join(f"- {line}" for line in branch_lines(b, inputs))))
     return out
+
+
+def branch_lines(branch: str, inputs: dict[str, Any]) -> list[str]:
+    """What the report says of one branch: its size, its export, and for the structured branch the latency fit
+    (when the recipe asked for one) and the shape it kept."""
+    shrink, export = inputs[f"shrink-{branch}"].facts, inputs[f"export-{branch}"].facts
+    lines = [f"parameters {shrink['params']:,} of the teacher's {shrink['teacher_params']:,} "
+             f"({shrink['params'] / shrink['teacher_params']:.0%}); weights file {shrink['bytes'] / MB:.1f} MB vs {shrink['teacher_bytes'] / MB:.1f} MB; {shrink['note']}",
+             f"fused ONNX ops: {export['fused_ops']}" + (f"; WARNING: {'; '.join(export['warnings'])}" if export["warnings"] else ""),
+             f"export validation against PyTorch: {export['validation']}"]
+    if branch != "structured":
+        return lines
+    fit = inputs[f"prune-{branch}"].facts.get("fit")
+    if fit:
+        lines.append(_fit_line(fit))
+    return lines + ["heads kept per layer: " + str([l["heads"] for l in shrink["shape_plan"]]) +
+                    "; FFN width per layer: " + str([l["ffn"] for l in shrink["shape_plan"]])]
+
+
+def _fit_line(fit: dict[str, Any]) -> str:
+    from ..fit import describe_point, describe_target
+
+    curve = "; ".join(describe_point(c) for c in fit["curve"] if c["p90_ms"] is not None)
+    teacher = f"; the unpruned teacher: p50 {', '.join(f'{t:.2f}' for t in fit['teacher_p50_ms'])} ms (the fastest counts)" \
+        if fit.get("teacher_p50_ms") else ""
+    return (f"keep ratio chosen by measured latency for {fit['profile']} ({describe_target(fit)}): "
+            f"{fit['keep']} ({'met' if fit['met'] else 'NOT met even at the smallest ratio'}); measured: {curve}{teacher}")
 
 
 def _figures(cfg: ReportStageConfig, inputs: dict[str, Any], benches: dict[str, Any], summary: dict[str, Any], metric: str) -> dict[str, bytes]:
