@@ -198,3 +198,23 @@ def test_live_view_draws_a_bar_and_leaves_one_line_per_stage(tmp_path):
     assert "[00-data] skipped" in shown and "[03-distill-x] done in 1.5 s (forced)" in shown and "library noise" not in shown
     assert (tmp_path / terminal.STAGE_LOG).read_text() == "library noise\n" * 3
     assert not terminal.watching()
+
+
+def test_a_fresh_dry_run_counts_the_rows_of_the_local_training_file(tmp_path, tiny_data):
+    """Before the data stage has run, the distillation estimate counts the training file's lines (an estimate, not
+    a parse) instead of assuming the quickstart's 8,803 rows."""
+    from types import SimpleNamespace
+
+    from edgesmith.config import DataConfig
+    from edgesmith.dryrun import _counted_rows, _train_rows
+
+    assert _counted_rows(DataConfig(source=str(tiny_data))) == 96  # train.tsv beside dev.tsv: every row trains
+    assert _counted_rows(DataConfig(source=str(tiny_data / "train.tsv"))) == 86  # a single file: 10% held out
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text('{"text": "a", "label": "x"}\n\n{"text": "b", "label": "y"}\n')
+    assert _counted_rows(DataConfig(source=str(jsonl), eval_source=str(tiny_data))) == 2  # no header, blank skipped
+    assert _counted_rows(DataConfig(source="glue/sst2")) is None  # not a local file: nothing to count
+    fresh = tmp_path / "fresh-run"
+    assert _train_rows(fresh, SimpleNamespace(data=DataConfig(source=str(tiny_data)))) == 96
+    assert _train_rows(fresh, SimpleNamespace(data=DataConfig(source=str(tiny_data), max_train_samples=50))) == 50
+    assert _train_rows(fresh, SimpleNamespace(data=DataConfig(source="glue/sst2"))) == 8803
