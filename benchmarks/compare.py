@@ -3,6 +3,9 @@
     python benchmarks/compare.py                     (needs `pip install -e .[bench]`; `make bench` does both)
     python benchmarks/compare.py --only sst2-fast    (one level; --only takes a comma-separated list and writes
                                                       docs/only-<levels>/, leaving docs/benchmarks.md alone)
+    python benchmarks/compare.py --only sst2-fast --seeds 1,2
+                                                     (some seeds only: writes docs/only-sst2-fast-seeds-1+2/; a
+                                                      target counts as met only over 3 seeds)
     python benchmarks/compare.py --smoke             (1 seed, 300 rows, few iterations: checks the code paths in
                                                       10-20 minutes; writes runs/compare-smoke/, never docs/)
 
@@ -85,10 +88,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="1 seed, 300 rows, few iterations; writes runs/compare-smoke only")
     p.add_argument("--only", help=f"comma-separated levels ({', '.join(LEVELS)})")
+    p.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated distill.seed values (default "
+                   "%(default)s); a target counts as met only over 3 seeds")
     p.add_argument("--recipe", action="append", default=[], metavar="LEVEL=PATH", help="another recipe file for a level "
                    "(e.g. to try a variant, or to check the code paths while a recipe does not validate yet)")
     a = p.parse_args(argv)
     a.levels = list(dict.fromkeys((a.only or ",".join(LEVELS)).split(",")))  # each level once, in the order given
+    try:
+        a.seeds = sorted({int(x) for x in a.seeds.split(",")})
+    except ValueError:
+        p.error(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got {a.seeds!r})")
     unknown = [k for k in a.levels + [r.split("=")[0] for r in a.recipe] if k not in LEVELS]
     if unknown or any("=" not in r for r in a.recipe):
         p.error(f"unknown level {unknown} (known: {', '.join(LEVELS)}); --recipe takes LEVEL=PATH")
@@ -100,7 +109,7 @@ def collect(runs: list[Any], work: Path, smoke: bool) -> tuple[list[dict[str, An
     import levels as lv
 
     t = time.time()
-    seed0 = {r.level.suite: r for r in reversed(runs) if r.seed == 0}  # the first level of each suite
+    seed0 = {r.level.suite: r for r in reversed(lv.first_runs(runs))}  # the first level of each suite
     peers = build_peers(work, 32 if smoke else CALIBRATION) if "sst2" in seed0 else []
     peer_seconds = time.time() - t
     suites = {s: suite_data(r, work) for s, r in seed0.items()}
@@ -127,6 +136,12 @@ def measure_all(entries: list[dict[str, Any]], suites: dict[str, Any], plan: Any
     return gemm
 
 
+def docs_folder(a: argparse.Namespace) -> Path:
+    """docs/ for the full harness; docs/only-<levels>[-seeds-<seeds>]/ for a part of it, never over the full report."""
+    part = ("+".join(a.levels) if a.only else "") + (f"-seeds-{'+'.join(map(str, a.seeds))}" if a.seeds != list(SEEDS) else "")
+    return ROOT / "docs" / f"only-{part.lstrip('-')}" if part else ROOT / "docs"
+
+
 def main(argv: list[str] | None = None) -> None:
     import dataclasses
 
@@ -137,11 +152,11 @@ def main(argv: list[str] | None = None) -> None:
     start = time.time()
     work = ROOT / "runs" / ("compare-smoke" if a.smoke else "compare")
     # a smoke run never touches docs/; a run of some levels only writes docs/only-<levels>/, never over the full report
-    docs = work / "docs" if a.smoke else ROOT / "docs" / f"only-{'+'.join(a.levels)}" if a.only else ROOT / "docs"
+    docs = work / "docs" if a.smoke else docs_folder(a)
     swaps = dict(r.split("=", 1) for r in a.recipe)
     chosen = [dataclasses.replace(lv.LEVELS[k], recipe=Path(swaps[k]).resolve()) if k in swaps else lv.LEVELS[k] for k in a.levels]
     cold = not work.exists()
-    runs = lv.plan(chosen, [0] if a.smoke else list(SEEDS), work, a.smoke)
+    runs = lv.plan(chosen, [0] if a.smoke else a.seeds, work, a.smoke)
     run_seconds = lv.run_all(runs, log)
     entries, suites, peer_seconds = collect(runs, work, a.smoke)
     plan = measure.Plan(rounds=2, iterations=20, warmup=5, b8_iterations=3) if a.smoke else measure.Plan()

@@ -131,11 +131,12 @@ def sizes_and_floor(entries: list[dict[str, Any]], gemm: dict[str, float]) -> No
 
 
 def op_breakdowns(entries: list[dict[str, Any]], threads: int) -> None:
-    """OpenVINO's per-op counters for the OpenVINO artifacts of seed 0 and the peers (other seeds add nothing)."""
+    """OpenVINO's per-op counters for the OpenVINO artifacts of each level's first seed and the peers (other seeds
+    add nothing)."""
     from opprofile import op_breakdown
 
     for e in entries:
-        if e["runtime"] == "openvino" and e.get("seed", 0) == 0 and "same_as" not in e:
+        if e["runtime"] == "openvino" and e.get("first_seed", True) and "same_as" not in e:
             e["ops"] = op_breakdown(Path(e["path"]), threads)
 
 

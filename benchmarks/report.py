@@ -134,7 +134,7 @@ def render(src: Path, docs: Path) -> None:
              f"**{meta['seconds'] / 60:.1f} min**; {_cache_note(meta, root)}",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
              f"Every edgesmith level ran with distill.seed {', '.join(map(str, seeds))} (run folders `{meta['work']}/<level>-seed<N>`, "
-             "the `embedded` profile: 1 thread). A target counts as met only on the mean over seeds, with every seed's drop "
+             "the `embedded` profile: 1 thread). A target counts as met only on the mean over at least 3 seeds, with every seed's drop "
              "within 0.5 points of that mean.", "",
              f"Seq-128 latency: each round runs every artifact once, in its own process, {plan['iterations']} timed runs after "
              f"{plan['warmup']} warm-up runs; p50 and p90 are medians over {_rounds(entries)} rounds (`p50 range`: the spread across "

@@ -1,0 +1,62 @@
+"""The harness's verdicts over seeds: one lucky seed, or two, is not a claim; a seed far from the mean fails it."""
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import compare  # noqa: E402
+import levels as lv  # noqa: E402
+from seeds import summary, target_lines  # noqa: E402
+
+LEVEL = {"key": "sst2-fast", "recipe": "recipes/sst2-fast.yaml", "suite": "sst2", "target": asdict(lv.Target(3.0, "ov-int8", 1.0))}
+
+
+def _entries(drops: list[float], bundle_ms: float = 2.0) -> list[dict]:
+    """The teacher (90.0), the OpenVINO INT8 peer (7.0 ms) and one bundle per seed with the given drops."""
+    base = {"suite": "sst2", "int8": True, "real_p50_ms": 3.0}
+    teacher = base | {"name": "teacher", "group": "teacher", "quality": 90.0, "p50_ms": 20.0, "int8": False}
+    peer = base | {"name": "ov peer", "group": "peer", "role": "ov-int8", "quality": 90.0, "p50_ms": 7.0}
+    bundles = [base | {"name": f"b{s}", "group": "edgesmith", "bundle": True, "level": "sst2-fast", "seed": s,
+                       "quality": 90.0 - d, "p50_ms": bundle_ms, "real_p50_ms": 1.0, "artifact": "structured:openvino-int8-static"}
+               for s, d in enumerate(drops)]
+    return [teacher, peer] + bundles
+
+
+def test_three_seeds_within_the_bars_meet_the_target():
+    s = summary(_entries([0.2, 0.5, 0.8]), LEVEL)
+    assert s["met"] and s["speedups"] == [pytest.approx(3.5)] * 3
+    assert "**met** over 3 seeds" in target_lines(_entries([0.2, 0.5, 0.8]), LEVEL)[0]
+
+
+def test_fewer_than_three_seeds_never_meet_it():
+    for drops in ([0.1], [0.1, 0.3]):
+        s = summary(_entries(drops), LEVEL)
+        assert s["speed_met"] and s["drop_met"] and not s["met"]
+        assert "(a verdict needs 3 seeds)" in target_lines(_entries(drops), LEVEL)[0]
+
+
+def test_a_seed_far_from_the_mean_fails_it_even_on_a_good_mean():
+    s = summary(_entries([0.0, 0.0, 1.6]), LEVEL)  # mean 0.53 <= 1.0, but seed 2 sits 1.07 away from it
+    assert s["drop_met"] and not s["spread_met"] and not s["met"]
+
+
+def test_a_slow_bundle_fails_it():
+    assert not summary(_entries([0.2, 0.2, 0.2], bundle_ms=3.0), LEVEL)["met"]  # 7.0 / 3.0 = 2.33x < 3x
+
+
+def test_the_first_seed_of_each_level_stands_for_it(tmp_path):
+    fast, sts = lv.LEVELS["sst2-fast"], lv.LEVELS["sts"]
+    runs = [lv.Run(fast, s, tmp_path / "r.yaml", tmp_path / f"f{s}") for s in (2, 1)] + [lv.Run(sts, 0, tmp_path / "r.yaml", tmp_path / "s0")]
+    assert [(r.level.key, r.seed) for r in lv.first_runs(runs)] == [("sst2-fast", 1), ("sts", 0)]
+
+
+def test_some_seeds_write_beside_the_full_report_never_over_it():
+    assert compare.docs_folder(compare.parse([])) == compare.ROOT / "docs"
+    assert compare.docs_folder(compare.parse(["--only", "sst2-fast"])).name == "only-sst2-fast"
+    assert compare.docs_folder(compare.parse(["--only", "sst2-fast", "--seeds", "2,1"])).name == "only-sst2-fast-seeds-1+2"
+    assert compare.docs_folder(compare.parse(["--seeds", "0"])).name == "only-seeds-0"
+    with pytest.raises(SystemExit):
+        compare.parse(["--seeds", "1,x"])
