@@ -86,9 +86,15 @@ def measure(run: Path, branch: str, variants: list[str], scratch: Path) -> None:
     from edgesmith.stages.common import read_rows
     from edgesmith.stages.teacher import labelled_rows
 
+    needed = [run / "00-data" / "manifest.json", run / "01-teacher" / "manifest.json", run / "recipe.json",
+              run / f"05-export-{branch}" / "openvino" / "model.xml"]
+    missing = [str(p.relative_to(run)) for p in needed if not p.is_file()]
+    if missing:
+        raise SystemExit(f"{run}: not a finished edgesmith run with a {branch} OpenVINO export (missing {', '.join(missing)}); "
+                         f"pass a run folder whose `edgesmith run` completed, or pick its other --branch")
     data, teacher = Artifact(run / "00-data"), Artifact(run / "01-teacher")
     if teacher.facts["task"] != "classification":
-        raise SystemExit(f"{run}: a {teacher.facts['task']} run; this script reads classification runs only")
+        raise SystemExit(f"{run}: a run of task {teacher.facts['task']!r}; this script reads classification runs only")
     recipe = json.loads((run / "recipe.json").read_text())
     max_length, calibration = recipe["data"]["max_length"], recipe["quantize"]["calibration_samples"]
     tokenizer = load_tokenizer(run / ("04-shrink-structured/model" if branch == "structured" else "01-teacher/model"))
