@@ -168,7 +168,8 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     per_profile: dict[str, Artifact] = {}
     for p in profiles:
         quants = {f"quantize-{b}": node("quantize", f"06-quantize-{b}-{p.name}", QuantizeStageConfig(
-            candidates=tuple(p.candidates()), calibration_samples=recipe.quantize.calibration_samples, task=task, max_length=max_len),
+            candidates=tuple(p.candidates()), calibration_samples=recipe.quantize.calibration_samples,
+            fidelity_samples=recipe.quantize.fidelity_samples, task=task, max_length=max_len),
             base | {"export": branch_arts[f"export-{b}"], "shrink": branch_arts[f"shrink-{b}"]}) for b in candidates}
         bench = node("bench", f"07-bench-{p.name}", BenchStageConfig(
             bench=recipe.bench, profile=p.measurement(), task=task, max_length=max_len, branches=candidates),

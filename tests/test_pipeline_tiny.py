@@ -82,6 +82,21 @@ def test_quantized_candidates_are_measured_against_the_budget(tiny_run):
     assert all("metric" in c["quality"] and c["drop"] is not None for c in cands)
 
 
+def test_openvino_int8_is_chosen_on_training_rows_past_the_calibration_and_the_report_says_how(tiny_run):
+    """The held rows are the training rows after the 8 calibration rows (never eval rows); the bench measures the
+    chosen file and the report names the setting with both distances."""
+    _, out = tiny_run
+    train = sum(1 for _ in (out / "00-data" / "train.jsonl").open())
+    for branch in ("structured", "sparse", "unpruned"):
+        (cand,) = _manifests(out)[f"06-quantize-{branch}-tiny-ov"]["facts"]["candidates"]
+        q = cand["quantizer"]
+        assert q["held_rows"] == min(500, train - 8) > 0 and q["setting"] in q["mean_abs_diff_vs_fp32"]
+        assert q["mean_abs_diff_vs_fp32"][q["setting"]] == min(q["mean_abs_diff_vs_fp32"].values())
+    rows = _manifests(out)["07-bench-tiny-ov"]["facts"]["rows"]
+    assert sum("quantizer" in r for r in rows) == 3 and not any("quantizer" in r for r in _manifests(out)["07-bench-tiny-ort"]["facts"]["rows"])
+    assert "training rows the calibration did not use" in (out / "report.md").read_text()
+
+
 def test_bench_measures_teacher_and_every_artifact_with_thread_clamp(tiny_run):
     _, out = tiny_run
     facts = _manifests(out)["07-bench-tiny-ort"]["facts"]

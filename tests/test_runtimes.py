@@ -257,3 +257,41 @@ def _imports(source: bytes) -> set[str]:
     tree = ast.parse(source)
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     return names | {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+
+def test_openvino_int8_ships_the_nncf_setting_closest_to_fp32_on_held_rows(exported: dict, converted: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    """Both NNCF settings are built; the one kept is the one nearer FP32 on the held rows, byte for byte what that
+    setting builds on its own, and the other leaves nothing behind in the run folder."""
+    from edgesmith.runtimes import Held
+    from edgesmith.runtimes.openvino import held_outputs, nncf_int8, nncf_settings
+
+    rng = np.random.default_rng(1)
+    held = Held([{n: rng.integers(5, 2000, size=(1, 9)).astype(np.int64) if n == "input_ids" else v[:, :9]
+                  for n, v in exported["feed"].items()} for _ in range(6)], None)
+    out = tmp_path / "out"
+    out.mkdir()
+    path, chosen = get("openvino").quantize_choosing("int8-static", converted["openvino"], out, exported["calibration"],
+                                                     exported["onnx"], held)
+    distances = chosen["mean_abs_diff_vs_fp32"]
+    assert set(distances) == set(nncf_settings()) and chosen["held_rows"] == 6
+    assert chosen["setting"] == min(distances, key=distances.__getitem__)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == \
+        ["openvino-int8-static", "openvino-int8-static/model.bin", "openvino-int8-static/model.xml"]
+    reference = held_outputs(converted["openvino"], held)
+    assert float(np.mean(np.abs(held_outputs(path, held) - reference))) == pytest.approx(distances[chosen["setting"]], rel=1e-6)
+    alone = nncf_int8(converted["openvino"], tmp_path / "alone" / "model.xml", exported["calibration"], chosen["setting"])
+    assert alone.read_bytes() == path.read_bytes() and alone.with_suffix(".bin").read_bytes() == path.with_suffix(".bin").read_bytes()
+
+
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_without_held_rows_every_runtime_quantizes_its_one_default_way(name: str, exported: dict, converted: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    from edgesmith.runtimes import Held
+
+    rt = get(name)
+    for i, held in enumerate((None, Held([], None))):
+        out = tmp_path / str(i)
+        out.mkdir()
+        path, chosen = rt.quantize_choosing("int8-static", converted[name], out, exported["calibration"], exported["onnx"], held)
+        assert chosen == {} and path.is_file() and path.is_relative_to(out)

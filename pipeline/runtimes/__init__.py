@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgesmithError
-from .base import CPU_ONLY, Engine, Runtime, Session
+from .base import CPU_ONLY, Engine, Held, Runtime, Session
 from .onnxruntime import OnnxRuntime
 from .openvino import OpenVino
 from .torch import TorchReference, input_names_for
 
-__all__ = ["CPU_ONLY", "Engine", "RUNTIMES", "REFERENCE", "Runtime", "Session", "get", "input_names_for", "made_here",
+__all__ = ["CPU_ONLY", "Engine", "Held", "RUNTIMES", "REFERENCE", "Runtime", "Session", "get", "input_names_for", "made_here",
            "open_session", "session_settings", "with_threads"]
 
 RUNTIMES: dict[str, Runtime] = {r.name: r for r in (OnnxRuntime(), OpenVino())}  # what profiles name and bundles ship

@@ -28,6 +28,15 @@ CPU_ONLY = ("CPUExecutionProvider",)
 
 
 @dataclass(frozen=True)
+class Held:
+    """Training rows the calibration never saw, as feeds, and the graph output to compare on them. Where a runtime
+    can quantize one precision more than one way, it ships the way whose output stays closest to its FP32 model's
+    on these rows: chosen by fidelity to FP32, never by a score on the eval split."""
+    feeds: list[dict[str, np.ndarray]]
+    output: str | None
+
+
+@dataclass(frozen=True)
 class Session:
     """One call shape for every runtime: `run({name: int64 array [batch, seq]}) -> float32 array`.
 
@@ -109,6 +118,12 @@ class Runtime(Engine):
         graph `exported`), under `out`; a precision may quantize `exported` instead where `src`'s fused ops defeat
         the quantizer. `feeds` are calibration inputs ({name: int64 array [1, seq]}, real task rows at their real
         lengths). Returns the model's path."""
+
+    def quantize_choosing(self, precision: str, src: Path, out: Path, feeds: list[dict[str, np.ndarray]], exported: Path,
+                          held: Held | None) -> tuple[Path, dict[str, Any]]:
+        """quantize(), choosing between this runtime's ways of building `precision` by fidelity to FP32 on `held`
+        where it has more than one: (the model's path, what was chosen and measured; empty where nothing was)."""
+        return self.quantize(precision, src, out, feeds, exported), {}
 
     def hardware_gap(self, profile: Measurement) -> str | None:
         """Why this machine cannot measure `profile` with this runtime, or None when it can."""

@@ -1,6 +1,11 @@
 """OpenVINO: IR (model.xml + model.bin) converted from the raw ONNX graph, FP16 by weight compression, INT8 by
 NNCF (static, calibrated on real tokenized task rows). Every IR is saved through exporters.openvino.save_ir, so
-the same inputs give the same bytes."""
+the same inputs give the same bytes.
+
+INT8 is built two ways, with NNCF's SmoothQuant (its default for transformers, alpha 0.95) and without it, and the
+quantize stage ships the one whose output stays closer to the FP32 IR on held-out training rows: on the narrow
+distilled SST-2 students SmoothQuant put the logits about twice as far from FP32 as without it, on the teacher it
+did not (docs/recovery.md, "OpenVINO INT8 on the narrow students"). Neither setting is right for every model."""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .base import CPU_ONLY, Runtime
+from .base import CPU_ONLY, Held, Runtime
 
 
 # Bundle side: the functions below are written into each OpenVINO bundle as edgesmith_runtime.py and read only
@@ -77,8 +82,25 @@ class OpenVino(Runtime):
             return nncf_int8(src, dst, feeds)
         return copy_ir(src, dst, fp16=precision == "fp16")
 
+    def quantize_choosing(self, precision: str, src: Path, out: Path, feeds: list[dict[str, np.ndarray]], exported: Path,
+                          held: Held | None) -> tuple[Path, dict[str, Any]]:
+        if not precision.startswith("int8") or held is None or not held.feeds:
+            return self.quantize(precision, src, out, feeds, exported), {}
+        dst = out / f"openvino-{precision}" / "model.xml"
+        dst.parent.mkdir(parents=True)
+        return dst, closest_nncf_int8(src, dst, feeds, held)
 
-def nncf_int8(src_xml: Path, dst_xml: Path, feeds: list[dict[str, np.ndarray]]) -> Path:
+
+def nncf_settings() -> dict[str, dict[str, Any]]:
+    """NNCF's INT8 settings edgesmith builds, by name: extra nncf.quantize arguments. The first is NNCF's own default
+    for transformers, what Optimum Intel's and NNCF's one-liners give; a tie keeps it."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    off = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))  # -1: off
+    return {"smoothquant": {}, "smoothquant-off": {"advanced_parameters": off}}
+
+
+def nncf_int8(src_xml: Path, dst_xml: Path, feeds: list[dict[str, np.ndarray]], setting: str = "smoothquant") -> Path:
     import nncf
     import openvino as ov
 
@@ -86,8 +108,33 @@ def nncf_int8(src_xml: Path, dst_xml: Path, feeds: list[dict[str, np.ndarray]]) 
 
     model = ov.Core().read_model(str(src_xml))
     quantized = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
-                              subset_size=len(feeds))
+                              subset_size=len(feeds), **nncf_settings()[setting])
     return save_ir(quantized, dst_xml)
+
+
+def closest_nncf_int8(src_xml: Path, dst_xml: Path, feeds: list[dict[str, np.ndarray]], held: Held) -> dict[str, Any]:
+    """Build every NNCF setting, keep at `dst_xml` the one whose output on `held` is closest to the FP32 IR's (mean
+    absolute difference), and say what was measured. The others are built beside it and removed."""
+    import shutil
+    import tempfile
+
+    reference = held_outputs(src_xml, held)
+    distances = {}
+    with tempfile.TemporaryDirectory(prefix=".nncf-", dir=dst_xml.parent) as tmp:  # inside the run folder
+        for name in nncf_settings():
+            xml = nncf_int8(src_xml, Path(tmp) / name / "model.xml", feeds, name)
+            distances[name] = float(np.mean(np.abs(held_outputs(xml, held) - reference)))
+        chosen = min(distances, key=distances.__getitem__)  # dicts keep order: a tie keeps NNCF's default
+        for f in (Path(tmp) / chosen).iterdir():
+            shutil.move(str(f), str(dst_xml.parent / f.name))
+    return {"quantizer": "nncf", "setting": chosen, "held_rows": len(held.feeds), "output": held.output,
+            "mean_abs_diff_vs_fp32": distances}
+
+
+def held_outputs(xml: Path, held: Held) -> np.ndarray:
+    """Every held row's output of the IR at `xml`, flattened and joined (rows may differ in length)."""
+    _, run, _, _ = open_model(xml, OpenVino().settings(threads=2), output=held.output)
+    return np.concatenate([run(feed).ravel() for feed in held.feeds])
 
 
 def copy_ir(src_xml: Path, dst_xml: Path, fp16: bool) -> Path:

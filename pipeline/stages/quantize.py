@@ -1,6 +1,10 @@
 """Stage `quantize` (per branch and profile): one candidate per precision the profile allows, each measured
 again for quality on the held-out rows, with its drop from the teacher. The bundle stage judges the drops against
-the recipe's accuracy budget and ships the fastest candidate within it (a breach is recorded there, never hidden)."""
+the recipe's accuracy budget and ships the fastest candidate within it (a breach is recorded there, never hidden).
+
+Calibration reads the first `calibration_samples` training rows; where a runtime can build a precision more than
+one way (OpenVINO INT8: NNCF with or without SmoothQuant), the next `fidelity_samples` training rows choose the way
+closest to FP32. The eval split never takes part in a choice: it only measures the result."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from ..config import Frozen, Precision, Runtime, Task
 from ..evaluate import batches, outputs, quality
 from ..modeling import load_tokenizer
 from ..registry import stage
-from ..runtimes import RUNTIMES, open_session
+from ..runtimes import RUNTIMES, Held, open_session
 from ..tasks import get as get_task
 from .common import read_rows
 from .teacher import labelled_rows
@@ -24,34 +28,43 @@ class QuantizeStageConfig(Frozen):
     the accuracy budget, so that editing those reruns the benchmark or the bundle but never quantization."""
     candidates: tuple[tuple[Runtime, Precision], ...]  # Profile.candidates(), in the profile's order
     calibration_samples: int  # quantize.calibration_samples
+    fidelity_samples: int  # quantize.fidelity_samples
     task: Task
     max_length: int
 
 
-@stage("quantize", QuantizeStageConfig, version=5)  # 5: ORT int8-static quantizes the unfused graph
+# 5: ORT int8-static quantizes the unfused graph; 6: OpenVINO INT8 chosen by fidelity to FP32 on held training rows
+@stage("quantize", QuantizeStageConfig, version=6)
 def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     export = inputs["export"]
     tokenizer = load_tokenizer(inputs["shrink"].path / "model")
-    feeds = _calibration(inputs["data"].path, tokenizer, cfg, export.facts["input_names"])
+    feeds, held = _calibration(inputs["data"].path, tokenizer, cfg, export.facts["input_names"])
     evals = labelled_rows(inputs["data"], inputs["teacher"], "eval")
     reference = np.load(inputs["teacher"].path / "eval_outputs.npy")
     teacher_metric = inputs["teacher"].facts["quality"]["metric"]
     candidates = []
     for runtime, precision in cfg.candidates:
-        path = RUNTIMES[runtime].quantize(precision, export.path / export.facts["files"][runtime], out, feeds,
-                                          exported=export.path / "model.raw.onnx")
+        path, chosen = RUNTIMES[runtime].quantize_choosing(precision, export.path / export.facts["files"][runtime], out, feeds,
+                                                           export.path / "model.raw.onnx", held)
         q = _quality(runtime, path, evals, tokenizer, cfg, reference, inputs["teacher"].facts["label_names"])
         drop = teacher_metric - q["metric"] if "metric" in q else None
         candidates.append({
             "precision": precision, "runtime": runtime, "file": str(path.relative_to(out)), "bytes": RUNTIMES[runtime].bytes(path),
             "quality": q, "drop": drop,
-        })
+        } | ({"quantizer": chosen} if chosen else {}))
     return {"candidates": candidates, "teacher_metric": teacher_metric}
 
 
-def _calibration(data_dir: Path, tokenizer: Any, cfg: QuantizeStageConfig, names: list[str]) -> list[dict[str, Any]]:
-    rows = read_rows(data_dir / "train.jsonl")[: cfg.calibration_samples]
-    return [{n: b[n] for n in names} for b in batches(rows, tokenizer, cfg.max_length, batch_size=1)]
+def _calibration(data_dir: Path, tokenizer: Any, cfg: QuantizeStageConfig, names: list[str]) -> tuple[list[dict[str, Any]], Held]:
+    """(calibration feeds: the first calibration_samples training rows, the held-out training rows after them that
+    choose between a runtime's ways of quantizing: none when the training split has no more rows)."""
+    rows = read_rows(data_dir / "train.jsonl")
+    n = cfg.calibration_samples
+
+    def feeds(part: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: b[k] for k in names} for b in batches(part, tokenizer, cfg.max_length, batch_size=1)]
+
+    return feeds(rows[:n]), Held(feeds(rows[n: n + cfg.fidelity_samples]), get_task(cfg.task).output_name)
 
 
 def _quality(runtime: str, path: Path, rows: list[dict[str, Any]], tokenizer: Any, cfg: QuantizeStageConfig, reference: np.ndarray,

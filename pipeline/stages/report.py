@@ -167,9 +167,20 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
             note += f". Latency and memory not measured: {bench['not_measured']}."
         out.append((f"Profile {p}: every artifact, measured in one run", note))
         out.append(("", _artifact_table(bench["rows"], teacher_p50)))
+        chosen = [quantizer_line(r) for r in bench["rows"] if "quantizer" in r]
+        if chosen:
+            out.append(("", " \n".join(f"- {line}" for line in chosen)))
     for b in cfg.branches:
         out.append((f"Branch {b}", " \n".join(f"- {line}" for line in branch_lines(b, inputs))))
     return out
+
+
+def quantizer_line(row: dict[str, Any]) -> str:
+    """How one candidate's quantizer setting was chosen: by its output's distance from FP32 on held training rows."""
+    q = row["quantizer"]
+    dist = ", ".join(f"{name} {d:.4g}" for name, d in q["mean_abs_diff_vs_fp32"].items())
+    return (f"{row['branch']}:{row['artifact']}: {q['quantizer']} with {q['setting']}, the setting whose output stays closest "
+            f"to FP32 on {q['held_rows']} training rows the calibration did not use (mean absolute difference: {dist})")
 
 
 def branch_lines(branch: str, inputs: dict[str, Any]) -> list[str]:
