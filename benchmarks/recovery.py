@@ -12,7 +12,10 @@ to docs/recovery.jsonl:
     python benchmarks/recovery.py step-profile 4:0.33 40
         where one distillation step's time goes (the distill stage's loss terms, bf16 teacher, fused AdamW as the
         Trainer uses on torch >= 2.8), batches of 32 training sentences in the order the Trainer's length grouping
-        gives roughly (sorted within chunks of 50 batches), first 5 steps not counted
+        gives roughly (sorted within chunks of 50 batches), first 5 steps not counted; a third argument, comma-separated,
+        tries changes the stage does not make: `bf16-student` (the student's forward and losses under bf16 autocast,
+        backward outside it, as torch's mixed-precision recipe has it), `frozen-embeddings` (the student's word
+        embeddings, 11.7M of its parameters, not trained)
 
 Latency: 1 thread, batch 1, seq 128, each artifact in its own process, 5 interleaved rounds, median. Accuracy: all
 872 SST-2 dev sentences, one seed: differences under ~1 point are within the noise (paired SE ~0.9 points).
@@ -213,7 +216,9 @@ def teacher_precision(layers: int, width: float, steps: int) -> None:
             "s_per_step_fp32": fp32, "s_per_step_bf16": bf16, "speedup": fp32 / bf16, "train_loss": losses})
 
 
-def step_profile(layers: int, width: float, steps: int) -> None:
+def step_profile(layers: int, width: float, steps: int, changes: tuple[str, ...] = ()) -> None:
+    import contextlib
+
     import torch
 
     from edgesmith.arch import dims
@@ -232,7 +237,14 @@ def step_profile(layers: int, width: float, steps: int) -> None:
     batches = random.Random(0).sample([items[i : i + 32] for i in range(0, len(items), 32)], steps)
     collate, (context, precision) = get_task("classification").collator(tokenizer), teacher_context("bf16", torch.device("cpu"))
     captures, head_size = (Capture(student), Capture(teacher.eval())), dims(teacher.config)["head_size"]
-    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.01, fused=True)
+    unknown = set(changes) - {"bf16-student", "frozen-embeddings"}
+    if unknown:
+        raise SystemExit(f"unknown step-profile changes {sorted(unknown)}; use bf16-student, frozen-embeddings")
+    if "frozen-embeddings" in changes:
+        student.get_input_embeddings().weight.requires_grad_(False)
+    student_context = torch.autocast("cpu", dtype=torch.bfloat16) if "bf16-student" in changes else contextlib.nullcontext()
+    trained = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=1e-4, weight_decay=0.01, fused=True)
     parts: dict[str, list[float]] = {k: [] for k in ("teacher forward", "student forward", "loss terms", "backward", "optimizer")}
     for i, rows in enumerate(batches):
         batch = collate(rows)
@@ -241,10 +253,11 @@ def step_profile(layers: int, width: float, steps: int) -> None:
         with torch.no_grad(), context:
             t = as_fp32(teacher(**batch, output_hidden_states=True))
         marks.append(time.perf_counter())
-        s = student(**batch, output_hidden_states=True)
-        marks.append(time.perf_counter())
-        mask = batch["attention_mask"]
-        loss = kd_loss(s, t, mask, "classification", cfg, None, lmap.layers) + attention_loss(*captures, lmap, mask, head_size)
+        with student_context:
+            s = student(**batch, output_hidden_states=True)
+            marks.append(time.perf_counter())
+            mask = batch["attention_mask"]
+            loss = kd_loss(s, t, mask, "classification", cfg, None, lmap.layers) + attention_loss(*captures, lmap, mask, head_size)
         marks.append(time.perf_counter())
         loss.backward()
         marks.append(time.perf_counter())
@@ -255,7 +268,7 @@ def step_profile(layers: int, width: float, steps: int) -> None:
             parts[k].append(b - a) if i >= 5 else None
     ms = {k: 1000 * statistics.mean(v) for k, v in parts.items()}
     record({"experiment": "step-profile", "layers": layers, "width": width, "steps": steps - 5, "teacher_precision": precision,
-            "threads": torch.get_num_threads(), "cpu": _cpu_name(), "ms_per_step": ms, "total_ms": sum(ms.values())})
+            "changes": list(changes), "threads": torch.get_num_threads(), "cpu": _cpu_name(), "ms_per_step": ms, "total_ms": sum(ms.values())})
 
 
 def _specs(args: list[str]) -> list[tuple[int, float]]:
@@ -279,6 +292,6 @@ if __name__ == "__main__":
         teacher_precision(layers, width, int(rest[1]))
     elif command == "step-profile":
         (layers, width), = _specs(rest[:1])
-        step_profile(layers, width, int(rest[1]))
+        step_profile(layers, width, int(rest[1]), tuple(rest[2].split(",")) if len(rest) > 2 else ())
     else:
         raise SystemExit(__doc__)

@@ -110,6 +110,9 @@ class DataConfig(Frozen):
 class StructuredConfig(Frozen):
     keep_layers: float = Field(1.0, gt=0, description="depth: share of encoder layers kept (<=1) or a layer count (>1); "
                                "the layers whose removal changes the outputs least go first")
+    layers: tuple[int, ...] | None = Field(None, min_length=1, description="depth by hand: keep exactly these encoder "
+                                           "layers (0-based, e.g. [0, 2, 4] for every other one, as DistilBERT was "
+                                           "initialised) instead of keep_layers' greedy choice")
     keep_heads: float = Field(0.5, gt=0, description="share of the kept layers' heads kept (<=1) or a total head count (>1)")
     keep_ffn: float = Field(0.5, gt=0, description="share of the kept layers' FFN neurons kept (<=1) or a total count (>1)")
     min_heads_per_layer: int = Field(1, ge=1)
@@ -132,14 +135,31 @@ class StructuredConfig(Frozen):
             raise ValueError(f"{v:g} is neither a share (at most 1) nor a whole count; write e.g. 0.75 or {int(v) + 1}")
         return v
 
+    @field_validator("layers")
+    @classmethod
+    def _layers_once_each(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is None:
+            return v
+        if min(v) < 0 or len(set(v)) != len(v):
+            raise ValueError(f"{list(v)} must name each kept layer once, numbered from 0; write e.g. [0, 2, 4]")
+        return tuple(sorted(v))  # a set of layers: the student keeps the teacher's order whatever the listing's
+
     @model_serializer(mode="wrap")
     def _omit_added_defaults(self, handler: Any) -> dict[str, Any]:
-        # fit_speedup came after prune caches were written; unset, it stays out of the dump, so the cache keys of
-        # recipes that do not set it are unchanged
+        # fit_speedup and layers came after prune caches were written; unset, they stay out of the dump, so the cache
+        # keys of recipes that do not set them are unchanged
         data = handler(self)
-        if self.fit_speedup is None:
-            data.pop("fit_speedup", None)
+        for name in ("fit_speedup", "layers"):
+            if getattr(self, name) is None:
+                data.pop(name, None)
         return data
+
+    @model_validator(mode="after")
+    def _one_depth_setting(self) -> "StructuredConfig":
+        if self.layers is not None and self.keep_layers != 1:
+            raise ValueError("set the depth once: prune.structured.layers lists the kept layers, keep_layers counts them; "
+                             "remove one of the two")
+        return self
 
     @model_validator(mode="after")
     def _speedup_needs_a_profile(self) -> "StructuredConfig":
@@ -155,23 +175,33 @@ class StructuredConfig(Frozen):
         return self
 
     def check_keep_layers(self, layers: int) -> None:
+        """The depth setting against a model of `layers` encoder layers."""
+        if self.layers is not None and self.layers[-1] >= layers:
+            raise EdgesmithError(f"prune.structured.layers: {list(self.layers)} names layer {self.layers[-1]}, but the model's "
+                                 f"{layers} layers are numbered 0 to {layers - 1}; list only those")
         if self.keep_layers > layers:
             raise EdgesmithError(f"prune.structured.keep_layers: {self.keep_layers:g} is more than the model's {layers}; "
                                  f"use a share (at most 1) or a count up to {layers}")
 
+    def kept_layer_count(self, layers: int) -> int:
+        if self.layers is not None:
+            return len(self.layers)
+        return max(1, round(self.keep_layers * layers)) if self.keep_layers <= 1 else int(self.keep_layers)
+
     def check_keep(self, layers: int, heads: int, ffn: int) -> None:
         """Against a model of `layers` layers with `heads` attention heads and `ffn` FFN neurons per layer: no count
         above what it has, and something pruned."""
-        kept_layers = max(1, round(self.keep_layers * layers)) if self.keep_layers <= 1 else int(self.keep_layers)
-        totals = (("keep_layers", self.keep_layers, layers), ("keep_heads", self.keep_heads, min(kept_layers, layers) * heads),
-                  ("keep_ffn", self.keep_ffn, min(kept_layers, layers) * ffn))
+        self.check_keep_layers(layers)
+        kept_layers = self.kept_layer_count(layers)
+        totals = (("keep_heads", self.keep_heads, kept_layers * heads), ("keep_ffn", self.keep_ffn, kept_layers * ffn))
         for name, spec, total in totals:
             if spec > total:
                 raise EdgesmithError(f"prune.structured.{name}: {spec:g} is more than the model's {total}; "
                                      f"use a share (at most 1) or a count up to {total}")
-        if all(spec in (1, total) for _, spec, total in totals):
-            raise EdgesmithError("prune.structured keeps every layer, head and FFN neuron (keep_layers, keep_heads, keep_ffn = "
-                                 f"{self.keep_layers:g}, {self.keep_heads:g}, {self.keep_ffn:g}): nothing would be pruned; lower one of them")
+        if kept_layers == layers and all(spec in (1, total) for _, spec, total in totals):
+            depth = f"layers {list(self.layers)}" if self.layers is not None else f"keep_layers {self.keep_layers:g}"
+            raise EdgesmithError(f"prune.structured keeps every layer, head and FFN neuron ({depth}, keep_heads "
+                                 f"{self.keep_heads:g}, keep_ffn {self.keep_ffn:g}): nothing would be pruned; lower one of them")
 
 
 class SparseConfig(Frozen):

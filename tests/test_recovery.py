@@ -150,6 +150,9 @@ def test_recipe_keep_layers_and_reconstruct_are_validated():
     with pytest.raises(EdgesmithError, match="keep_layers: 8 is more than the model's 6"):
         StructuredConfig(keep_layers=8).check_keep(6, 12, 1536)
     StructuredConfig(keep_layers=4, keep_heads=1.0, keep_ffn=1.0).check_keep(6, 12, 1536)  # depth alone is pruning
+    StructuredConfig(layers=[0, 4, 5], keep_heads=1.0, keep_ffn=1.0).check_keep(6, 12, 1536)
+    assert StructuredConfig(layers=[5, 0, 4]).layers == (0, 4, 5)  # a set of layers, kept in the teacher's order
+    assert "layers" not in StructuredConfig().model_dump()  # unset, it leaves existing cache keys as they were
 
 
 def test_prune_stage_writes_depth_and_scales(tmp_path, tiny_data, tiny_profiles):
@@ -170,6 +173,27 @@ def test_prune_stage_writes_depth_and_scales(tmp_path, tiny_data, tiny_profiles)
     assert facts["reconstruction"] and all(e["error_after"] <= e["error_before"] + 1e-9 for e in facts["reconstruction"])
     shrunk = json.loads((out / "04-shrink-structured" / "model" / "shape_plan.json").read_text())
     assert len(shrunk["layers"]) == 1
+
+
+def test_prune_keeps_the_layers_the_recipe_lists(tmp_path, tiny_data, tiny_profiles):
+    """prune.structured.layers replaces the greedy depth search: the plan drops exactly the unlisted layers."""
+    import json
+
+    from edgesmith.cli import main
+
+    model = make_model_dir(tmp_path / "teacher")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: by-hand\nteacher: {{model: {model}}}\ndata: {{source: {tiny_data}}}\n"
+                      "prune: {structured: {layers: [1], keep_heads: 1.0, keep_ffn: 1.0}}\n"
+                      "distill: {max_steps: 1}\nbench: {iterations: 5, warmup: 1}\n"
+                      f"profiles: [{tiny_profiles / 'tiny-ort.yaml'}]\n")
+    out = tmp_path / "run"
+    assert main(["run", str(recipe), "--out", str(out)]) == 0
+    facts = json.loads((out / "02-prune-structured" / "manifest.json").read_text())["facts"]
+    assert facts["layers_kept"] == [1] and facts["layers_chosen_by"] == "recipe" and facts["depth_removals"] == []
+    plan = json.loads((out / "02-prune-structured" / "plan.json").read_text())["layers"]
+    assert [bool(p.get("dropped")) for p in plan] == [True, False]
+    assert len(json.loads((out / "04-shrink-structured" / "model" / "shape_plan.json").read_text())["layers"]) == 1
 
 
 def _tok(tmp_path):

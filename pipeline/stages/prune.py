@@ -65,7 +65,10 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
     rows = rows[: structured.importance_samples]
     feeds = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches(rows, tokenizer, cfg.max_length, 8)]
     head_scores, ffn_scores = fisher_scores(model, feeds, cfg.task)
-    kept_layers, depth_log = choose_layers(model, feeds, cfg.task, structured.keep_layers)
+    if structured.layers is not None:  # by hand (the preflight checked them against the model)
+        kept_layers, depth_log = list(structured.layers), []
+    else:
+        kept_layers, depth_log = choose_layers(model, feeds, cfg.task, structured.keep_layers)
     fit = None
     if cfg.fit is not None:
         from ..fit import fit_keep_ratio
@@ -84,7 +87,8 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
         "layers": plan, "steps": steps, "head_scores": head_scores.tolist(), "ffn_scores_sum": ffn_scores.sum(1).tolist(),
     }))
     kept = [p for p in plan if not p.get("dropped")]
-    return {"layers_kept": kept_layers, "layers_total": len(plan), "depth_removals": depth_log,
+    return {"layers_kept": kept_layers, "layers_chosen_by": "recipe" if structured.layers is not None else "greedy search",
+            "layers_total": len(plan), "depth_removals": depth_log,
             "heads_per_layer": [len(p["heads"]) for p in kept], "ffn_per_layer": [len(p["ffn"]) for p in kept],
             "steps_heads_total": [sum(len(p["heads"]) for p in s) for s in steps],
             "heads_total": head_scores.numel(), "ffn_total": ffn_scores.numel(), "importance_rows": len(rows), "fit": fit,

@@ -238,6 +238,11 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "fit-speedup-without-a-fit-profile": (("fit_speedup needs fit_profile",), keep("fit_speedup: 3")),
     "fit-speedup-infinite": (("fit_speedup", "finite number"), keep("fit_speedup: .inf, fit_profile: embedded")),
     "fit-speedup-below-one": (("fit_speedup", "greater than or equal to 1"), keep("fit_speedup: 0.5, fit_profile: embedded")),
+    "layers-beyond-the-model": (("layers", "numbered 0 to 1"), keep("layers: [0, 2]")),
+    "layers-listed-twice": (("layers", "each kept layer once"), keep("layers: [1, 1]")),
+    "layers-negative": (("layers", "each kept layer once"), keep("layers: [-1]")),
+    "layers-and-keep-layers": (("set the depth once",), keep("layers: [0], keep_layers: 0.5")),
+    "layers-keeping-everything": (("nothing would be pruned",), keep("layers: [1, 0], keep_heads: 1.0, keep_ffn: 1.0")),
     "keep-everything": (("nothing would be pruned",), keep("keep_heads: 1.0, keep_ffn: 1.0")),
     "keep-every-head-and-neuron-by-count": (("nothing would be pruned",), keep("keep_heads: 8, keep_ffn: 128")),
     # recipe against profile
