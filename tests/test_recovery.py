@@ -1,6 +1,7 @@
 """Depth pruning, least-squares reconstruction and attention distillation through a layer map, on tiny models."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,45 +156,43 @@ def test_recipe_keep_layers_and_reconstruct_are_validated():
     assert "layers" not in StructuredConfig().model_dump()  # unset, it leaves existing cache keys as they were
 
 
-def test_prune_stage_writes_depth_and_scales(tmp_path, tiny_data, tiny_profiles):
-    import json
-
+def _run_tiny(tmp_path: Path, tiny_data: Path, tiny_profiles: Path, structured: str, distill: str) -> Path:
+    """A whole run of a tiny 2-layer BERT with these prune.structured and distill settings; its run folder."""
     from edgesmith.cli import main
 
     model = make_model_dir(tmp_path / "teacher")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"name: depth\nteacher: {{model: {model}}}\ndata: {{source: {tiny_data}}}\n"
-                      "prune: {structured: {keep_layers: 0.5, keep_heads: 0.5, keep_ffn: 0.5, ffn_multiple_of: 8, reconstruct: true}}\n"
-                      "distill: {max_steps: 2, attention_weight: 1.0}\nbench: {iterations: 5, warmup: 1}\n"
+                      f"prune: {{structured: {{{structured}}}}}\ndistill: {{{distill}}}\nbench: {{iterations: 5, warmup: 1}}\n"
                       f"profiles: [{tiny_profiles / 'tiny-ort.yaml'}]\n")
     out = tmp_path / "run"
     assert main(["run", str(recipe), "--out", str(out)]) == 0
-    facts = json.loads((out / "02-prune-structured" / "manifest.json").read_text())["facts"]
-    assert len(facts["layers_kept"]) == 1 and facts["layers_total"] == 2
+    return out
+
+
+def _read(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def test_prune_stage_writes_depth_and_scales(tmp_path, tiny_data, tiny_profiles):
+    out = _run_tiny(tmp_path, tiny_data, tiny_profiles, "keep_layers: 0.5, keep_heads: 0.5, keep_ffn: 0.5, ffn_multiple_of: 8, "
+                    "reconstruct: true", "max_steps: 2, attention_weight: 1.0")
+    facts = _read(out / "02-prune-structured" / "manifest.json")["facts"]
+    assert len(facts["layers_kept"]) == 1 and facts["layers_total"] == 2 and facts["layers_chosen_by"] == "greedy search"
     assert facts["reconstruction"] and all(e["error_after"] <= e["error_before"] + 1e-9 for e in facts["reconstruction"])
-    shrunk = json.loads((out / "04-shrink-structured" / "model" / "shape_plan.json").read_text())
-    assert len(shrunk["layers"]) == 1
+    assert len(_read(out / "04-shrink-structured" / "model" / "shape_plan.json")["layers"]) == 1
 
 
 def test_prune_keeps_the_layers_the_recipe_lists(tmp_path, tiny_data, tiny_profiles):
     """prune.structured.layers replaces the greedy depth search: the plan drops exactly the unlisted layers."""
-    import json
-
-    from edgesmith.cli import main
-
-    model = make_model_dir(tmp_path / "teacher")
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"name: by-hand\nteacher: {{model: {model}}}\ndata: {{source: {tiny_data}}}\n"
-                      "prune: {structured: {layers: [1], keep_heads: 1.0, keep_ffn: 1.0}}\n"
-                      "distill: {max_steps: 1}\nbench: {iterations: 5, warmup: 1}\n"
-                      f"profiles: [{tiny_profiles / 'tiny-ort.yaml'}]\n")
-    out = tmp_path / "run"
-    assert main(["run", str(recipe), "--out", str(out)]) == 0
-    facts = json.loads((out / "02-prune-structured" / "manifest.json").read_text())["facts"]
+    out = _run_tiny(tmp_path, tiny_data, tiny_profiles, "layers: [1], keep_heads: 1.0, keep_ffn: 1.0", "max_steps: 1")
+    facts = _read(out / "02-prune-structured" / "manifest.json")["facts"]
     assert facts["layers_kept"] == [1] and facts["layers_chosen_by"] == "recipe" and facts["depth_removals"] == []
-    plan = json.loads((out / "02-prune-structured" / "plan.json").read_text())["layers"]
+    plan = _read(out / "02-prune-structured" / "plan.json")["layers"]
     assert [bool(p.get("dropped")) for p in plan] == [True, False]
-    assert len(json.loads((out / "04-shrink-structured" / "model" / "shape_plan.json").read_text())["layers"]) == 1
+    assert len(_read(out / "04-shrink-structured" / "model" / "shape_plan.json")["layers"]) == 1
 
 
 def _tok(tmp_path):
