@@ -5,9 +5,9 @@ docs/recovery.jsonl:
     python benchmarks/quant_fidelity.py runs/compare/sst2-fast-seed1 [RUN ...] [--branch structured|unpruned]
         [--variants pipeline,smoothquant-off,random-calibration,full-bias-correction]
 
-"pipeline" is NNCF's default for transformers (SmoothQuant on), what the quantize stage built until it learned to
-choose (stage version 6): it now builds that and "smoothquant-off" and ships the one closer to FP32 on training rows
-past the calibration rows.
+"pipeline" is NNCF's default for transformers (SmoothQuant on), what the quantize stage builds by default; with
+`quantize.fidelity_samples` set it builds that and "smoothquant-off" and ships the one closer to FP32 on training
+rows past the calibration rows.
 
 Each variant quantizes the run's exported OpenVINO FP32 graph (05-export-<branch>/openvino/model.xml) and is scored
 on the run's eval rows (accuracy and drop from the teacher) and against that FP32 graph: prediction agreement and

@@ -23,7 +23,7 @@ prune:
   structured: {{keep_heads: 0.5, keep_ffn: 0.5, importance_samples: 16, ffn_multiple_of: 8, steps: 2}}
   sparse: {{sparsity: 0.7}}
 distill: {{max_steps: 4, batch_size: 8, label_weight: 0.5}}
-quantize: {{calibration_samples: 8, accuracy_budget: 100}}
+quantize: {{calibration_samples: 8, fidelity_samples: 500, accuracy_budget: 100}}
 bench: {{warmup: 1, iterations: 5}}
 profiles: [{ort}, {ov}, {gpu}]
 """

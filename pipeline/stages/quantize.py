@@ -3,8 +3,8 @@ again for quality on the held-out rows, with its drop from the teacher. The bund
 the recipe's accuracy budget and ships the fastest candidate within it (a breach is recorded there, never hidden).
 
 Calibration reads the first `calibration_samples` training rows; where a runtime can build a precision more than
-one way (OpenVINO INT8: NNCF with or without SmoothQuant), the next `fidelity_samples` training rows choose the way
-closest to FP32. The eval split never takes part in a choice: it only measures the result."""
+one way (OpenVINO INT8: NNCF with or without SmoothQuant) and the recipe sets `fidelity_samples`, the next that many
+training rows choose the way closest to FP32. The eval split never takes part in a choice: it only measures."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class QuantizeStageConfig(Frozen):
     max_length: int
 
 
-# 5: ORT int8-static quantizes the unfused graph; 6: OpenVINO INT8 chosen by fidelity to FP32 on held training rows
+# 5: ORT int8-static quantizes the unfused graph; 6: fidelity_samples may choose OpenVINO INT8's SmoothQuant setting
 @stage("quantize", QuantizeStageConfig, version=6)
 def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     export = inputs["export"]
