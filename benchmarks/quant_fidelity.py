@@ -38,13 +38,11 @@ HELD = 2000
 
 def nncf_variant(name: str) -> tuple[dict[str, Any], bool]:
     """(extra nncf.quantize arguments, calibrate on random training rows instead of the first ones)."""
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+    from edgesmith.runtimes.openvino import nncf_settings
 
     table = {
         "pipeline": ({}, False),
-        # alpha -1 switches SmoothQuant off for MatMuls; model_type=TRANSFORMER turns it on at 0.95 by default
-        "smoothquant-off": ({"advanced_parameters": AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))}, False),
+        "smoothquant-off": (nncf_settings()["smoothquant-off"], False),  # the quantize stage's own setting
         "random-calibration": ({}, True),
         "full-bias-correction": ({"fast_bias_correction": False}, False),
     }

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
-                      model_validator)
+                      model_validator, StrictInt)
 
 from .errors import EdgesmithError
 from .runfolder import check_name
@@ -110,7 +110,8 @@ class DataConfig(Frozen):
 class StructuredConfig(Frozen):
     keep_layers: float = Field(1.0, gt=0, description="depth: share of encoder layers kept (<=1) or a layer count (>1); "
                                "the layers whose removal changes the outputs least go first")
-    layers: tuple[int, ...] | None = Field(None, min_length=1, description="depth by hand: keep exactly these encoder "
+    # StrictInt: YAML's `true` must not be read as layer 1
+    layers: tuple[StrictInt, ...] | None = Field(None, min_length=1, description="depth by hand: keep exactly these encoder "
                                            "layers (0-based, e.g. [0, 2, 4] for every other one, as DistilBERT was "
                                            "initialised) instead of keep_layers' greedy choice")
     keep_heads: float = Field(0.5, gt=0, description="share of the kept layers' heads kept (<=1) or a total head count (>1)")

@@ -241,6 +241,7 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "layers-beyond-the-model": (("layers", "numbered 0 to 1"), keep("layers: [0, 2]")),
     "layers-listed-twice": (("layers", "each kept layer once"), keep("layers: [1, 1]")),
     "layers-negative": (("layers", "each kept layer once"), keep("layers: [-1]")),
+    "layers-a-boolean": (("layers", "valid integer"), keep("layers: [true]")),
     "layers-and-keep-layers": (("set the depth once",), keep("layers: [0], keep_layers: 0.5")),
     "layers-keeping-everything": (("nothing would be pruned",), keep("layers: [1, 0], keep_heads: 1.0, keep_ffn: 1.0")),
     "keep-everything": (("nothing would be pruned",), keep("keep_heads: 1.0, keep_ffn: 1.0")),
