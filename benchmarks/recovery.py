@@ -15,7 +15,8 @@ to docs/recovery.jsonl:
         gives roughly (sorted within chunks of 50 batches), first 5 steps not counted; a third argument, comma-separated,
         tries changes the stage does not make: `bf16-student` (the student's forward and losses under bf16 autocast,
         backward outside it, as torch's mixed-precision recipe has it), `frozen-embeddings` (the student's word
-        embeddings, 11.7M of its parameters, not trained)
+        embeddings, 11.7M of its parameters, not trained), `batch=N` (batches of N rows instead of 32; ms per row
+        is recorded too)
 
 Latency: 1 thread, batch 1, seq 128, each artifact in its own process, 5 interleaved rounds, median. Accuracy: all
 872 SST-2 dev sentences, one seed: differences under ~1 point are within the noise (paired SE ~0.9 points).
@@ -229,17 +230,21 @@ def step_profile(layers: int, width: float, steps: int, changes: tuple[str, ...]
     from edgesmith.tasks import get as get_task
     from edgesmith.training import as_fp32, kd_loss, teacher_context, tokenize
 
+    sizes = [c.removeprefix("batch=") for c in changes if c.startswith("batch=")]
+    if not all(n.isdigit() and int(n) > 0 for n in sizes) or len(sizes) > 1 or not 5 < steps <= 50:
+        raise SystemExit("step-profile: give more than 5 and at most 50 steps, and batch=N once, N a positive integer")
+    batch_size = int(sizes[0]) if sizes else 32
     tokenizer, teacher, _, calib = setup()
     plan, cfg = plan_for(teacher, calib, layers, width), DistillConfig(attention_weight=1.0, teacher_precision="bf16")
     lmap, student = LayerMap.from_plan(plan), slice_model(copy.deepcopy(teacher), plan).train()
-    items = tokenize(read("train.tsv", 32 * 50), tokenizer, 128, labels=False, task="classification")
+    items = tokenize(read("train.tsv", batch_size * 50), tokenizer, 128, labels=False, task="classification")
     items.sort(key=lambda x: len(x["input_ids"]))
-    batches = random.Random(0).sample([items[i : i + 32] for i in range(0, len(items), 32)], steps)
+    batches = random.Random(0).sample([items[i : i + batch_size] for i in range(0, len(items), batch_size)], steps)
     collate, (context, precision) = get_task("classification").collator(tokenizer), teacher_context("bf16", torch.device("cpu"))
     captures, head_size = (Capture(student), Capture(teacher.eval())), dims(teacher.config)["head_size"]
-    unknown = set(changes) - {"bf16-student", "frozen-embeddings"}
+    unknown = {c for c in changes if not c.startswith("batch=")} - {"bf16-student", "frozen-embeddings"}
     if unknown:
-        raise SystemExit(f"unknown step-profile changes {sorted(unknown)}; use bf16-student, frozen-embeddings")
+        raise SystemExit(f"unknown step-profile changes {sorted(unknown)}; use bf16-student, frozen-embeddings, batch=N")
     if "frozen-embeddings" in changes:
         student.get_input_embeddings().weight.requires_grad_(False)
     student_context = torch.autocast("cpu", dtype=torch.bfloat16) if "bf16-student" in changes else contextlib.nullcontext()
@@ -268,7 +273,8 @@ def step_profile(layers: int, width: float, steps: int, changes: tuple[str, ...]
             parts[k].append(b - a) if i >= 5 else None
     ms = {k: 1000 * statistics.mean(v) for k, v in parts.items()}
     record({"experiment": "step-profile", "layers": layers, "width": width, "steps": steps - 5, "teacher_precision": precision,
-            "changes": list(changes), "threads": torch.get_num_threads(), "cpu": _cpu_name(), "ms_per_step": ms, "total_ms": sum(ms.values())})
+            "changes": list(changes), "batch_size": batch_size, "threads": torch.get_num_threads(), "cpu": _cpu_name(), "ms_per_step": ms,
+            "total_ms": sum(ms.values()), "ms_per_row": sum(ms.values()) / batch_size})
 
 
 def _specs(args: list[str]) -> list[tuple[int, float]]:
