@@ -42,6 +42,9 @@ LOG = ROOT / "docs" / "recovery.jsonl"
 
 
 def record(entry: dict[str, Any]) -> None:
+    from edgesmith.stages.bench import _cpu_name
+
+    entry = {"cpu": _cpu_name()} | entry  # ratios move with the CPU: every record says which one it came from
     print(json.dumps(entry), flush=True)
     with LOG.open("a") as f:
         f.write(json.dumps(entry | {"date": time.strftime("%Y-%m-%d")}) + "\n")
