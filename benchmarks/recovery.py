@@ -236,6 +236,9 @@ def step_profile(layers: int, width: float, steps: int, changes: tuple[str, ...]
     sizes = [c.removeprefix("batch=") for c in changes if c.startswith("batch=")]
     if not all(n.isdigit() and int(n) > 0 for n in sizes) or len(sizes) > 1 or not 5 < steps <= 50:
         raise SystemExit("step-profile: give more than 5 and at most 50 steps, and batch=N once, N a positive integer")
+    unknown = {c for c in changes if not c.startswith("batch=")} - {"bf16-student", "frozen-embeddings"}
+    if unknown:  # refused before the teacher is loaded
+        raise SystemExit(f"unknown step-profile changes {sorted(unknown)}; use bf16-student, frozen-embeddings, batch=N")
     batch_size = int(sizes[0]) if sizes else 32
     tokenizer, teacher, _, calib = setup()
     plan, cfg = plan_for(teacher, calib, layers, width), DistillConfig(attention_weight=1.0, teacher_precision="bf16")
@@ -245,9 +248,6 @@ def step_profile(layers: int, width: float, steps: int, changes: tuple[str, ...]
     batches = random.Random(0).sample([items[i : i + batch_size] for i in range(0, len(items), batch_size)], steps)
     collate, (context, precision) = get_task("classification").collator(tokenizer), teacher_context("bf16", torch.device("cpu"))
     captures, head_size = (Capture(student), Capture(teacher.eval())), dims(teacher.config)["head_size"]
-    unknown = {c for c in changes if not c.startswith("batch=")} - {"bf16-student", "frozen-embeddings"}
-    if unknown:
-        raise SystemExit(f"unknown step-profile changes {sorted(unknown)}; use bf16-student, frozen-embeddings, batch=N")
     if "frozen-embeddings" in changes:
         student.get_input_embeddings().weight.requires_grad_(False)
     student_context = torch.autocast("cpu", dtype=torch.bfloat16) if "bf16-student" in changes else contextlib.nullcontext()

@@ -1,0 +1,27 @@
+"""benchmarks/recovery.py step-profile refuses bad arguments in one line, before it loads the teacher."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import recovery  # noqa: E402
+
+
+@pytest.mark.parametrize(("steps", "changes", "says"), [
+    (30, ("batch=0",), "batch=N once"),
+    (30, ("batch=x",), "batch=N once"),
+    (30, ("batch=64", "batch=128"), "batch=N once"),
+    (5, (), "more than 5"),
+    (51, (), "at most 50"),
+    (30, ("bf16-student", "bogus"), "unknown step-profile changes ['bogus']"),
+])
+def test_step_profile_refuses_bad_arguments_before_loading(monkeypatch, steps, changes, says):
+    def no_setup():
+        raise AssertionError("the teacher was loaded before the arguments were checked")
+
+    monkeypatch.setattr(recovery, "setup", no_setup)
+    with pytest.raises(SystemExit) as err:
+        recovery.step_profile(4, 0.33, steps, changes)
+    assert says in str(err.value)
