@@ -70,8 +70,19 @@ def main(run: Path, max_drop: float, held_rows: int) -> None:
               f", {len(kept)} FakeQuantize nodes")
 
 
+def parse(argv: list[str]) -> tuple[Path, float, int]:
+    """(run folder, max drop, held rows), refused in one line when malformed or when the folder is not a run with
+    a structured branch."""
+    usage = ("usage: python benchmarks/accuracy_control.py RUN_FOLDER [MAX_DROP] [HELD_ROWS]; RUN_FOLDER is a finished "
+             "edgesmith run with a structured branch, MAX_DROP a fraction in [0, 1), HELD_ROWS a positive integer")
+    try:
+        run, max_drop, held = Path(argv[0]), float(argv[1]) if len(argv) > 1 else 0.001, int(argv[2]) if len(argv) > 2 else 1000
+    except (IndexError, ValueError):
+        raise SystemExit(usage) from None
+    if len(argv) > 3 or not (run / "05-export-structured").is_dir() or not 0 <= max_drop < 1 or held < 1:
+        raise SystemExit(usage)
+    return run, max_drop, held
+
+
 if __name__ == "__main__":
-    if not 2 <= len(sys.argv) <= 4 or not Path(sys.argv[1], "05-export-structured").is_dir():
-        raise SystemExit("usage: python benchmarks/accuracy_control.py RUN_FOLDER [MAX_DROP] [HELD_ROWS]; RUN_FOLDER is a "
-                         "finished edgesmith run with a structured branch")
-    main(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.001, int(sys.argv[3]) if len(sys.argv) > 3 else 1000)
+    main(*parse(sys.argv[1:]))

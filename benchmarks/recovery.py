@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -284,23 +284,36 @@ def _specs(args: list[str]) -> list[tuple[int, float]]:
     return [(int(a.split(":")[0]), float(a.split(":")[1])) for a in args]
 
 
+def parse(argv: list[str]) -> Callable[[], None]:
+    """The experiment the command line asks for, its arguments read now: a malformed one (`abc` for a step count,
+    `4` for `4:0.33`) is refused in one line before anything loads."""
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    try:
+        if command == "shapes":
+            specs = _specs(rest) or [(6, 0.4), (4, 0.5), (4, 0.4), (4, 0.33), (3, 0.6), (3, 0.5), (3, 0.4)]
+            return lambda: shapes(specs)
+        if command == "fit-speedup":
+            layers, speedup = int(rest[0]), float(rest[1])
+            return lambda: fit_speedup(layers, speedup)
+        if command == "retrain-free":
+            specs = _specs(rest) or [(6, 0.5), (4, 0.5)]
+            return lambda: retrain_free(specs)
+        (layers, width), = _specs(rest[:1]) or [(None, None)]
+        if command == "distill":
+            rows, variants = int(rest[1]), rest[2].split(",")
+            return lambda: distill_variants(layers, width, rows, variants)
+        if command == "teacher-precision":
+            steps = int(rest[1])
+            return lambda: teacher_precision(layers, width, steps)
+        if command == "step-profile":
+            steps, changes = int(rest[1]), tuple(rest[2].split(",")) if len(rest) > 2 else ()
+            return lambda: step_profile(layers, width, steps, changes)
+    except (ValueError, IndexError):
+        raise SystemExit(f"recovery.py {command}: missing or malformed arguments {rest}; shapes are LAYERS:WIDTH "
+                         "(4:0.33), counts are integers (see the usage at the top of benchmarks/recovery.py)") from None
+    raise SystemExit(__doc__)
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    command, rest = sys.argv[1], sys.argv[2:]
-    if command == "shapes":
-        shapes(_specs(rest) or [(6, 0.4), (4, 0.5), (4, 0.4), (4, 0.33), (3, 0.6), (3, 0.5), (3, 0.4)])
-    elif command == "fit-speedup":
-        fit_speedup(int(rest[0]), float(rest[1]))
-    elif command == "retrain-free":
-        retrain_free(_specs(rest) or [(6, 0.5), (4, 0.5)])
-    elif command == "distill":
-        (layers, width), = _specs(rest[:1])
-        distill_variants(layers, width, int(rest[1]), rest[2].split(","))
-    elif command == "teacher-precision":
-        (layers, width), = _specs(rest[:1])
-        teacher_precision(layers, width, int(rest[1]))
-    elif command == "step-profile":
-        (layers, width), = _specs(rest[:1])
-        step_profile(layers, width, int(rest[1]), tuple(rest[2].split(",")) if len(rest) > 2 else ())
-    else:
-        raise SystemExit(__doc__)
+    parse(sys.argv[1:])()

@@ -25,3 +25,26 @@ def test_step_profile_refuses_bad_arguments_before_loading(monkeypatch, steps, c
     with pytest.raises(SystemExit) as err:
         recovery.step_profile(4, 0.33, steps, changes)
     assert says in str(err.value)
+
+
+@pytest.mark.parametrize("argv", [
+    ["step-profile", "4:0.33", "abc"],
+    ["step-profile", "4", "30"],
+    ["step-profile"],
+    ["distill", "4:0.33", "many", "attn"],
+    ["fit-speedup", "four", "3.0"],
+])
+def test_malformed_command_lines_are_refused_in_one_line(argv):
+    with pytest.raises(SystemExit) as err:
+        recovery.parse(argv)
+    assert "malformed arguments" in str(err.value)
+
+
+def test_accuracy_control_refuses_bad_arguments(tmp_path):
+    import accuracy_control
+
+    (tmp_path / "05-export-structured").mkdir()
+    assert accuracy_control.parse([str(tmp_path)]) == (tmp_path, 0.001, 1000)
+    for argv in ([str(tmp_path), "x"], [str(tmp_path), "1.5"], [str(tmp_path), "0.01", "0"], [str(tmp_path / "nothing")], []):
+        with pytest.raises(SystemExit, match="usage: python benchmarks/accuracy_control.py"):
+            accuracy_control.parse(argv)
