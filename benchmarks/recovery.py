@@ -2,6 +2,7 @@
 to docs/recovery.jsonl:
 
     python benchmarks/recovery.py shapes                      p50 of sliced shapes vs the OpenVINO INT8 teacher
+        (LAYERS:WIDTH keeps that share of heads and FFN neurons; LAYERS:HEADS:FFN gives the two shares apart)
     python benchmarks/recovery.py retrain-free 6:0.5 4:0.5    dev accuracy without training: plain vs reconstructed
     python benchmarks/recovery.py fit-speedup 4 3.0           prune.structured.fit_speedup's walk on the SST-2 teacher
     python benchmarks/recovery.py distill 4:0.33 15000 attn,aug_attn
@@ -72,13 +73,15 @@ def accuracy(model: Any, dev: list[dict[str, Any]], dev_feeds: list[dict[str, An
     return 100 * float((preds == torch.tensor([r["label"] for r in dev])).float().mean())
 
 
-def plan_for(teacher: Any, calib: list[dict[str, Any]], layers: int, width: float) -> list[dict[str, Any]]:
+def plan_for(teacher: Any, calib: list[dict[str, Any]], layers: int, width: float, ffn_width: float | None = None) -> list[dict[str, Any]]:
+    """The slice plan the prune stage would make: `width` of the heads and `ffn_width` (default: `width`) of the FFN
+    neurons in the `layers` layers chosen greedily."""
     from edgesmith.config import StructuredConfig
     from edgesmith.importance import choose_layers, fisher_scores, select
 
     heads, ffn = fisher_scores(teacher, calib, "classification")
     kept, _ = choose_layers(teacher, calib, "classification", layers if layers < 6 else 1.0)
-    return select(heads, ffn, StructuredConfig(keep_heads=width, keep_ffn=width), kept)
+    return select(heads, ffn, StructuredConfig(keep_heads=width, keep_ffn=width if ffn_width is None else ffn_width), kept)
 
 
 def setup() -> tuple[Any, Any, list[dict[str, Any]], list[dict[str, Any]]]:
@@ -89,7 +92,7 @@ def setup() -> tuple[Any, Any, list[dict[str, Any]], list[dict[str, Any]]]:
     return tokenizer, teacher, read("dev.tsv"), feeds(read("train.tsv", 512), tokenizer, 8)
 
 
-def shapes(specs: list[tuple[int, float]]) -> None:
+def shapes(specs: list[tuple[int, float, float]]) -> None:
     from edgesmith.config import Profile
     from edgesmith.exporters.onnx import export_onnx
     from edgesmith.latency import measure
@@ -101,21 +104,23 @@ def shapes(specs: list[tuple[int, float]]) -> None:
     work = Path(tempfile.mkdtemp())
     quant_feeds = [{k: v.numpy() for k, v in b.items()} for b in feeds(read("train.tsv", 32), tokenizer, 1)]
     paths = {}
-    for layers, width in [(6, 1.0)] + specs:
-        model = copy.deepcopy(teacher) if (layers, width) == (6, 1.0) else slice_model(copy.deepcopy(teacher), plan_for(teacher, calib, layers, width))
-        folder = work / f"{layers}-{width}"
+    for layers, width, ffn_width in [(6, 1.0, 1.0)] + specs:
+        whole = (layers, width, ffn_width) == (6, 1.0, 1.0)
+        model = copy.deepcopy(teacher) if whole else slice_model(copy.deepcopy(teacher), plan_for(teacher, calib, layers, width, ffn_width))
+        folder = work / f"{layers}-{width}-{ffn_width}"
         folder.mkdir()
         export_onnx(model, "classification", input_names_for(TEACHER), folder / "raw.onnx", opset=17)
         ir, _ = RUNTIMES["openvino"].convert(folder / "raw.onnx", folder)
-        paths[(layers, width)] = RUNTIMES["openvino"].quantize("int8-static", ir, folder, quant_feeds, exported=folder / "raw.onnx")
+        paths[(layers, width, ffn_width)] = RUNTIMES["openvino"].quantize("int8-static", ir, folder, quant_feeds, exported=folder / "raw.onnx")
     p50 = {k: [] for k in paths}
     for _ in range(5):
         for k, path in paths.items():
             p50[k].append(measure("openvino", path, profile, 1, tokenizer.vocab_size, 10, 100)["p50_ms"])
-    base = statistics.median(p50[(6, 1.0)])
-    for (layers, width), values in p50.items():
+    base = statistics.median(p50[(6, 1.0, 1.0)])
+    for (layers, width, ffn_width), values in p50.items():
         ms = statistics.median(values)
-        record({"experiment": "shapes", "layers": layers, "width": width, "ov_int8_p50_ms": ms, "speedup_vs_ov_int8_teacher": base / ms})
+        shape = {"width": width} if ffn_width == width else {"heads": width, "ffn": ffn_width}
+        record({"experiment": "shapes", "layers": layers} | shape | {"ov_int8_p50_ms": ms, "speedup_vs_ov_int8_teacher": base / ms})
     shutil.rmtree(work)
 
 
@@ -284,14 +289,22 @@ def _specs(args: list[str]) -> list[tuple[int, float]]:
     return [(int(a.split(":")[0]), float(a.split(":")[1])) for a in args]
 
 
+def _shape_specs(args: list[str]) -> list[tuple[int, float, float]]:
+    """LAYERS:WIDTH or LAYERS:HEADS:FFN, as (layers, heads, ffn)."""
+    parts = [a.split(":") for a in args]
+    if any(len(p) not in (2, 3) for p in parts):
+        raise ValueError(args)
+    return [(int(p[0]), float(p[1]), float(p[-1])) for p in parts]
+
+
 def parse(argv: list[str]) -> Callable[[], None]:
     """The experiment the command line asks for, its arguments read now: a malformed one (`abc` for a step count,
     `4` for `4:0.33`) is refused in one line before anything loads."""
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
     try:
         if command == "shapes":
-            specs = _specs(rest) or [(6, 0.4), (4, 0.5), (4, 0.4), (4, 0.33), (3, 0.6), (3, 0.5), (3, 0.4)]
-            return lambda: shapes(specs)
+            shape_specs = _shape_specs(rest) or [(6, 0.4, 0.4), (4, 0.5, 0.5), (4, 0.4, 0.4), (4, 0.33, 0.33), (3, 0.6, 0.6), (3, 0.5, 0.5), (3, 0.4, 0.4)]
+            return lambda: shapes(shape_specs)
         if command == "fit-speedup":
             layers, speedup = int(rest[0]), float(rest[1])
             return lambda: fit_speedup(layers, speedup)
@@ -310,7 +323,7 @@ def parse(argv: list[str]) -> Callable[[], None]:
             return lambda: step_profile(layers, width, steps, changes)
     except (ValueError, IndexError):
         raise SystemExit(f"recovery.py {command}: missing or malformed arguments {rest}; shapes are LAYERS:WIDTH "
-                         "(4:0.33), counts are integers (see the usage at the top of benchmarks/recovery.py)") from None
+                         "(4:0.33) or LAYERS:HEADS:FFN (4:0.25:0.4), counts are integers (see the usage at the top of benchmarks/recovery.py)") from None
     raise SystemExit(__doc__)
 
 

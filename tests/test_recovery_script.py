@@ -33,6 +33,8 @@ def test_step_profile_refuses_bad_arguments_before_loading(monkeypatch, steps, c
     ["step-profile"],
     ["distill", "4:0.33", "many", "attn"],
     ["fit-speedup", "four", "3.0"],
+    ["shapes", "4:0.25:0.4:1"],
+    ["shapes", "4"],
 ])
 def test_malformed_command_lines_are_refused_in_one_line(argv):
     with pytest.raises(SystemExit) as err:
@@ -48,3 +50,10 @@ def test_accuracy_control_refuses_bad_arguments(tmp_path):
     for argv in ([str(tmp_path), "x"], [str(tmp_path), "1.5"], [str(tmp_path), "0.01", "0"], [str(tmp_path / "nothing")], []):
         with pytest.raises(SystemExit, match="usage: python benchmarks/accuracy_control.py"):
             accuracy_control.parse(argv)
+
+
+def test_shapes_take_heads_and_ffn_apart(monkeypatch):
+    seen = []
+    monkeypatch.setattr(recovery, "shapes", seen.append)
+    recovery.parse(["shapes", "4:0.33", "4:0.25:0.4"])()
+    assert seen == [[(4, 0.33, 0.33), (4, 0.25, 0.4)]]
