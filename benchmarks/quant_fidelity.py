@@ -3,7 +3,7 @@ setting changed at a time (docs/recovery.md, "OpenVINO INT8 on the narrow studen
 docs/recovery.jsonl:
 
     python benchmarks/quant_fidelity.py runs/compare/sst2-fast-seed1 [RUN ...] [--branch structured|unpruned]
-        [--variants pipeline,smoothquant-off,random-calibration,full-bias-correction]
+        [--variants pipeline,smoothquant-off,random-calibration,full-bias-correction] [--latency-rounds 5]
 
 "pipeline" is NNCF's default for transformers (SmoothQuant on), what the quantize stage builds by default; with
 `quantize.fidelity_samples` set it builds that and "smoothquant-off" and ships the one closer to FP32 on training
@@ -13,7 +13,8 @@ Each variant quantizes the run's exported OpenVINO FP32 graph (05-export-<branch
 on the run's eval rows (accuracy and drop from the teacher) and against that FP32 graph: prediction agreement and
 mean absolute logit difference on the eval rows and on 2,000 training rows the calibration never saw. Accuracy
 moves by 1/872 = 0.11 points per SST-2 dev sentence, so the logit distance is the finer reading. Classification
-runs only. 1 thread.
+runs only. 1 thread. With --latency-rounds N (N > 0) the variants of a run are also timed side by side: p50 at
+1 thread, batch 1, seq 128, N interleaved rounds of 100 runs, median of the rounds.
 """
 
 from __future__ import annotations
@@ -82,7 +83,22 @@ def quantize(src: Path, dst: Path, rows: list[dict[str, Any]], tokenizer: Any, m
                                  subset_size=len(feeds), **extra), dst)
 
 
-def measure(run: Path, branch: str, variants: list[str], scratch: Path) -> None:
+def p50_side_by_side(xmls: dict[str, Path], vocab: int, rounds: int) -> dict[str, float]:
+    """Median over `rounds` interleaved rounds of each IR's p50 (1 thread, batch 1, seq 128, 100 runs)."""
+    import statistics
+
+    from edgesmith.config import Profile
+    from edgesmith.latency import measure as time_ir
+
+    profile = Profile(name="one-thread", description="1 thread, batch 1, seq 128", runtimes={"openvino": ("int8-static",)}, threads=1)
+    p50: dict[str, list[float]] = {name: [] for name in xmls}
+    for _ in range(rounds):
+        for name, xml in xmls.items():
+            p50[name].append(time_ir("openvino", xml, profile, 1, vocab, 10, 100)["p50_ms"])
+    return {name: statistics.median(values) for name, values in p50.items()}
+
+
+def measure(run: Path, branch: str, variants: list[str], scratch: Path, latency_rounds: int = 0) -> None:
     from edgesmith.evaluate import quality
     from edgesmith.modeling import load_tokenizer
     from edgesmith.stages.common import read_rows
@@ -109,16 +125,20 @@ def measure(run: Path, branch: str, variants: list[str], scratch: Path) -> None:
     score = lambda out: quality(out, evals, "classification", reference, teacher.facts["label_names"])["metric"]
     base = {"experiment": "quant-fidelity", "run": run.name, "branch": branch, "teacher": teacher_metric,
             "fp32_accuracy": score(fp32["eval"])}
+    entries, xmls = {}, {}
     for name in variants:
         extra, shuffled = nncf_variant(name)
         rows = random.Random(0).sample(rest, calibration) if shuffled else train[:calibration]
         t = time.time()
-        xml = quantize(src, scratch / f"{run.name}-{branch}-{name}" / "model.xml", rows, tokenizer, max_length, extra)
+        xmls[name] = xml = quantize(src, scratch / f"{run.name}-{branch}-{name}" / "model.xml", rows, tokenizer, max_length, extra)
         out = {"eval": logits(xml, evals, tokenizer, max_length), "held": logits(xml, held, tokenizer, max_length)}
         acc = score(out["eval"])
-        record(base | {"variant": name, "int8_accuracy": acc, "drop": teacher_metric - acc, "seconds": round(time.time() - t)}
-               | {f"{k}_agreement": float(100 * (out[k].argmax(-1) == fp32[k].argmax(-1)).mean()) for k in out}
-               | {f"{k}_mean_abs_logit_diff": float(np.abs(out[k] - fp32[k]).mean()) for k in out})
+        entries[name] = (base | {"variant": name, "int8_accuracy": acc, "drop": teacher_metric - acc, "seconds": round(time.time() - t)}
+                         | {f"{k}_agreement": float(100 * (out[k].argmax(-1) == fp32[k].argmax(-1)).mean()) for k in out}
+                         | {f"{k}_mean_abs_logit_diff": float(np.abs(out[k] - fp32[k]).mean()) for k in out})
+    p50 = p50_side_by_side(xmls, tokenizer.vocab_size, latency_rounds) if latency_rounds > 0 else {}
+    for name, entry in entries.items():
+        record(entry | ({"p50_ms_seq128_1_thread": p50[name], "latency_rounds": latency_rounds} if p50 else {}))
 
 
 def main() -> None:
@@ -126,13 +146,14 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--branch", default="structured", choices=("structured", "unpruned"))
     parser.add_argument("--variants", default="pipeline,smoothquant-off,random-calibration,full-bias-correction")
+    parser.add_argument("--latency-rounds", type=int, default=0, help="time the variants side by side in N interleaved rounds")
     args = parser.parse_args()
     variants = args.variants.split(",")
     for v in variants:
         nncf_variant(v)  # an unknown name stops here, before any quantization
     with tempfile.TemporaryDirectory() as scratch:
         for run in args.runs:
-            measure(run.resolve(), args.branch, variants, Path(scratch))
+            measure(run.resolve(), args.branch, variants, Path(scratch), args.latency_rounds)
 
 
 if __name__ == "__main__":

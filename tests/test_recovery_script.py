@@ -35,6 +35,7 @@ def test_step_profile_refuses_bad_arguments_before_loading(monkeypatch, steps, c
     ["fit-speedup", "four", "3.0"],
     ["shapes", "4:0.25:0.4:1"],
     ["shapes", "4"],
+    ["shapes", "4:0.33", "nncf=bogus"],
 ])
 def test_malformed_command_lines_are_refused_in_one_line(argv):
     with pytest.raises(SystemExit) as err:
@@ -54,6 +55,7 @@ def test_accuracy_control_refuses_bad_arguments(tmp_path):
 
 def test_shapes_take_heads_and_ffn_apart(monkeypatch):
     seen = []
-    monkeypatch.setattr(recovery, "shapes", seen.append)
+    monkeypatch.setattr(recovery, "shapes", lambda specs, setting: seen.append((specs, setting)))
     recovery.parse(["shapes", "4:0.33", "4:0.25:0.4"])()
-    assert seen == [[(4, 0.33, 0.33), (4, 0.25, 0.4)]]
+    recovery.parse(["shapes", "3:0.5", "nncf=smoothquant-off"])()
+    assert seen == [([(4, 0.33, 0.33), (4, 0.25, 0.4)], "smoothquant"), ([(3, 0.5, 0.5)], "smoothquant-off")]
