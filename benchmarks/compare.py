@@ -90,6 +90,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", help=f"comma-separated levels ({', '.join(LEVELS)})")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated distill.seed values (default "
                    "%(default)s); a target counts as met only over 3 seeds")
+    p.add_argument("--jobs", type=int, default=1, help="edgesmith runs side by side, each with cores/JOBS threads "
+                   "(bench stages that ran beside another run are redone alone)")
     p.add_argument("--recipe", action="append", default=[], metavar="LEVEL=PATH", help="another recipe file for a level "
                    "(e.g. to try a variant, or to check the code paths while a recipe does not validate yet)")
     a = p.parse_args(argv)
@@ -98,6 +100,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         a.seeds = sorted({int(x) for x in a.seeds.split(",")})
     except ValueError:
         p.error(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got {a.seeds!r})")
+    if a.jobs < 1:
+        p.error(f"--jobs takes a whole number of runs at a time, 1 or more (got {a.jobs})")
     unknown = [k for k in a.levels + [r.split("=")[0] for r in a.recipe] if k not in LEVELS]
     if unknown or any("=" not in r for r in a.recipe):
         p.error(f"unknown level {unknown} (known: {', '.join(LEVELS)}); --recipe takes LEVEL=PATH")
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     chosen = [dataclasses.replace(lv.LEVELS[k], recipe=Path(swaps[k]).resolve()) if k in swaps else lv.LEVELS[k] for k in a.levels]
     cold = not work.exists()
     runs = lv.plan(chosen, [0] if a.smoke else a.seeds, work, a.smoke)
-    run_seconds = lv.run_all(runs, log)
+    run_seconds = lv.run_all(runs, log, a.jobs)
     entries, suites, peer_seconds = collect(runs, work, a.smoke)
     plan = measure.Plan(rounds=2, iterations=20, warmup=5, b8_iterations=3) if a.smoke else measure.Plan()
     t = time.time()

@@ -60,3 +60,51 @@ def test_some_seeds_write_beside_the_full_report_never_over_it():
     assert compare.docs_folder(compare.parse(["--seeds", "0"])).name == "only-seeds-0"
     with pytest.raises(SystemExit):
         compare.parse(["--seeds", "1,x"])
+
+
+def test_runs_side_by_side_start_longest_first_and_redo_contended_benches_alone(tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    import edgesmith.cli
+
+    sst2, fast = lv.LEVELS["sst2"], lv.LEVELS["sst2-fast"]
+    runs = [lv.Run(sst2, 0, tmp_path / "a.yaml", tmp_path / "sst2-seed0"), lv.Run(sst2, 1, tmp_path / "c.yaml", tmp_path / "sst2-seed1"),
+            lv.Run(fast, 0, tmp_path / "b.yaml", tmp_path / "fast-seed0")]
+    done_before = runs[1].out / f"07-bench-{lv.PROFILE}" / "manifest.json"  # a run the harness finished earlier
+    done_before.parent.mkdir(parents=True)
+    done_before.write_text("{}")
+    os.utime(done_before, (1, 1))
+    launched, alone = [], []
+
+    def fake_run(cmd, stdout, stderr, env):
+        out = Path(cmd[cmd.index("--out") + 1])
+        launched.append((out.name, env["OMP_NUM_THREADS"]))
+        bench = out / f"07-bench-{lv.PROFILE}" / "manifest.json"
+        if not bench.exists():
+            bench.parent.mkdir(parents=True)
+            bench.write_text("{}")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(edgesmith.cli, "main", lambda argv: alone.append(argv) or 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    seconds = lv.run_all(runs, lambda msg: None, jobs=2)
+    # two at a time: the longest (sst2-fast) is among the first two started, the last given run starts last
+    assert ("fast-seed0", "1") in launched[:2] and launched[2] == ("sst2-seed1", "1")
+    assert sorted(a[a.index("--out") + 1] for a in alone) == [str(runs[2].out), str(runs[0].out)]
+    assert all(a[-2:] == ["--force", "bench"] for a in alone) and set(seconds) == {r.name for r in runs}
+
+
+def test_a_failed_run_side_by_side_stops_the_harness_naming_its_log(tmp_path, monkeypatch):
+    import subprocess
+
+    runs = [lv.Run(lv.LEVELS["sst2"], 0, tmp_path / "a.yaml", tmp_path / "sst2-seed0")]
+    monkeypatch.setattr(subprocess, "run", lambda cmd, stdout, stderr, env: subprocess.CompletedProcess(cmd, 1))
+    with pytest.raises(SystemExit, match="sst2-seed0 failed .*sst2-seed0.log"):
+        lv.run_all(runs, lambda msg: None, jobs=2)
+
+
+def test_jobs_below_one_are_refused():
+    with pytest.raises(SystemExit):
+        compare.parse(["--jobs", "0"])
