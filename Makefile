@@ -25,4 +25,4 @@ test: setup
 
 bench: setup
 	$(PIP) -c constraints.txt -e ".[bench]"
-	$(PY) benchmarks/compare.py
+	$(PY) benchmarks/compare.py --jobs 2
