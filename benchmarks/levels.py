@@ -162,17 +162,23 @@ def _run_side_by_side(runs: list[Run], log: Any, jobs: int) -> dict[str, float]:
     import os
     import subprocess
     import sys
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     env = os.environ | {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
+    failed = threading.Event()
 
     def one(r: Run) -> float:
+        if failed.is_set():  # after a failure no queued run starts
+            return 0.0
         t = time.time()
         log(f"edgesmith run {r.name} (side by side, {jobs} at a time; output in {r.out}.log)")
         with open(f"{r.out}.log", "w") as out:
             rc = subprocess.run([sys.executable, "-m", "edgesmith", "run", str(r.recipe), "--out", str(r.out)],
                                 stdout=out, stderr=subprocess.STDOUT, env=env).returncode
-        if rc != 0:
+        if rc != 0:  # said now: the harness stops once the runs still going have finished (their work is kept)
+            failed.set()
+            log(f"{r.name} failed (see {r.out}.log); the harness stops when the runs still going finish")
             raise SystemExit(f"edgesmith run {r.name} failed (see {r.out}.log); rerun the harness to resume")
         log(f"{r.name}: {(time.time() - t) / 60:.1f} min")
         return time.time() - t

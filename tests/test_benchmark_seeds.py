@@ -99,10 +99,17 @@ def test_runs_side_by_side_start_longest_first_and_redo_contended_benches_alone(
 def test_a_failed_run_side_by_side_stops_the_harness_naming_its_log(tmp_path, monkeypatch):
     import subprocess
 
-    runs = [lv.Run(lv.LEVELS["sst2"], 0, tmp_path / "a.yaml", tmp_path / "sst2-seed0")]
-    monkeypatch.setattr(subprocess, "run", lambda cmd, stdout, stderr, env: subprocess.CompletedProcess(cmd, 1))
-    with pytest.raises(SystemExit, match="sst2-seed0 failed .*sst2-seed0.log"):
+    runs = [lv.Run(lv.LEVELS["sst2"], s, tmp_path / "a.yaml", tmp_path / f"sst2-seed{s}") for s in range(4)]
+    started = []
+
+    def failing(cmd, stdout, stderr, env):
+        started.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1)
+
+    monkeypatch.setattr(subprocess, "run", failing)
+    with pytest.raises(SystemExit, match=r"sst2-seed\d failed .*sst2-seed\d.log"):
         lv.run_all(runs, lambda msg: None, jobs=2)
+    assert len(started) <= 2  # the two started together may both fail; no queued run starts after a failure
 
 
 def test_jobs_below_one_are_refused():
