@@ -127,17 +127,22 @@ def run_all(runs: list[Run], log: Any, jobs: int = 1) -> dict[str, float]:
     uncontended latency."""
     if jobs <= 1:
         return _run_in_turn(runs, log)
-    start = time.time()
     seconds = _run_side_by_side(sorted(runs, key=lambda r: -r.level.minutes), log, jobs)
     from edgesmith.cli import main
 
     for r in runs:
-        bench = r.out / f"07-bench-{PROFILE}" / "manifest.json"
-        if bench.stat().st_mtime >= start:
+        if _contended(r).exists():
             log(f"{r.name}: its bench stage ran beside other runs; redoing it alone")
             if main(["run", str(r.recipe), "--out", str(r.out), "--force", "bench"]) != 0:
                 raise SystemExit(f"edgesmith run {r.name} --force bench failed (recipe {r.recipe}); rerun the harness to resume")
+            _contended(r).unlink()
     return seconds
+
+
+def _contended(r: Run) -> Path:
+    """Marks a run whose bench stage may have run beside another run until it is redone alone; kept on disk, so a
+    harness killed before that redo still does it when started again."""
+    return r.out.with_name(r.out.name + ".bench-contended")
 
 
 def _run_in_turn(runs: list[Run], log: Any) -> dict[str, float]:
@@ -171,11 +176,15 @@ def _run_side_by_side(runs: list[Run], log: Any, jobs: int) -> dict[str, float]:
     def one(r: Run) -> float:
         if failed.is_set():  # after a failure no queued run starts
             return 0.0
-        t = time.time()
+        t, marked_before = time.time(), _contended(r).exists()
         log(f"edgesmith run {r.name} (side by side, {jobs} at a time; output in {r.out}.log)")
+        _contended(r).touch()  # before the run: a harness killed during it leaves the mark
         with open(f"{r.out}.log", "w") as out:
             rc = subprocess.run([sys.executable, "-m", "edgesmith", "run", str(r.recipe), "--out", str(r.out)],
                                 stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        bench = r.out / f"07-bench-{PROFILE}" / "manifest.json"
+        if rc == 0 and not marked_before and bench.stat().st_mtime < t:
+            _contended(r).unlink()  # its bench was reused from an earlier harness run, measured alone
         if rc != 0:  # said now: the harness stops once the runs still going have finished (their work is kept)
             failed.set()
             log(f"{r.name} failed (see {r.out}.log); the harness stops when the runs still going finish")

@@ -75,6 +75,11 @@ def test_runs_side_by_side_start_longest_first_and_redo_contended_benches_alone(
     done_before.parent.mkdir(parents=True)
     done_before.write_text("{}")
     os.utime(done_before, (1, 1))
+    killed = runs[0].out / f"07-bench-{lv.PROFILE}" / "manifest.json"  # benched beside another run, then killed
+    killed.parent.mkdir(parents=True)
+    killed.write_text("{}")
+    os.utime(killed, (1, 1))
+    lv._contended(runs[0]).touch()
     launched, alone = [], []
 
     def fake_run(cmd, stdout, stderr, env):
@@ -94,6 +99,7 @@ def test_runs_side_by_side_start_longest_first_and_redo_contended_benches_alone(
     assert ("fast-seed0", "1") in launched[:2] and launched[2] == ("sst2-seed1", "1")
     assert sorted(a[a.index("--out") + 1] for a in alone) == [str(runs[2].out), str(runs[0].out)]
     assert all(a[-2:] == ["--force", "bench"] for a in alone) and set(seconds) == {r.name for r in runs}
+    assert not any(lv._contended(r).exists() for r in runs)
 
 
 def test_a_failed_run_side_by_side_stops_the_harness_naming_its_log(tmp_path, monkeypatch):
