@@ -34,7 +34,7 @@ class QuantizeStageConfig(Frozen):
 
 
 # 5: ORT int8-static quantizes the unfused graph; 6: fidelity_samples may choose OpenVINO INT8's SmoothQuant setting
-@stage("quantize", QuantizeStageConfig, version=6)
+@stage("quantize", QuantizeStageConfig, version=7)
 def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     export = inputs["export"]
     tokenizer = load_tokenizer(inputs["shrink"].path / "model")
