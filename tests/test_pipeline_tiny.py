@@ -92,8 +92,10 @@ def test_openvino_int8_is_chosen_on_training_rows_past_the_calibration_and_the_r
         q = cand["quantizer"]
         assert q["held_rows"] == min(500, train - 8) > 0 and q["setting"] in q["mean_abs_diff_vs_fp32"]
         assert q["mean_abs_diff_vs_fp32"][q["setting"]] == min(q["mean_abs_diff_vs_fp32"].values())
+        assert cand["widened_intervals"] == q["widened_intervals"][q["setting"]] >= 0  # the shipped setting's count
     rows = _manifests(out)["07-bench-tiny-ov"]["facts"]["rows"]
     assert sum("quantizer" in r for r in rows) == 3 and not any("quantizer" in r for r in _manifests(out)["07-bench-tiny-ort"]["facts"]["rows"])
+    assert all(isinstance(r["widened_intervals"], int) for r in rows if "quantizer" in r)
     assert "training rows the calibration did not use" in (out / "report.md").read_text()
 
 

@@ -271,8 +271,10 @@ def test_openvino_int8_ships_the_nncf_setting_closest_to_fp32_on_held_rows(expor
                   for n, v in exported["feed"].items()} for _ in range(6)], None)
     out = tmp_path / "out"
     out.mkdir()
-    path, chosen = get("openvino").quantize_choosing("int8-static", converted["openvino"], out, exported["calibration"],
-                                                     exported["onnx"], held)
+    path, facts = get("openvino").quantize_choosing("int8-static", converted["openvino"], out, exported["calibration"],
+                                                    exported["onnx"], held)
+    chosen = facts["quantizer"]
+    assert facts["widened_intervals"] == chosen["widened_intervals"][chosen["setting"]]  # the shipped model's count
     distances = chosen["mean_abs_diff_vs_fp32"]
     assert set(distances) == set(nncf_settings()) and chosen["held_rows"] == 6
     assert chosen["setting"] == min(distances, key=distances.__getitem__)
@@ -293,5 +295,7 @@ def test_without_held_rows_every_runtime_quantizes_its_one_default_way(name: str
     for i, held in enumerate((None, Held([], None))):
         out = tmp_path / str(i)
         out.mkdir()
-        path, chosen = rt.quantize_choosing("int8-static", converted[name], out, exported["calibration"], exported["onnx"], held)
-        assert chosen == {} and path.is_file() and path.is_relative_to(out)
+        path, facts = rt.quantize_choosing("int8-static", converted[name], out, exported["calibration"], exported["onnx"], held)
+        assert "quantizer" not in facts and path.is_file() and path.is_relative_to(out)
+        # OpenVINO says how many activation intervals it widened (balance_activation_ranges); nothing else is chosen
+        assert set(facts) == ({"widened_intervals"} if name == "openvino" else set())

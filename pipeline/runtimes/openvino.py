@@ -77,19 +77,20 @@ class OpenVino(Runtime):
         return export_ir(onnx, out / "openvino" / "model.xml"), {}
 
     def quantize(self, precision: str, src: Path, out: Path, feeds: list[dict[str, np.ndarray]], exported: Path) -> Path:
-        dst = out / f"openvino-{precision}" / "model.xml"
-        dst.parent.mkdir(parents=True)
-        if precision.startswith("int8"):
-            return nncf_int8(src, dst, feeds)
-        return copy_ir(src, dst, fp16=precision == "fp16")
+        return self.quantize_choosing(precision, src, out, feeds, exported, None)[0]
 
     def quantize_choosing(self, precision: str, src: Path, out: Path, feeds: list[dict[str, np.ndarray]], exported: Path,
                           held: Held | None) -> tuple[Path, dict[str, Any]]:
-        if not precision.startswith("int8") or held is None or not held.feeds:
-            return self.quantize(precision, src, out, feeds, exported), {}
+        """INT8 facts: how many activation intervals were widened (balance_activation_ranges), and with held rows
+        which NNCF setting was chosen."""
         dst = out / f"openvino-{precision}" / "model.xml"
         dst.parent.mkdir(parents=True)
-        return dst, closest_nncf_int8(src, dst, feeds, held)
+        if not precision.startswith("int8"):
+            return copy_ir(src, dst, fp16=precision == "fp16"), {}
+        if held is None or not held.feeds:
+            return dst, {"widened_intervals": quantize_int8(src, dst, feeds)}
+        chosen = closest_nncf_int8(src, dst, feeds, held)
+        return dst, {"widened_intervals": chosen["widened_intervals"][chosen["setting"]], "quantizer": chosen}
 
 
 def nncf_settings() -> dict[str, dict[str, Any]]:
@@ -102,6 +103,12 @@ def nncf_settings() -> dict[str, dict[str, Any]]:
 
 
 def nncf_int8(src_xml: Path, dst_xml: Path, feeds: list[dict[str, np.ndarray]], setting: str = "smoothquant") -> Path:
+    quantize_int8(src_xml, dst_xml, feeds, setting)
+    return dst_xml
+
+
+def quantize_int8(src_xml: Path, dst_xml: Path, feeds: list[dict[str, np.ndarray]], setting: str = "smoothquant") -> int:
+    """NNCF INT8 of the IR at `src_xml`, saved at `dst_xml`; returns how many activation intervals were widened."""
     import nncf
     import openvino as ov
 
@@ -110,8 +117,9 @@ def nncf_int8(src_xml: Path, dst_xml: Path, feeds: list[dict[str, np.ndarray]], 
     model = ov.Core().read_model(str(src_xml))
     quantized = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
                               subset_size=len(feeds), **nncf_settings()[setting])
-    balance_activation_ranges(quantized)
-    return save_ir(quantized, dst_xml)
+    widened = balance_activation_ranges(quantized)
+    save_ir(quantized, dst_xml)
+    return widened
 
 
 MAX_WIDENING = 1.25  # an interval is widened only if that costs at most a fifth of its resolution
@@ -169,16 +177,17 @@ def closest_nncf_int8(src_xml: Path, dst_xml: Path, feeds: list[dict[str, np.nda
     import tempfile
 
     reference = held_outputs(src_xml, held)
-    distances = {}
+    distances, widened = {}, {}
     with tempfile.TemporaryDirectory(prefix=".nncf-", dir=dst_xml.parent) as tmp:  # inside the run folder
         for name in nncf_settings():
-            xml = nncf_int8(src_xml, Path(tmp) / name / "model.xml", feeds, name)
+            xml = Path(tmp) / name / "model.xml"
+            widened[name] = quantize_int8(src_xml, xml, feeds, name)
             distances[name] = float(np.mean(np.abs(held_outputs(xml, held) - reference)))
         chosen = min(distances, key=distances.__getitem__)  # dicts keep order: a tie keeps NNCF's default
         for f in (Path(tmp) / chosen).iterdir():
             shutil.move(str(f), str(dst_xml.parent / f.name))
     return {"quantizer": "nncf", "setting": chosen, "held_rows": len(held.feeds), "output": held.output,
-            "mean_abs_diff_vs_fp32": distances}
+            "mean_abs_diff_vs_fp32": distances, "widened_intervals": widened}
 
 
 def held_outputs(xml: Path, held: Held) -> np.ndarray:

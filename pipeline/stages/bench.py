@@ -58,7 +58,7 @@ def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, A
 
 def _row(branch: str, name: str, runtime: str, path: Path, q: dict[str, Any], facts: dict[str, Any] | None) -> dict[str, Any]:
     row = {"branch": branch, "artifact": name, "runtime": runtime, "path": str(path), "bytes": get(runtime).bytes(path), "quality": q}
-    return row | ({"quantizer": facts["quantizer"]} if facts and "quantizer" in facts else {})  # how the quantize stage chose
+    return row | {k: facts[k] for k in ("quantizer", "widened_intervals") if facts and k in facts}  # how the quantize stage built it
 
 
 def _fp32_quality(cfg: BenchStageConfig, runtime: str, path: Path, inputs: dict[str, Any], branch: str) -> dict[str, Any]:

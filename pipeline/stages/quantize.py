@@ -33,8 +33,9 @@ class QuantizeStageConfig(Frozen):
     max_length: int
 
 
-# 5: ORT int8-static quantizes the unfused graph; 6: fidelity_samples may choose OpenVINO INT8's SmoothQuant setting
-@stage("quantize", QuantizeStageConfig, version=7)
+# 5: ORT int8-static quantizes the unfused graph; 6: fidelity_samples may choose OpenVINO INT8's SmoothQuant setting;
+# 7: OpenVINO INT8 widens negative-heavy activation intervals; 8: and says how many (widened_intervals)
+@stage("quantize", QuantizeStageConfig, version=8)
 def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     export = inputs["export"]
     tokenizer = load_tokenizer(inputs["shrink"].path / "model")
@@ -44,14 +45,14 @@ def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str
     teacher_metric = inputs["teacher"].facts["quality"]["metric"]
     candidates = []
     for runtime, precision in cfg.candidates:
-        path, chosen = RUNTIMES[runtime].quantize_choosing(precision, export.path / export.facts["files"][runtime], out, feeds,
+        path, facts = RUNTIMES[runtime].quantize_choosing(precision, export.path / export.facts["files"][runtime], out, feeds,
                                                            export.path / "model.raw.onnx", held)
         q = _quality(runtime, path, evals, tokenizer, cfg, reference, inputs["teacher"].facts["label_names"])
         drop = teacher_metric - q["metric"] if "metric" in q else None
         candidates.append({
             "precision": precision, "runtime": runtime, "file": str(path.relative_to(out)), "bytes": RUNTIMES[runtime].bytes(path),
             "quality": q, "drop": drop,
-        } | ({"quantizer": chosen} if chosen else {}))
+        } | facts)  # how the runtime built it, where it says (e.g. OpenVINO INT8: widened_intervals, quantizer)
     return {"candidates": candidates, "teacher_metric": teacher_metric}
 
 

@@ -168,6 +168,7 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
         out.append((f"Profile {p}: every artifact, measured in one run", note))
         out.append(("", _artifact_table(bench["rows"], teacher_p50)))
         chosen = [quantizer_line(r) for r in bench["rows"] if "quantizer" in r]
+        chosen += [widened_line(r) for r in bench["rows"] if r.get("widened_intervals")]
         if chosen:
             out.append(("", " \n".join(f"- {line}" for line in chosen)))
     for b in cfg.branches:
@@ -181,6 +182,13 @@ def quantizer_line(row: dict[str, Any]) -> str:
     dist = ", ".join(f"{name} {d:.4g}" for name, d in q["mean_abs_diff_vs_fp32"].items())
     return (f"{row['branch']}:{row['artifact']}: {q['quantizer']} with {q['setting']}, the setting whose output stays closest "
             f"to FP32 on {q['held_rows']} training rows the calibration did not use (mean absolute difference: {dist})")
+
+
+def widened_line(row: dict[str, Any]) -> str:
+    n = row["widened_intervals"]
+    return (f"{row['branch']}:{row['artifact']}: {n} activation interval{'s' * (n > 1)} in front of weight matmuls widened to "
+            "[low, -low] after calibration (OpenVINO's CPU plugin ran negative-heavy ones on a slower path); "
+            "quality and latency above are of the widened model")
 
 
 def branch_lines(branch: str, inputs: dict[str, Any]) -> list[str]:
