@@ -175,8 +175,8 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
             bench=recipe.bench, profile=p.measurement(), task=task, max_length=max_len, branches=candidates),
             base | branch_arts | quants)
         bundle = node("bundle", f"08-bundle-{p.name}", BundleStageConfig(
-            profile=p, task=task, max_length=max_len, budget=recipe.quantize.accuracy_budget, recipe_json=recipe.canonical_json(),
-            signing=signing), base | branch_arts | {"bench": bench})
+            profile=p, task=task, max_length=max_len, budget=recipe.quantize.accuracy_budget, bench=recipe.bench,
+            recipe_json=recipe.canonical_json(), signing=signing), base | branch_arts | {"bench": bench})
         per_profile |= {f"bench-{p.name}": bench, f"bundle-{p.name}": bundle}
     node("report", "09-report", ReportStageConfig(
         name=recipe.name, task=task, accuracy_budget=recipe.quantize.accuracy_budget, branches=recipe.prune.branches,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import UNPRUNED, Branch, Frozen, Task
+from ..confirm import sentence
 from ..registry import stage
 from ..tasks import get as get_task
 
@@ -50,7 +51,7 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
         "teacher": {"quality": teacher["quality"].get("metric"), "p50_ms": t_lat.get("p50_ms"), "p90_ms": t_lat.get("p90_ms"),
                     "size_mb": teacher["bytes"] / MB, "peak_memory_mb": t_lat.get("peak_rss_mb")},
     }
-    row |= against_quantized_teacher(bench["rows"], chosen, profile)
+    row |= against_quantized_teacher(bench["rows"], chosen, profile, bundle.get("speedup_confirmation"))
     b = profile["budgets"]
     checks = {"quality_drop": (row["quality_drop"], budget), "p90_ms": (row["p90_ms"], b.get("p90_ms")),
               "peak_memory_mb": (row["peak_memory_mb"], b.get("peak_memory_mb")), "size_mb": (row["size_mb"], b.get("size_mb"))}
@@ -68,27 +69,36 @@ def quantized_teacher(rows: list[dict[str, Any]], profile: dict[str, Any]) -> di
     return min(timed, key=lambda r: r["latency"]["p50_ms"]) if timed else (mine[0] if mine else None)
 
 
-def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
-    """The bundle against the quantized teacher: speed-up, quality change (points, + is better) and one sentence."""
+def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any], profile: dict[str, Any],
+                              confirmation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The bundle against the quantized teacher: speed-up, quality change (points, + is better) and one sentence.
+    `confirmation`: the bundle stage's paired rounds (edgesmith.confirm); their median speed-up is the figure given
+    when they were run against the same quantized teacher."""
     ref = quantized_teacher(rows, profile)
     if ref is None:
         return {}
     name, ref_lat, lat = f"{UNPRUNED}:{ref['artifact']}", ref["latency"], chosen["latency"]
     speedup = ref_lat["p50_ms"] / lat["p50_ms"] if "p50_ms" in lat and "p50_ms" in ref_lat else None
+    if confirmation and confirmation["measurable"] and confirmation["against"] == name:
+        speedup = confirmation["speedup"]
     change = chosen["quality"]["metric"] - ref["quality"]["metric"] if "metric" in chosen["quality"] and "metric" in ref["quality"] else None
     paid = chosen["branch"] != UNPRUNED
-    if not paid:
+    if not paid and confirmation:
+        verdict = (f"Pruning did not pay measurably: {sentence(confirmation)}, so the teacher quantized alone "
+                   f"({confirmation['against']}) ships.")
+    elif not paid:
         verdict = f"Pruning did not pay: the teacher quantized alone ({name}) is the fastest artifact within the accuracy budget, so it ships."
     elif speedup is None:
         verdict = f"Pruning was chosen without a latency measurement (this machine lacks the profile's hardware): compare it with {name} on the device."
     else:
         where = "" if change is None else f", {abs(change):.2f} points {'below' if change < 0 else 'above'} it in quality"
+        rounds = f"; {sentence(confirmation)}" if confirmation else ""
         verdict = (f"Pruning paid within the accuracy budget: the bundle is {speedup:.2f}x faster (p50) than the teacher "
-                   f"quantized alone ({name}){where}.")
+                   f"quantized alone ({name}){where}{rounds}.")
     return {"quantized_teacher": {"artifact": name, "quality": ref["quality"].get("metric"), "p50_ms": ref_lat.get("p50_ms"),
                                   "p90_ms": ref_lat.get("p90_ms"), "size_mb": ref["bytes"] / MB},
             "speedup_p50_vs_quantized_teacher": speedup, "quality_change_vs_quantized_teacher": change,
-            "pruning_paid": paid, "verdict": verdict}
+            "pruning_paid": paid, "verdict": verdict, "speedup_confirmation": confirmation}
 
 
 def against_majority(teacher: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +134,7 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
     return head, body
 
 
-@stage("report", ReportStageConfig, version=4)
+@stage("report", ReportStageConfig, version=5)  # 5: the paired rounds behind the verdict
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
     metric = get_task(cfg.task).metric_label(inputs["data"].facts["eval_scored"])

@@ -1,0 +1,63 @@
+"""Is the pruned bundle measurably faster than the teacher quantized alone? The bench stage measures every artifact
+once, each in its own process; on a shared 2-core machine the same file measured 13.2 to 19.2 ms p50 in three such
+processes (ONNX Runtime INT8, 2 threads, AMD EPYC), so one reading can crown a pruned artifact that is not faster
+at all: a 50%-sparse model, the same dense graph as the teacher's, came out 1.42x "faster" (docs/reliability.md).
+
+So before a pruned artifact ships in place of the teacher quantized alone, the two are measured again in ROUNDS
+paired rounds, each a fresh process per artifact, the two back to back. The pruned one ships only if it was faster in
+every round; otherwise the quantized teacher ships (it is within the budget too, and is the teacher's own quality)
+and the report says pruning's speed-up was not measurable."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any, Callable
+
+from .config import UNPRUNED
+
+ROUNDS = 3
+
+Measure = Callable[[dict[str, Any]], float]  # a row -> its p50 in ms, measured now in a fresh process
+
+
+def alternative(rows: list[dict[str, Any]], teacher_metric: float, budget: float) -> dict[str, Any] | None:
+    """The row that ships if pruning does not pay: the fastest measured unpruned (quantized teacher) row within the
+    quality budget; None when there is none."""
+    ok = [r for r in rows if r["branch"] == UNPRUNED and "metric" in r["quality"] and "p50_ms" in r["latency"]
+          and teacher_metric - r["quality"]["metric"] <= budget]
+    return min(ok, key=lambda r: r["latency"]["p50_ms"]) if ok else None
+
+
+def needed(chosen: dict[str, Any], alt: dict[str, Any] | None) -> bool:
+    """A pruned artifact was chosen on measured latency over a quantized teacher that could ship instead."""
+    return alt is not None and chosen["branch"] != UNPRUNED and "p50_ms" in chosen["latency"]
+
+
+def confirm(chosen: dict[str, Any], alt: dict[str, Any], measure: Measure, rounds: int = ROUNDS) -> dict[str, Any]:
+    """ROUNDS paired rounds, each artifact in a fresh process, the order swapped every round (whatever the first of a
+    pair gains or loses, both get it); measurable only when the chosen artifact was faster in every round.
+    speedup: the median of the rounds' ratios (alternative p50 / chosen p50)."""
+    pairs = [_pair(chosen, alt, measure, swap=i % 2 == 1) for i in range(rounds)]
+    ratios = [a / c for c, a in pairs]
+    return {"artifact": f"{chosen['branch']}:{chosen['artifact']}", "against": f"{alt['branch']}:{alt['artifact']}",
+            "rounds": [{"p50_ms": c, "against_p50_ms": a} for c, a in pairs], "speedups": ratios,
+            "speedup": statistics.median(ratios), "faster_rounds": sum(r > 1 for r in ratios),
+            "measurable": all(r > 1 for r in ratios)}
+
+
+def _pair(chosen: dict[str, Any], alt: dict[str, Any], measure: Measure, swap: bool) -> tuple[float, float]:
+    if swap:
+        a = measure(alt)
+        return measure(chosen), a
+    c = measure(chosen)
+    return c, measure(alt)
+
+
+def sentence(c: dict[str, Any]) -> str:
+    """The confirmation in words, for the report."""
+    span = f"{min(c['speedups']):.2f}x to {max(c['speedups']):.2f}x"
+    n = len(c["speedups"])
+    if c["measurable"]:
+        return f"faster in all {n} paired rounds against {c['against']} ({span}, median {c['speedup']:.2f}x)"
+    return (f"{c['artifact']} was faster than {c['against']} in {c['faster_rounds']} of {n} paired rounds only ({span}): "
+            "its speed-up is not measurable on this machine")

@@ -1,0 +1,58 @@
+"""A pruned bundle ships in place of the teacher quantized alone only if it was faster in every paired round: one
+noisy bench reading must not crown a model that is not faster (edgesmith.confirm)."""
+
+import pytest
+
+from edgesmith.confirm import alternative, confirm, needed
+from edgesmith.stages.report import against_quantized_teacher
+
+
+def row(branch, artifact, metric, p50):
+    return {"branch": branch, "artifact": artifact, "bytes": 1, "path": f"{branch}/{artifact}", "quality": {"metric": metric},
+            "latency": {"p50_ms": p50}}
+
+
+PROFILE = {"runtimes": {"onnxruntime": ["int8-dynamic"], "openvino": ["int8-static"]}}
+TEACHER = row("teacher", "pytorch-fp32", 90.0, 30.0)
+BASE_ORT, BASE_OV = row("unpruned", "onnxruntime-int8-dynamic", 89.5, 14.0), row("unpruned", "openvino-int8-static", 87.0, 12.0)
+SPARSE = row("sparse", "onnxruntime-int8-dynamic", 89.0, 9.9)  # one lucky reading: 1.42x "faster"
+
+
+def timings(table):
+    """A measure function that answers each row's next reading from `table` and logs the order of the calls."""
+    calls = []
+
+    def measure(r):
+        calls.append(r["branch"])
+        return table[r["branch"]].pop(0)
+
+    return measure, calls
+
+
+def test_the_alternative_is_the_fastest_quantized_teacher_within_the_budget():
+    rows = [TEACHER, BASE_ORT, BASE_OV, SPARSE]
+    assert alternative(rows, 90.0, 1.0) is BASE_ORT  # the faster OpenVINO build lost 3 points: outside the budget
+    assert alternative(rows, 90.0, 5.0) is BASE_OV
+    assert alternative(rows, 90.0, 0.1) is None
+    assert needed(SPARSE, BASE_ORT) and not needed(BASE_ORT, BASE_ORT) and not needed(SPARSE, None)
+    assert not needed(row("structured", "openvino-int8-static", 89, 1) | {"latency": {"not_measured": "no GPU"}}, BASE_ORT)
+
+
+def test_a_speedup_that_one_round_contradicts_is_not_measurable_and_the_quantized_teacher_ships():
+    measure, calls = timings({"sparse": [10.0, 16.0, 11.0], "unpruned": [14.0, 13.5, 15.0]})
+    c = confirm(SPARSE, BASE_ORT, measure)
+    assert not c["measurable"] and c["faster_rounds"] == 2 and c["speedups"] == pytest.approx([1.4, 13.5 / 16, 15 / 11])
+    assert calls == ["sparse", "unpruned", "unpruned", "sparse", "sparse", "unpruned"]  # the order swaps every round
+    s = against_quantized_teacher([TEACHER, BASE_ORT, BASE_OV, SPARSE], BASE_ORT, PROFILE, c)
+    assert not s["pruning_paid"] and s["verdict"].startswith("Pruning did not pay measurably")
+    assert "2 of 3 paired rounds" in s["verdict"] and "(unpruned:onnxruntime-int8-dynamic) ships" in s["verdict"]
+
+
+def test_a_speedup_seen_in_every_round_is_reported_as_the_median_of_the_rounds():
+    structured = row("structured", "openvino-int8-static", 89.2, 5.0)
+    measure, _ = timings({"structured": [5.0, 6.0, 4.0], "unpruned": [12.0, 12.0, 12.5]})
+    c = confirm(structured, BASE_OV, measure)
+    assert c["measurable"] and c["speedup"] == pytest.approx(2.4) and c["against"] == "unpruned:openvino-int8-static"
+    s = against_quantized_teacher([TEACHER, BASE_OV, structured], structured, PROFILE, c)
+    assert s["pruning_paid"] and s["speedup_p50_vs_quantized_teacher"] == pytest.approx(2.4)
+    assert "2.40x faster" in s["verdict"] and "faster in all 3 paired rounds" in s["verdict"]
