@@ -223,7 +223,7 @@ def bundle_entry(r: Run) -> dict[str, Any]:
 
 def candidate_entries(r: Run, branch: str) -> list[dict[str, Any]]:
     """The run's INT8 candidates of one branch (`unpruned`: the teacher quantized as is)."""
-    folder = r.out / f"06-quantize-{branch}-{PROFILE}"
+    folder = r.out / f"06-quantize-{branch}"  # the harness runs one profile (PROFILE): every candidate is its
     facts = json.loads((folder / "manifest.json").read_text())["facts"]
     out = []
     for c in facts["candidates"]:
@@ -258,7 +258,7 @@ def run_entries(runs: list[Run]) -> list[dict[str, Any]]:
     firsts = first_runs(runs)
     for r in runs:
         for branch in ("structured", "sparse", "unpruned") if r in firsts else ("structured",):
-            if (r.out / f"06-quantize-{branch}-{PROFILE}").is_dir():
+            if (r.out / f"06-quantize-{branch}").is_dir():
                 entries += [e for e in candidate_entries(r, branch) if r in firsts or e["artifact"] == STUDENT]
     for e in entries:
         e["student"] = e["artifact"] == STUDENT and not e.get("bundle")

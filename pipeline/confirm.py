@@ -11,7 +11,8 @@ and the report says pruning's speed-up was not measurable."""
 from __future__ import annotations
 
 import statistics
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .config import UNPRUNED
 

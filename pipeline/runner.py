@@ -2,7 +2,7 @@
 
     data -> teacher -> export (the teacher unpruned: the plain-quantization baseline, a candidate like any branch)
                     -> per branch: prune -> distill -> shrink -> export
-                    -> per profile: quantize (each branch) -> bench -> bundle
+                    -> quantize (each branch, every profile's pairs) -> per profile: bench -> bundle
                     -> report
 
 Each node writes RUN/NN-stage[-branch][-profile]/ with a manifest; unchanged nodes are skipped on proof.
@@ -165,12 +165,15 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
         export = node("export", f"05-export-{b}", ExportStageConfig(export=recipe.export, task=task, max_length=max_len),
                       {"data": data, "shrink": shrink})
         branch_arts |= {f"prune-{b}": prune, f"shrink-{b}": shrink, f"export-{b}": export}
+    # Each branch is quantized once with every pair any profile lists (a pair two profiles share is built once);
+    # each profile's bench measures its own pairs.
+    pairs = tuple(dict.fromkeys(pair for p in profiles for pair in p.candidates()))
+    quants = {f"quantize-{b}": node("quantize", f"06-quantize-{b}", QuantizeStageConfig(
+        candidates=pairs, calibration_samples=recipe.quantize.calibration_samples,
+        fidelity_samples=recipe.quantize.fidelity_samples, task=task, max_length=max_len),
+        base | {"export": branch_arts[f"export-{b}"], "shrink": branch_arts[f"shrink-{b}"]}) for b in candidates}
     per_profile: dict[str, Artifact] = {}
     for p in profiles:
-        quants = {f"quantize-{b}": node("quantize", f"06-quantize-{b}-{p.name}", QuantizeStageConfig(
-            candidates=tuple(p.candidates()), calibration_samples=recipe.quantize.calibration_samples,
-            fidelity_samples=recipe.quantize.fidelity_samples, task=task, max_length=max_len),
-            base | {"export": branch_arts[f"export-{b}"], "shrink": branch_arts[f"shrink-{b}"]}) for b in candidates}
         bench = node("bench", f"07-bench-{p.name}", BenchStageConfig(
             bench=recipe.bench, profile=p.measurement(), task=task, max_length=max_len, branches=candidates),
             base | branch_arts | quants)

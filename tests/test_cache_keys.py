@@ -69,7 +69,7 @@ def test_a_sparse_edit_skips_the_structured_branch_and_a_forced_stage_says_so(ke
     assert log["02-prune-structured"] == "skipped" and log["03-distill-structured"] == "skipped"
     assert log["02-prune-sparse"] == "running (config field sparse.sparsity changed (0.7 -> 0.6))"
     assert log["03-distill-sparse"] == "running (input prune changed)"
-    assert log["06-quantize-structured-one-ort"] == "skipped"  # a profile's budget is the bundle's business
+    assert log["06-quantize-structured"] == "skipped"  # a profile's budget is the bundle's business
     assert "profile.budgets.p90_ms (1000.0 -> 900.0)" in log["08-bundle-one-ort"]
 
 
@@ -86,7 +86,7 @@ def test_unlabeled_text_reruns_distillation_not_the_teacher_pruning_or_the_basel
     log = keys_run(capsys, **edited)
     assert log["00-data"].startswith("running (config field") and "data.unlabeled" in log["00-data"], log["00-data"]
     for folder in ("01-teacher", "02-prune-structured", "02-prune-sparse", "05-export-unpruned",
-                   "06-quantize-unpruned-one-ort"):
+                   "06-quantize-unpruned"):
         assert log[folder] == "skipped", (folder, log[folder])
     assert log["03-distill-structured"] == "running (input data changed)"
     more.write_text("a quiet film\nthe plot drags\nwarm and funny\n")  # the same path, new content

@@ -2,7 +2,6 @@
 noisy bench reading must not crown a model that is not faster (edgesmith.confirm)."""
 
 import pytest
-
 from edgesmith.confirm import alternative, confirm, needed
 from edgesmith.stages.report import against_quantized_teacher
 

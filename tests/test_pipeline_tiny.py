@@ -77,9 +77,22 @@ def test_sparse_branch_reports_density_and_no_speed_claim(tiny_run):
 
 def test_quantized_candidates_are_measured_against_the_budget(tiny_run):
     _, out = tiny_run
-    cands = _manifests(out)["06-quantize-structured-tiny-ort"]["facts"]["candidates"]
-    assert [c["precision"] for c in cands] == ["int8-dynamic", "int8-static"]
-    assert all("metric" in c["quality"] and c["drop"] is not None for c in cands)
+    cands = _manifests(out)["06-quantize-structured"]["facts"]["candidates"]
+    # every profile's pairs, each built once, in the order the profiles list them (ort, ov, gpu)
+    assert [(c["runtime"], c["precision"]) for c in cands] == [
+        ("onnxruntime", "int8-dynamic"), ("onnxruntime", "int8-static"), ("openvino", "int8-static"), ("onnxruntime", "fp16")]
+    assert all("metric" in c["quality"] and c["drop"] is not None for c in cands if c["precision"].startswith("int8"))
+
+
+def test_each_profile_benches_only_its_own_pairs_of_the_shared_quantize_stage(tiny_run):
+    _, out = tiny_run
+    expected = {"tiny-ort": {"onnxruntime-fp32", "onnxruntime-int8-dynamic", "onnxruntime-int8-static"},
+                "tiny-ov": {"openvino-fp32", "openvino-int8-static"}, "tiny-gpu": {"onnxruntime-fp32", "onnxruntime-fp16"}}
+    for profile, artifacts in expected.items():
+        rows = _manifests(out)[f"07-bench-{profile}"]["facts"]["rows"]
+        for branch in ("structured", "sparse", "unpruned"):
+            assert {r["artifact"] for r in rows if r["branch"] == branch} == artifacts, (profile, branch)
+    assert not list(out.glob("06-quantize-*-tiny-*"))  # no per-profile quantize folders
 
 
 def test_openvino_int8_is_chosen_on_training_rows_past_the_calibration_and_the_report_says_how(tiny_run):
@@ -88,7 +101,7 @@ def test_openvino_int8_is_chosen_on_training_rows_past_the_calibration_and_the_r
     _, out = tiny_run
     train = sum(1 for _ in (out / "00-data" / "train.jsonl").open())
     for branch in ("structured", "sparse", "unpruned"):
-        (cand,) = _manifests(out)[f"06-quantize-{branch}-tiny-ov"]["facts"]["candidates"]
+        (cand,) = [c for c in _manifests(out)[f"06-quantize-{branch}"]["facts"]["candidates"] if c["runtime"] == "openvino"]
         q = cand["quantizer"]
         assert q["held_rows"] == min(500, train - 8) > 0 and q["setting"] in q["mean_abs_diff_vs_fp32"]
         assert q["mean_abs_diff_vs_fp32"][q["setting"]] == min(q["mean_abs_diff_vs_fp32"].values())
@@ -153,8 +166,8 @@ def test_every_profile_measures_the_teacher_quantized_alone_and_says_whether_pru
 
 def test_gpu_profile_gets_an_fp16_candidate_without_invented_latency(tiny_run):
     _, out = tiny_run
-    cands = _manifests(out)["06-quantize-structured-tiny-gpu"]["facts"]["candidates"]
-    assert [c["precision"] for c in cands] == ["fp16"] and cands[0]["bytes"] > 0
+    cands = [c for c in _manifests(out)["06-quantize-structured"]["facts"]["candidates"] if c["precision"] == "fp16"]
+    assert [c["runtime"] for c in cands] == ["onnxruntime"] and cands[0]["bytes"] > 0
     rows = _manifests(out)["07-bench-tiny-gpu"]["facts"]["rows"]
     assert all(set(r["latency"]) == {"not_measured"} for r in rows)
 

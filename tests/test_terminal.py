@@ -19,7 +19,7 @@ from edgesmith import terminal
 from edgesmith.artifacts import MANIFEST
 from edgesmith.cli import main
 
-# The quickstart's graph (both branches, two CPU profiles: 22 stages) on the tiny model
+# The quickstart's graph (both branches, two CPU profiles: 19 stages) on the tiny model
 RECIPE = """name: tiny
 task: classification
 teacher: {{model: '{model}'}}
@@ -63,7 +63,7 @@ def test_default_output_is_a_line_per_stage_and_the_bundles_table(quiet_run):
     _, out, done = quiet_run
     stages = sorted(p.parent.name for p in out.glob(f"*/{MANIFEST}"))
     lines = (done.stdout + done.stderr).splitlines()
-    assert len(stages) == 22 and len(lines) <= 40, "\n".join(lines)
+    assert len(stages) == 19 and len(lines) <= 40, "\n".join(lines)
     assert sorted(re.findall(r"\] \[(\d\d-[\w-]+)\] running \(no previous output\)$", done.stderr, re.M)) == stages
     assert len(done.stderr.splitlines()) == len(stages)  # nothing else on stderr
     assert [line for line in lines if NOISE.search(line)] == []
@@ -74,7 +74,7 @@ def test_default_output_is_a_line_per_stage_and_the_bundles_table(quiet_run):
 
 def test_library_output_lands_in_each_stage_log_outside_the_hashes(quiet_run):
     _, out, _ = quiet_run
-    quantize = (out / "06-quantize-structured-tiny-ort" / terminal.STAGE_LOG).read_text()
+    quantize = (out / "06-quantize-structured" / terminal.STAGE_LOG).read_text()
     # ONNX Runtime's dynamic quantizer warns through `logging` (output written straight to fd 2 by C++ code is
     # covered by test_a_crashing_stage_names_its_log_and_restores_the_descriptors)
     assert QUANTIZER_WARNING in quantize
@@ -90,8 +90,8 @@ def test_dry_run_of_a_finished_run_skips_every_stage_and_writes_nothing(quiet_ru
     done = edgesmith_cli("run", recipe, "--out", out, "--dry-run")
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines()[1:-1]]
-    assert len(rows) == 22 and {r[1] for r in rows} == {"skip"}
-    assert "0 of 22 stages would run" in done.stdout
+    assert len(rows) == 19 and {r[1] for r in rows} == {"skip"}
+    assert "0 of 19 stages would run" in done.stdout
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
@@ -100,7 +100,7 @@ def test_dry_run_after_an_edit_names_the_stages_that_rerun_and_why(quiet_run, tm
     edited = write_recipe(tmp_path, tiny_bert, tiny_data, tiny_profiles, temperature=3.0)
     plan = edgesmith.plan(edited, out=out)
     action = {s.folder: s for s in plan.stages}
-    for folder in ("00-data", "01-teacher", "02-prune-structured", "02-prune-sparse", "05-export-unpruned", "06-quantize-unpruned-tiny-ort"):
+    for folder in ("00-data", "01-teacher", "02-prune-structured", "02-prune-sparse", "05-export-unpruned", "06-quantize-unpruned"):
         assert action[folder].action == "skip", folder
     for branch in ("structured", "sparse"):
         assert action[f"03-distill-{branch}"].why == "config field distill.temperature changed (2.0 -> 3.0)"
@@ -124,7 +124,7 @@ def test_dry_run_on_a_fresh_folder_creates_nothing(tmp_path, tiny_bert, tiny_dat
     assert main(["run", str(recipe), "--out", str(out), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert not out.exists()
-    assert "22 of 22 stages would run" in printed and "(estimated)" in printed and "does not exist yet" in printed
+    assert "19 of 19 stages would run" in printed and "(estimated)" in printed and "does not exist yet" in printed
     assert re.search(r"^03-distill-structured +run +~.* no previous output +<- 00-data, 01-teacher, 02-prune-structured$", printed, re.M)
 
 
@@ -132,7 +132,7 @@ def test_verbose_streams_library_output(quiet_run):
     recipe, out, _ = quiet_run
     done = edgesmith_cli("run", recipe, "--out", out, "--force", "quantize", "-v")
     assert done.returncode == 0, done.stderr
-    assert QUANTIZER_WARNING in done.stderr and "[06-quantize-sparse-tiny-ov] done in" in done.stderr
+    assert QUANTIZER_WARNING in done.stderr and "[06-quantize-sparse] done in" in done.stderr
 
 
 def test_python_api_returns_the_summary_and_verifies_a_bundle(quiet_run, tiny_bert, tiny_data, tiny_profiles):

@@ -35,7 +35,7 @@ def hardware_gap(profile: Measurement) -> str | None:
     return next(filter(None, (RUNTIMES[r].hardware_gap(profile) for r in profile.runtimes)), None)
 
 
-@stage("bench", BenchStageConfig, version=4)
+@stage("bench", BenchStageConfig, version=5)  # 5: its profile's pairs of a quantize stage shared by every profile
 def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     threads, clamp = effective_threads(cfg.profile)
     vocab = load_tokenizer(inputs["teacher"].path / "model").vocab_size
@@ -46,7 +46,7 @@ def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, A
         for runtime in cfg.profile.runtimes:
             fp32 = export.path / export.facts["files"][runtime]
             rows.append(_row(b, f"{runtime}-fp32", runtime, fp32, _fp32_quality(cfg, runtime, fp32, inputs, b), export.facts))
-        for c in quant.facts["candidates"]:
+        for c in (c for c in quant.facts["candidates"] if (c["runtime"], c["precision"]) in cfg.profile.candidates()):
             rows.append(_row(b, f"{c['runtime']}-{c['precision']}", c["runtime"], quant.path / c["file"], c["quality"], c))
     for i, r in enumerate(rows):
         progress(i, len(rows))  # one benchmark process per row: the terminal's bar and ETA

@@ -26,7 +26,7 @@ from .teacher import labelled_rows
 class QuantizeStageConfig(Frozen):
     """Only what quantization reads: the profile's (runtime, precision) pairs, not its threads or budgets, and not
     the accuracy budget, so that editing those reruns the benchmark or the bundle but never quantization."""
-    candidates: tuple[tuple[Runtime, Precision], ...]  # Profile.candidates(), in the profile's order
+    candidates: tuple[tuple[Runtime, Precision], ...]  # every profile's Profile.candidates(), each pair once, in order
     calibration_samples: int  # quantize.calibration_samples
     fidelity_samples: int  # quantize.fidelity_samples
     task: Task

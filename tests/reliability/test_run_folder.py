@@ -31,7 +31,7 @@ bench: {{warmup: 1, iterations: 5}}
 profiles: ['{profile}']
 """
 STAGE_FOLDERS = ("00-data", "01-teacher", "05-export-unpruned", "02-prune-structured", "03-distill-structured", "04-shrink-structured",
-                 "05-export-structured", "06-quantize-structured-tiny", "06-quantize-unpruned-tiny", "07-bench-tiny", "08-bundle-tiny", "09-report")
+                 "05-export-structured", "06-quantize-structured", "06-quantize-unpruned", "07-bench-tiny", "08-bundle-tiny", "09-report")
 
 
 @pytest.fixture(scope="module")
