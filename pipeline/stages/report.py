@@ -52,12 +52,25 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
                     "size_mb": teacher["bytes"] / MB, "peak_memory_mb": t_lat.get("peak_rss_mb")},
     }
     row |= against_quantized_teacher(bench["rows"], chosen, profile, bundle.get("speedup_confirmation"))
+    row |= {"meets_profile_budgets": bundle.get("meets_profile_budgets"), "left_out_for_budgets": bundle.get("left_out_for_budgets", [])}
+    if "verdict" in row and budget_note(bundle):
+        row["verdict"] += " " + budget_note(bundle)
     b = profile["budgets"]
     checks = {"quality_drop": (row["quality_drop"], budget), "p90_ms": (row["p90_ms"], b.get("p90_ms")),
               "peak_memory_mb": (row["peak_memory_mb"], b.get("peak_memory_mb")), "size_mb": (row["size_mb"], b.get("size_mb"))}
     row["budgets"] = {k: {"value": v, "limit": lim, "verdict": "not measured" if v is None else ("pass" if v <= lim else "FAIL")}
                       for k, (v, lim) in checks.items() if lim is not None}
     return row
+
+
+def budget_note(bundle: dict[str, Any]) -> str:
+    """The bundle stage's choice against the profile's size, memory and p90 budgets, in one sentence (or none)."""
+    if bundle.get("meets_profile_budgets") is False:
+        return ("No artifact within the accuracy budget meets every budget of the profile, so the fastest within the "
+                "accuracy budget ships: see the budget verdicts.")
+    if bundle.get("left_out_for_budgets"):
+        return f"Faster but left out for the profile's budgets: {'; '.join(bundle['left_out_for_budgets'])}."
+    return ""
 
 
 def quantized_teacher(rows: list[dict[str, Any]], profile: dict[str, Any]) -> dict[str, Any] | None:
@@ -134,7 +147,7 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
     return head, body
 
 
-@stage("report", ReportStageConfig, version=5)  # 5: the paired rounds behind the verdict
+@stage("report", ReportStageConfig, version=6)  # 6: the budgets behind the choice; 5: the paired rounds behind the verdict
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
     metric = get_task(cfg.task).metric_label(inputs["data"].facts["eval_scored"])
