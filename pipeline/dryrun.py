@@ -24,6 +24,7 @@ PENDING = "pending"  # the digest of a stage that would rerun: known only once i
 # Seconds per stage of the quickstart (all-MiniLM-L6-v2, 22.7M parameters, 8,803 training rows, seq 128) on 2 CPU
 # cores, from its manifests (runs/quickstart, 2026-11-26): the base of a stage's estimate when no earlier run of it
 # in this folder says better. Scaled by model size, and training by its optimizer steps.
+# The bundle's 2 s leave out the paired rounds that confirm a pruned pick's speed-up, added in `_rough`.
 QUICKSTART_SECONDS = {"data": 5.0, "teacher": 5.0, "shrink": 1.0, "export": 5.0, "bundle": 2.0, "report": 1.0}
 QUICKSTART_PARAMS = 22.7e6
 DISTILL_STEP_S = 0.33  # one optimizer step at batch 32, seq 128 (552 steps in 168-200 s)
@@ -129,6 +130,11 @@ class Planner(Lines):
             p: Profile = cfg.profile
             rows = 1 + len(cfg.branches) * (len(p.runtimes) + len(p.candidates()))
             return rows * (BENCH_ROW_S[0] + BENCH_ROW_S[1] * scale * cfg.bench.iterations / 100)
+        if stage_name == "bundle":  # at most: a pruned pick re-measured against the quantized teacher (confirm.py)
+            from .confirm import ROUNDS
+
+            per_run = BENCH_ROW_S[0] + BENCH_ROW_S[1] * scale * cfg.bench.iterations / 3 / 100
+            return QUICKSTART_SECONDS["bundle"] + 2 * ROUNDS * per_run
         return QUICKSTART_SECONDS.get(stage_name, 5.0) * (scale if stage_name in ("teacher", "export") else 1.0)
 
     def _model_scale(self) -> float:

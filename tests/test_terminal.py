@@ -128,6 +128,18 @@ def test_dry_run_on_a_fresh_folder_creates_nothing(tmp_path, tiny_bert, tiny_dat
     assert re.search(r"^03-distill-structured +run +~.* no previous output +<- 00-data, 01-teacher, 02-prune-structured$", printed, re.M)
 
 
+def test_a_fresh_dry_run_counts_the_paired_rounds_a_pruned_bundle_may_need(tmp_path, tiny_bert, tiny_data, tiny_profiles):
+    """The bundle stage's estimate includes the confirmation rounds (2 x ROUNDS fresh processes): its bare 2 s left
+    out about 11 s of the quickstart's bundle stage."""
+    from edgesmith.confirm import ROUNDS
+    from edgesmith.dryrun import BENCH_ROW_S, QUICKSTART_SECONDS
+
+    plan = edgesmith.plan(write_recipe(tmp_path, tiny_bert, tiny_data, tiny_profiles), out=tmp_path / "fresh")
+    bundles = [s for s in plan.stages if s.stage == "bundle"]
+    assert bundles and all(s.basis == "estimated" for s in bundles)
+    assert all(s.seconds >= QUICKSTART_SECONDS["bundle"] + 2 * ROUNDS * BENCH_ROW_S[0] for s in bundles)
+
+
 def test_verbose_streams_library_output(quiet_run):
     recipe, out, _ = quiet_run
     done = edgesmith_cli("run", recipe, "--out", out, "--force", "quantize", "-v")
