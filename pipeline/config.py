@@ -105,6 +105,19 @@ class DataConfig(Frozen):
     unlabeled: str | None = Field(None, description="in-domain text for distillation only (never teacher fine-tuning or "
                                   "evaluation): a .txt, one text per line, or a TSV/CSV/JSONL with the text columns")
     augment: AugmentConfig | None = Field(None, description="teacher-labelled augmentation of the distillation texts")
+    min_words: int | None = Field(None, ge=1, description="leave out training and unlabeled rows of fewer words (all "
+                                  "texts of a row counted), before max_train_samples: SST-2's training file is mostly "
+                                  "parse-tree phrase fragments; a sentence encoder distilled on its full sentences "
+                                  "keeps more of its teacher (docs/recovery.md)")
+
+    @model_serializer(mode="wrap")
+    def _omit_added_defaults(self, handler: Any) -> dict[str, Any]:
+        # min_words came after data caches were written; unset, it stays out of the dump, so the cache keys of
+        # recipes that do not set it are unchanged
+        data = handler(self)
+        if self.min_words is None:
+            data.pop("min_words", None)
+        return data
 
 
 class StructuredConfig(Frozen):

@@ -241,9 +241,25 @@ def read_task_data(d: DataConfig, task: str) -> TaskData:
     evals = evals[: d.max_eval_samples]
     require(len(evals) >= MIN_EVAL_ROWS, f"{held_out}: {len(evals)} held-out row(s), fewer than {MIN_EVAL_ROWS}; add data "
             "or raise data.eval_fraction or data.max_eval_samples")
-    train = [r if labelled else dict(r, label=None) for r in train[: d.max_train_samples]]
-    unlabeled = read_unlabeled(d.unlabeled, columns, task)[: d.max_train_samples] if d.unlabeled else []
+    train = [r if labelled else dict(r, label=None) for r in long_enough(train, d.min_words, d.source)[: d.max_train_samples]]
+    unlabeled = read_unlabeled(d.unlabeled, columns, task) if d.unlabeled else []
+    unlabeled = long_enough(unlabeled, d.min_words, f"data.unlabeled {d.unlabeled}")[: d.max_train_samples]
     return TaskData(train, evals, columns, labels, labelled, "score" in evals[0], unlabeled)
+
+
+def words(row: dict[str, Any]) -> int:
+    """Whitespace-separated words in all of a row's texts."""
+    return sum(len(text.split()) for text in row["text"])
+
+
+def long_enough(rows: list[dict[str, Any]], min_words: int | None, where: str) -> list[dict[str, Any]]:
+    """The rows of at least `min_words` words (data.min_words), in their order; all of them when it is unset."""
+    if min_words is None or not rows:
+        return rows
+    kept = [r for r in rows if words(r) >= min_words]
+    require(len(kept) > 0, f"{where}: no row has {min_words} words or more (the longest has {max(map(words, rows))}); "
+            "lower data.min_words or remove it")
+    return kept
 
 
 UNLABELED_SUFFIXES = (".txt", *SUFFIXES)

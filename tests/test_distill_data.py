@@ -222,3 +222,36 @@ def test_a_tiny_run_distils_on_training_unlabeled_and_augmented_rows(tmp_path, t
     distill = manifest["facts"]
     assert data["unlabeled_rows"] == 30 and manifest["config"]["augment"]["copies"] == 2
     assert distill["train_rows"] == (data["train_rows"] + 30) * 3 and distill["steps"] == 3
+
+
+def _sentences(folder: Path) -> Path:
+    """Phrase fragments of 1-3 words between full sentences of 6 or more, as SST-2's training file mixes them."""
+    folder.mkdir()
+    rows = [f"film {i}" if i % 2 else f"the plot of film {i} was never dull" for i in range(30)]
+    (folder / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(rows)))
+    (folder / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"film {i}\t{i % 2}\n" for i in range(6)))
+    return folder
+
+
+def test_min_words_keeps_the_full_sentences_before_the_cap_and_never_filters_the_held_out_rows(tmp_path):
+    folder, text = _sentences(tmp_path / "d"), tmp_path / "u.txt"
+    text.write_text("one two\nthe story is long enough here\nshort one\n")
+    read = read_task_data(DataConfig(source=str(folder), unlabeled=str(text), min_words=6, max_train_samples=10),
+                          "classification")
+    assert len(read.train) == 10 and all(len(r["text"][0].split()) >= 6 for r in read.train)  # the cap counts kept rows
+    assert [r["text"][0] for r in read.unlabeled] == ["the story is long enough here"]
+    assert len(read.evals) == 6  # two-word held-out rows stay: the filter shapes what is learnt, never what is scored
+    assert len(read_task_data(DataConfig(source=str(folder)), "classification").train) == 30
+
+
+def test_min_words_that_no_row_meets_is_refused_in_one_line_naming_the_setting(tmp_path):
+    folder = _sentences(tmp_path / "d")
+    with pytest.raises(EdgesmithError, match=r"no row has 40 words or more \(the longest has 8\); lower data.min_words"):
+        read_task_data(DataConfig(source=str(folder), min_words=40), "classification")
+
+
+def test_min_words_unset_leaves_the_data_cache_key_as_it_was():
+    assert "min_words" not in DataConfig(source="x").model_dump()
+    assert DataConfig(source="x", min_words=6).model_dump()["min_words"] == 6
+    with pytest.raises(ValueError):
+        DataConfig(source="x", min_words=0)
