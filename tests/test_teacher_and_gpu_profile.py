@@ -154,9 +154,10 @@ def test_bundle_choice_prefers_speed_within_budget_and_accuracy_outside_it():
 def test_the_choice_keeps_to_the_profile_budgets_when_an_artifact_within_the_accuracy_budget_does():
     """Seen on the STS recipe's embedded profile (25 MB): a 65.8 MB FP32 student, faster than every 22 MB INT8
     build, shipped; the report marked the size FAIL. Now the INT8 teacher within every budget ships and the verdict
-    names what was left out; when nothing within the accuracy budget meets the budgets, the old choice stands, flagged."""
+    names what was left out. When no artifact meets p90 on this machine, the choice still keeps to the size budget;
+    when none meets even that, the old choice stands, flagged."""
     from edgesmith.config import Budgets
-    from edgesmith.stages.bundle import MB, choose, eligible, left_out, missed_budgets
+    from edgesmith.stages.bundle import HARDWARE_BUDGETS, MB, choose, eligible, left_out, missed_budgets
     from edgesmith.stages.report import budget_note
 
     def row(branch, artifact, metric, p50, mb, peak=100.0):
@@ -170,15 +171,22 @@ def test_the_choice_keeps_to_the_profile_budgets_when_an_artifact_within_the_acc
     rows = [teacher, fp32_student, int8_teacher]
     assert missed_budgets(fp32_student, budgets) == ["size 65.8 MB > 25"] and missed_budgets(int8_teacher, budgets) == []
     assert missed_budgets(row("structured", "x", 85, 30, 10, 300), budgets) == ["p90 33.0 ms > 20", "peak memory 300.0 MB > 250"]
-    pool, meets = eligible(rows, 86.7, 2.0, budgets)
-    assert meets and fp32_student not in pool and choose(pool, 86.7, 2.0) == (int8_teacher, True)
-    dropped = left_out(rows, int8_teacher, 86.7, 2.0, budgets)
+    pool, kept = eligible(rows, 86.7, 2.0, budgets)
+    assert kept == HARDWARE_BUDGETS and fp32_student not in pool and choose(pool, 86.7, 2.0) == (int8_teacher, True)
+    dropped = left_out(rows, int8_teacher, 86.7, 2.0, budgets, kept)
     assert dropped == ["structured:onnxruntime-fp32 (size 65.8 MB > 25)"]
-    assert budget_note({"meets_profile_budgets": True, "left_out_for_budgets": dropped}).startswith("Faster but left out")
-    too_small = Budgets(size_mb=5)  # nothing fits: the fastest within the accuracy budget ships, and the note says so
-    pool, meets = eligible(rows, 86.7, 2.0, too_small)
-    assert not meets and choose(pool, 86.7, 2.0) == (fp32_student, True)
-    assert "No artifact within the accuracy budget meets every budget" in budget_note({"meets_profile_budgets": False})
+    note = budget_note({"budgets_kept": list(kept), "left_out_for_budgets": dropped})
+    assert note == "Faster but left out for the profile's budgets: structured:onnxruntime-fp32 (size 65.8 MB > 25)."
+
+    slow_machine = Budgets(p90_ms=5, size_mb=25)  # nothing meets p90 here (threads clamped): size still counts
+    pool, kept = eligible(rows, 86.7, 2.0, slow_machine)
+    assert kept == ("size",) and choose(pool, 86.7, 2.0) == (int8_teacher, True)
+    assert "kept to its size budget only" in budget_note({"budgets_kept": list(kept), "left_out_for_budgets": dropped})
+
+    pool, kept = eligible(rows, 86.7, 2.0, Budgets(size_mb=5))  # nothing fits: the fastest within accuracy ships
+    assert kept == () and choose(pool, 86.7, 2.0) == (fp32_student, True)
+    assert "No artifact within the accuracy budget meets the profile's size budget" in budget_note({"budgets_kept": []})
+    assert budget_note({}) == ""  # a bundle built before budgets took part says nothing of them
     unmeasured = dict(fp32_student, latency={"not_measured": "no GPU"}, bytes=int(10 * MB))
     assert missed_budgets(unmeasured, budgets) == []  # what this machine cannot measure counts against no budget
 

@@ -51,7 +51,8 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
         "teacher": {"quality": teacher["quality"].get("metric"), "p50_ms": t_lat.get("p50_ms"), "p90_ms": t_lat.get("p90_ms"),
                     "size_mb": teacher["bytes"] / MB, "peak_memory_mb": t_lat.get("peak_rss_mb")},
     }
-    row |= against_quantized_teacher(bench["rows"], chosen, profile, bundle.get("speedup_confirmation"))
+    row |= against_quantized_teacher(bench["rows"], chosen, profile, bundle.get("speedup_confirmation"),
+                                     bool(bundle.get("meets_profile_budgets")))
     row |= {"meets_profile_budgets": bundle.get("meets_profile_budgets"), "left_out_for_budgets": bundle.get("left_out_for_budgets", [])}
     if "verdict" in row and budget_note(bundle):
         row["verdict"] += " " + budget_note(bundle)
@@ -65,12 +66,19 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
 
 def budget_note(bundle: dict[str, Any]) -> str:
     """The bundle stage's choice against the profile's size, memory and p90 budgets, in one sentence (or none)."""
-    if bundle.get("meets_profile_budgets") is False:
-        return ("No artifact within the accuracy budget meets every budget of the profile, so the fastest within the "
+    kept = bundle.get("budgets_kept")
+    if kept is None:  # a bundle from before the budgets took part in the choice
+        return ""
+    dropped = bundle.get("left_out_for_budgets") or []
+    left = f" Faster but left out for the profile's budgets: {'; '.join(dropped)}." if dropped else ""
+    if not kept:
+        return ("No artifact within the accuracy budget meets the profile's size budget, so the fastest within the "
                 "accuracy budget ships: see the budget verdicts.")
-    if bundle.get("left_out_for_budgets"):
-        return f"Faster but left out for the profile's budgets: {'; '.join(bundle['left_out_for_budgets'])}."
-    return ""
+    if "p90" not in kept:
+        return ("No artifact within the accuracy budget meets every budget of the profile on this machine (p90 and "
+                "memory are this machine's readings), so the choice kept to its size budget only: see the budget "
+                "verdicts." + left)
+    return left.strip()
 
 
 def quantized_teacher(rows: list[dict[str, Any]], profile: dict[str, Any]) -> dict[str, Any] | None:
@@ -83,10 +91,11 @@ def quantized_teacher(rows: list[dict[str, Any]], profile: dict[str, Any]) -> di
 
 
 def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any], profile: dict[str, Any],
-                              confirmation: dict[str, Any] | None = None) -> dict[str, Any]:
+                              confirmation: dict[str, Any] | None = None, meets_budgets: bool = False) -> dict[str, Any]:
     """The bundle against the quantized teacher: speed-up, quality change (points, + is better) and one sentence.
     `confirmation`: the bundle stage's paired rounds (edgesmith.confirm); their median speed-up is the figure given
-    when they were run against the same quantized teacher."""
+    when they were run against the same quantized teacher. `meets_budgets`: the choice kept to the profile's size,
+    memory and p90 budgets as well (the bundle stage's `meets_profile_budgets`)."""
     ref = quantized_teacher(rows, profile)
     if ref is None:
         return {}
@@ -96,17 +105,18 @@ def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any]
         speedup = confirmation["speedup"]
     change = chosen["quality"]["metric"] - ref["quality"]["metric"] if "metric" in chosen["quality"] and "metric" in ref["quality"] else None
     paid = chosen["branch"] != UNPRUNED
+    within = "within the accuracy budget" + (" and the profile's budgets" if meets_budgets else "")
     if not paid and confirmation:
         verdict = (f"Pruning did not pay measurably: {sentence(confirmation)}, so the teacher quantized alone "
                    f"({confirmation['against']}) ships.")
     elif not paid:
-        verdict = f"Pruning did not pay: the teacher quantized alone ({name}) is the fastest artifact within the accuracy budget, so it ships."
+        verdict = f"Pruning did not pay: the teacher quantized alone ({name}) is the fastest artifact {within}, so it ships."
     elif speedup is None:
         verdict = f"Pruning was chosen without a latency measurement (this machine lacks the profile's hardware): compare it with {name} on the device."
     else:
         where = "" if change is None else f", {abs(change):.2f} points {'below' if change < 0 else 'above'} it in quality"
         rounds = f"; {sentence(confirmation)}" if confirmation else ""
-        verdict = (f"Pruning paid within the accuracy budget: the bundle is {speedup:.2f}x faster (p50) than the teacher "
+        verdict = (f"Pruning paid {within}: the bundle is {speedup:.2f}x faster (p50) than the teacher "
                    f"quantized alone ({name}){where}{rounds}.")
     return {"quantized_teacher": {"artifact": name, "quality": ref["quality"].get("metric"), "p50_ms": ref_lat.get("p50_ms"),
                                   "p90_ms": ref_lat.get("p90_ms"), "size_mb": ref["bytes"] / MB},
@@ -147,7 +157,7 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
     return head, body
 
 
-@stage("report", ReportStageConfig, version=6)  # 6: the budgets behind the choice; 5: the paired rounds behind the verdict
+@stage("report", ReportStageConfig, version=7)  # 6-7: the budgets behind the choice; 5: the paired rounds behind the verdict
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
     metric = get_task(cfg.task).metric_label(inputs["data"].facts["eval_scored"])
