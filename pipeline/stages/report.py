@@ -53,7 +53,8 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
     }
     row |= against_quantized_teacher(bench["rows"], chosen, profile, bundle.get("speedup_confirmation"),
                                      bool(bundle.get("meets_profile_budgets")))
-    row |= {"meets_profile_budgets": bundle.get("meets_profile_budgets"), "left_out_for_budgets": bundle.get("left_out_for_budgets", [])}
+    row |= {"budgets_kept": bundle.get("budgets_kept"), "meets_profile_budgets": bundle.get("meets_profile_budgets"),
+            "left_out_for_budgets": bundle.get("left_out_for_budgets", [])}
     if "verdict" in row and budget_note(bundle):
         row["verdict"] += " " + budget_note(bundle)
     b = profile["budgets"]
