@@ -105,7 +105,7 @@ class DataConfig(Frozen):
     unlabeled: str | None = Field(None, description="in-domain text for distillation only (never teacher fine-tuning or "
                                   "evaluation): a .txt, one text per line, or a TSV/CSV/JSONL with the text columns")
     augment: AugmentConfig | None = Field(None, description="teacher-labelled augmentation of the distillation texts")
-    min_words: int | None = Field(None, ge=1, description="leave out training and unlabeled rows of fewer words (all "
+    min_words: StrictInt | None = Field(None, ge=1, description="leave out training and unlabeled rows of fewer words (all "
                                   "texts of a row counted), before max_train_samples: SST-2's training file is mostly "
                                   "parse-tree phrase fragments; a sentence encoder distilled on its full sentences "
                                   "keeps more of its teacher (docs/recovery.md)")

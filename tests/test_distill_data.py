@@ -255,3 +255,5 @@ def test_min_words_unset_leaves_the_data_cache_key_as_it_was():
     assert DataConfig(source="x", min_words=6).model_dump()["min_words"] == 6
     with pytest.raises(ValueError):
         DataConfig(source="x", min_words=0)
+    with pytest.raises(ValueError):  # YAML's `true` must not be read as 1 word (a silent no-op)
+        DataConfig(source="x", min_words=True)
