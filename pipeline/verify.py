@@ -1,7 +1,8 @@
 """`edgesmith verify BUNDLE [--key PUB]`: re-check a bundle where it now lies (after copying it to a device, say).
 
 A bundle from elsewhere is untrusted data: verify never imports or runs a file of it. In order, it checks
-1. the layout: one folder of regular files (no links; an archive holds exactly that folder), and manifest.json
+1. the layout: one folder of at most MAX_MEMBERS regular files and MAX_UNPACKED bytes (no links; an archive holds
+   exactly that folder, its entries counted and sized before extraction), and manifest.json
    is JSON with a `files` table of plain relative names;
 2. with --key, the ed25519 signature over manifest.json (which lists the sha256 of every other file);
 3. the folder holds exactly the listed files, each with its recorded sha256;
@@ -10,7 +11,8 @@ A bundle from elsewhere is untrusted data: verify never imports or runs a file o
    Hugging Face tools read (config.json, sentence-transformers' modules.json, whose classes it imports, and its
    modules' configs) is what edgesmith writes for the manifest's task, labels and max length (bundle_code.hf_files);
 5. the session settings in the manifest are ones edgesmith makes (they are applied to the runtime);
-6. the tokenizer loads (tokenizers; AutoTokenizer too when transformers is installed);
+6. the tokenizer metadata names no files or code, and AutoTokenizer (when transformers is installed) loads the
+   bundle's own files and tokenizes the reference sentences as predict.py does;
 7. edgesmith's own runtime, on the bundle's model file, reproduces the outputs recorded at build time;
 8. those outputs still agree with the PyTorch student (class agreement or cosine).
 """
@@ -36,6 +38,11 @@ from .tasks import get as get_task
 OUTPUT_ATOL = 1e-3  # same model, same runtime: only thread scheduling may reorder sums
 CODE = TEMPLATE_FILES  # code every bundle carries, copied from bundle_code.TEMPLATES; generated modules besides
 MAX_UNPACKED = 4 * 2**30  # a bundle of a BERT-family encoder is far smaller; refuses decompression bombs before extracting
+MAX_MEMBERS = 1000  # a bundle holds a few dozen files; empty entries weigh nothing against MAX_UNPACKED
+MAX_JSON = 16 * 2**20  # manifest.json and the tokenizer's metadata are a few KB (tokenizer.json is a model file)
+# Tokenizer metadata keys that name files or code: transformers lets tokenizer_config.json's "tokenizer_file" win over
+# the bundle's own tokenizer.json, so a bundle could make AutoTokenizer read a file outside it. edgesmith writes none.
+TOKENIZER_METADATA = ("tokenizer_config.json", "special_tokens_map.json")
 # Files Python would import or load from the bundle folder (sys.path[0] when predict.py runs) besides CODE.
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pyd", ".so", ".dll", ".dylib", ".pth")
 UNLISTED = ("manifest.json", signing.SIGNATURE)  # the manifest cannot list itself, nor its signature
@@ -61,7 +68,7 @@ def _verify_folder(folder: Path, key: Path | None) -> list[str]:
     passed.append(_code(folder, manifest))
     passed.append(_hf_files(folder, manifest))
     passed.append(_session(manifest))
-    passed.append(_tokenizer(folder))
+    passed.append(_tokenizer(folder, manifest))
     passed += _outputs(folder, manifest["task"])
     return passed
 
@@ -70,12 +77,24 @@ def _extract(archive: Path, dest: Path) -> Path:
     """The bundle folder inside a .tar.gz, extracted under dest once every entry is checked."""
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            top = _check_members(tar.getmembers())
-            tar.extractall(dest, filter="data")  # the members were checked; the data filter is a second guard
+            members = _first_members(tar)
+            top = _check_members(members)
+            tar.extractall(dest, members=members, filter="data")  # the members were checked; the data filter is a second guard
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise EdgesmithError(f"not a readable .tar.gz ({_first_line(err)}); pass a bundle folder or .tar.gz made by edgesmith") from None
     require((dest / top).is_dir(), f"the archive holds a file {top!r}, not a bundle folder; pass a .tar.gz made by edgesmith")
     return dest / top
+
+
+def _first_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """The archive's entries, read one header at a time: refuses past MAX_MEMBERS before holding or writing them all
+    (50,000 empty files pack into 300 KB)."""
+    members = []
+    for m in tar:
+        members.append(m)
+        require(len(members) <= MAX_MEMBERS, f"the archive holds over {MAX_MEMBERS} entries, and a bundle a few dozen "
+                "files; refusing to extract it")
+    return members
 
 
 def _check_members(members: list[tarfile.TarInfo]) -> str:
@@ -101,7 +120,7 @@ def _safe_name(name: str) -> bool:
 
 def _regular_files(folder: Path) -> set[str]:
     """Relative names of every file under folder; refuses links, which could point outside the bundle."""
-    found = set()
+    found, total = set(), 0
     for root, dirs, files in os.walk(folder):  # never follows a linked folder: it is refused below
         for name in dirs + files:
             p = Path(root) / name
@@ -111,16 +130,18 @@ def _regular_files(folder: Path) -> set[str]:
                 require(p.is_file(), f"{rel} is not a regular file; a bundle holds only regular files")
                 # A second name elsewhere on the disk could change the file behind the manifest's back.
                 require(p.stat().st_nlink == 1, f"{rel} is a hard link; copy the bundle with plain copies (cp -r, tar)")
+                total += p.stat().st_size  # sizes before any read: a sparse file costs nothing on disk, hours to hash
+                require(total <= MAX_UNPACKED, f"the bundle's files add up to over {MAX_UNPACKED / 2**20:,.0f} MiB, verify's "
+                        "limit for a bundle (a BERT-family bundle is far smaller); refusing to read them")
+                require(len(found) < MAX_MEMBERS, f"the bundle holds over {MAX_MEMBERS} files, and a bundle a few dozen; "
+                        "refusing to read it")
                 found.add(rel)
     return found
 
 
 def _read_manifest(folder: Path, present: set[str]) -> dict[str, Any]:
     require("manifest.json" in present, "no manifest.json; pass a bundle folder or .tar.gz made by edgesmith")
-    try:
-        manifest = json.loads((folder / "manifest.json").read_bytes())
-    except ValueError:
-        raise EdgesmithError("manifest.json is not valid JSON; re-copy the bundle") from None
+    manifest = _small_json(folder, "manifest.json", "re-copy the bundle")
     files = manifest.get("files") if isinstance(manifest, dict) else None
     require(isinstance(files, dict) and bool(files) and all(isinstance(v, str) for v in files.values()),
             "manifest.json has no `files` table of sha256 digests; re-copy the bundle or rebuild it")
@@ -132,6 +153,16 @@ def _read_manifest(folder: Path, present: set[str]) -> dict[str, Any]:
     for name in (*CODE, "tokenizer.json", "reference.json", manifest["model_file"]):
         require(name in files, f"manifest.json does not list {name}, which every edgesmith bundle has; tampered bundle, rebuild it")
     return manifest
+
+
+def _small_json(folder: Path, name: str, fix: str) -> Any:
+    """A metadata file of the bundle as JSON, refused unread when it is larger than any edgesmith writes."""
+    size = (folder / name).stat().st_size
+    require(size <= MAX_JSON, f"{name} is {size / 2**20:.0f} MiB, and edgesmith writes a few KB; {fix}")
+    try:
+        return json.loads((folder / name).read_bytes())
+    except ValueError:
+        raise EdgesmithError(f"{name} is not valid JSON; {fix}") from None
 
 
 def _hashes(folder: Path, files: dict[str, str], present: set[str]) -> list[str]:
@@ -189,18 +220,39 @@ def _session(manifest: dict[str, Any]) -> str:
     return f"session settings are edgesmith's ({manifest['session']['runtime']})"
 
 
-def _tokenizer(folder: Path) -> str:
+def _tokenizer(folder: Path, manifest: dict[str, Any]) -> str:
+    """AutoTokenizer loads the bundle's tokenizer from its own files only, and gives the reference sentences the ids
+    that predict.py (and the measurement) gives them: Optimum, sentence-transformers and pipelines load it this way."""
+    _tokenizer_metadata(folder, manifest)
     try:
         from transformers import AutoTokenizer
     except ImportError:
         return "tokenizer: transformers not installed here, skipped AutoTokenizer check"
+    from .bundle_io import encode
+
+    ref = _reference(folder)[0]
     try:
         tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        ids = tok("edgesmith checks its bundles")["input_ids"]
+        got = tok(ref["texts"], ref["pairs"], truncation=True, max_length=manifest["inputs"]["max_length"], padding="longest")["input_ids"]
+        expected = encode(folder, ref["texts"], ref["pairs"])["input_ids"]
     except Exception as err:  # untrusted files: any failure of the library means a broken tokenizer
         raise EdgesmithError(f"tokenizer does not load with AutoTokenizer ({_first_line(err)}); re-copy or rebuild the bundle") from None
-    require(len(ids) > 2, "tokenizer produced no tokens; rebuild the bundle")
-    return "tokenizer loads with AutoTokenizer.from_pretrained (trust_remote_code=False)"
+    require(np.array_equal(np.asarray(got), expected), "AutoTokenizer gives the reference sentences other token ids than the "
+            "bundle's tokenizer.json (what predict.py runs and what was measured); tampered bundle, rebuild it")
+    return (f"AutoTokenizer.from_pretrained (trust_remote_code=False) tokenizes the {len(ref['texts'])} reference "
+            "sentences as predict.py does, from the bundle's own files")
+
+
+def _tokenizer_metadata(folder: Path, manifest: dict[str, Any]) -> None:
+    """Refuses tokenizer metadata that names files or code (checked before transformers reads any of it)."""
+    for name in TOKENIZER_METADATA:
+        if name not in manifest["files"]:
+            continue
+        data = _small_json(folder, name, "rebuild the bundle")
+        require(isinstance(data, dict), f"{name} is not a JSON object; tampered bundle, rebuild it")
+        named = sorted(k for k in data if k.endswith(("_file", "_files")) or k == "auto_map")
+        require(not named, f"{name} sets {', '.join(named)}: a bundle's tokenizer files are found by name inside it, and "
+                "edgesmith never writes these keys; tampered bundle, rebuild it")
 
 
 def _outputs(folder: Path, task: str) -> list[str]:

@@ -336,3 +336,80 @@ def test_archive_that_unpacks_past_the_limit_is_refused_before_extraction(bundle
     monkeypatch.setattr(tarfile.TarFile, "extractall", lambda *a, **k: pytest.fail("extracted before the size check"))
     with pytest.raises(EdgesmithError, match="limit for a bundle; refusing to extract it"):
         verify.verify(archive)
+
+
+@pytest.mark.parametrize("key", ["tokenizer_file", "vocab_file"])
+def test_tokenizer_metadata_cannot_name_a_file_outside_the_bundle(bundle: Path, tmp_path: Path, key: str) -> None:
+    """transformers lets tokenizer_config.json's file keys win over the bundle's own files: a valid tokenizer outside
+    the bundle would pass every other check and be what Optimum and pipelines load on the device."""
+    outside = tmp_path / "outside-tokenizer.json"
+    shutil.copy(bundle / "tokenizer.json", outside)
+    cfg = json.loads((bundle / "tokenizer_config.json").read_text())
+    cfg[key] = str(outside)
+    (bundle / "tokenizer_config.json").write_text(json.dumps(cfg))
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "tokenizer_config.json sets", key)
+
+
+def test_tokenizer_metadata_is_checked_before_transformers_reads_a_path(bundle: Path, monkeypatch) -> None:
+    """/dev/zero as the tokenizer file would be read until memory runs out: refused before AutoTokenizer runs."""
+    import transformers
+
+    from edgesmith import verify
+    from edgesmith.errors import EdgesmithError
+
+    cfg = json.loads((bundle / "tokenizer_config.json").read_text())
+    (bundle / "tokenizer_config.json").write_text(json.dumps(cfg | {"tokenizer_file": "/dev/zero"}))
+    rehash(bundle)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: pytest.fail("read before the check"))
+    with pytest.raises(EdgesmithError, match="tokenizer_file"):
+        verify.verify(bundle)
+
+
+def test_autotokenizer_must_tokenize_as_the_bundle_does(bundle: Path) -> None:
+    """Metadata that changes what AutoTokenizer gives is refused: here no lower-casing on an uncased vocabulary (the
+    fast BERT tokenizer rebuilds its normalizer from tokenizer_config.json). Users' tools would feed the model other
+    ids than the ones predict.py feeds it and the bench measured."""
+    cfg = json.loads((bundle / "tokenizer_config.json").read_text())
+    (bundle / "tokenizer_config.json").write_text(json.dumps(cfg | {"do_lower_case": False}))
+    ref = json.loads((bundle / "reference.json").read_text())
+    (bundle / "reference.json").write_text(json.dumps(ref | {"texts": [t.upper() for t in ref["texts"]]}))
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "AutoTokenizer gives the reference sentences other token ids")
+
+
+def test_archive_with_too_many_entries_is_refused_before_extraction(bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    """Empty entries weigh nothing against the size limit: 50,000 of them pack into 300 KB."""
+    from edgesmith import verify
+    from edgesmith.errors import EdgesmithError
+
+    archive = tar_of(bundle, tmp_path / "many.tar.gz", *(entry(f"{bundle.name}/empty{i}") for i in range(50)))
+    monkeypatch.setattr(verify, "MAX_MEMBERS", 40)
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda *a, **k: pytest.fail("extracted before the count check"))
+    with pytest.raises(EdgesmithError, match="over 40 entries"):
+        verify.verify(archive)
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "padding.bin"])
+def test_oversized_bundle_folder_is_refused_before_reading(bundle: Path, monkeypatch, name: str) -> None:
+    """Sparse files cost nothing on disk: an 8 GiB manifest.json or a 1 TiB file must be refused by their size."""
+    from edgesmith import verify
+    from edgesmith.errors import EdgesmithError
+
+    with open(bundle / name, "ab") as f:
+        f.truncate(64 * 2**20)
+    monkeypatch.setattr(verify, "MAX_UNPACKED", 32 * 2**20)
+    monkeypatch.setattr(verify, "sha256_file", lambda p: pytest.fail("hashed before the size check"))
+    with pytest.raises(EdgesmithError, match="over 32 MiB, verify's limit for a bundle"):
+        verify.verify(bundle)
+
+
+def test_oversized_manifest_is_refused_unread(bundle: Path, monkeypatch) -> None:
+    from edgesmith import verify
+    from edgesmith.errors import EdgesmithError
+
+    with open(bundle / "manifest.json", "ab") as f:
+        f.truncate(17 * 2**20)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"read {self.name} before the size check"))
+    with pytest.raises(EdgesmithError, match="manifest.json is 17 MiB"):
+        verify.verify(bundle)
