@@ -79,6 +79,7 @@ def prepare(recipe: RecipeSource, out: str | Path | None, profiles: list[str] | 
     if unknown:
         raise EdgesmithError(f"--force {sorted(unknown)}: unknown stage; use one of {sorted(STAGES)}")
     chosen = [profile_store.load(n) for n in loaded.profiles]
+    _one_name_each(loaded.profiles, chosen)
     preflight(loaded, chosen)
     return loaded, chosen, Path(out) if out is not None else Path("runs") / loaded.name
 
@@ -109,6 +110,17 @@ def preflight(recipe: Any, profiles: list[Any]) -> None:
                                  f"add {[RUNTIMES[r].export_format for r in lacking]} to export.formats or drop the runtime from the profile")
         if p.seq_len > config.max_position_embeddings:
             raise EdgesmithError(f"profile {p.name}: seq_len {p.seq_len} exceeds the model's {config.max_position_embeddings} positions; lower seq_len")
+
+
+def _one_name_each(sources: Iterable[str], profiles: list["Profile"]) -> None:
+    """Two profiles of one name (the built-in `embedded` and an edited copy of its file) would share their bench and
+    bundle folders: the second would replace the first's finished work."""
+    seen: dict[str, str] = {}
+    for source, p in zip(sources, profiles):
+        if p.name in seen:
+            raise EdgesmithError(f"profiles {seen[p.name]!r} and {source!r} are both named {p.name!r} and would share the "
+                                 f"folders 07-bench-{p.name} and 08-bundle-{p.name}; rename one (its file, or its `name:`)")
+        seen[p.name] = source
 
 
 def _path(value: str | Path | None) -> Path | None:

@@ -348,6 +348,9 @@ class Measurement(Frozen):
         return [(r, p) for r, precisions in self.runtimes.items() for p in precisions]
 
 
+PROFILE_NAME_MAX = 80 - len("08-bundle-")  # a folder name is at most 80 characters (runfolder.SAFE_NAME)
+
+
 class Profile(Measurement):
     name: str = Field(description="names stage and bundle folders: a safe slug")
     description: str
@@ -356,7 +359,11 @@ class Profile(Measurement):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        return check_name(v, "name")
+        check_name(v, "name")
+        if len(v) > PROFILE_NAME_MAX:  # else refused only after training, when its bench folder is made
+            raise ValueError(f"name {v!r} is {len(v)} characters; a profile name is at most {PROFILE_NAME_MAX}, as it names "
+                             "the folders 07-bench-NAME and 08-bundle-NAME")
+        return v
 
     def measurement(self) -> Measurement:
         """The fields a benchmark reads (the bench stage's cache key holds these, not the budgets)."""

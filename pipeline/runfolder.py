@@ -2,6 +2,8 @@
 
 - Every path a run writes or deletes is a direct child of the run folder with a safe name (`child`), so no
   recipe or profile name can point a write or an `rmtree` elsewhere.
+- Files at the top of the run folder (the lock, the published reports, recipe.json) are never written through a
+  symbolic link: the lock is opened with O_NOFOLLOW and the others are replaced by a rename (`write_top`).
 - One run at a time per folder: an OS-level lock (`flock`) held for the whole run (`RunLock`); a second run
   reads who holds it and stops.
 - A finished stage folder is replaced by a rename swap (`replace_folder`): the old folder is renamed aside, the
@@ -11,12 +13,15 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import re
 import shutil
 import socket
+import stat
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +31,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 STAGE_FOLDER = re.compile(r"\d\d-[A-Za-z0-9._-]+")  # 00-data, 05-export-structured, 08-bundle-mobile-cpu
 LOCK_FILE = ".edgesmith.lock"
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"
+TOP_FILES = (LOCK_FILE, "report.md", "report.html", "summary.json", "recipe.json")  # what a run writes beside its stages
 
 
 def check_name(name: str, what: str) -> str:
@@ -45,6 +51,19 @@ def child(root: Path, name: str) -> Path:
     if path.resolve().parent != root.resolve():
         raise EdgesmithError(f"{path} resolves outside the run folder {root}; remove the link or pick another --out")
     return path
+
+
+def write_top(root: Path, name: str, data: bytes) -> None:
+    """root/name holds `data`, written to a new file and renamed into place: a rename replaces a link planted there
+    instead of writing through it to its target, and a reader never sees half a report."""
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{name}.", suffix=".part")  # O_EXCL: never an existing file
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, root / check_name(name, "file name"))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def temp_for(folder: Path) -> Path:
@@ -95,6 +114,10 @@ def check_run_folder(root: Path) -> None:
     if not root.is_dir():
         return
     entries = list(root.iterdir())
+    linked = [name for name in TOP_FILES if (root / name).is_symlink()]
+    if linked:
+        raise EdgesmithError(f"--out {root}: {', '.join(linked)} {'is a symbolic link' if len(linked) == 1 else 'are symbolic links'}, "
+                             "which a run would write through; remove them or pass another --out")
     ours = (root / LOCK_FILE).is_file() or any(STAGE_FOLDER.fullmatch(p.name) and (p / "manifest.json").is_file() for p in entries)
     if entries and not ours:
         raise EdgesmithError(f"--out {root} is not empty and not an edgesmith run folder; pass a new or empty folder")
@@ -109,7 +132,15 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # O_NOFOLLOW: a link planted as the lock file would have its target truncated below
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            raise EdgesmithError(f"{self.path} is a symbolic link; remove it or pass another --out") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise EdgesmithError(f"{self.path} is not a regular file; remove it or pass another --out")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

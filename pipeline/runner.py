@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -28,7 +27,7 @@ from .distributed import World
 from .errors import EdgesmithError
 from .modeling import resolve_model_dir
 from .registry import STAGES
-from .runfolder import LOCK_FILE, RunLock, check_run_folder, child, is_empty_run, recover
+from .runfolder import LOCK_FILE, RunLock, check_run_folder, child, is_empty_run, recover, write_top
 from .signing import SigningKey
 
 
@@ -75,8 +74,8 @@ def plan(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], pl
 def _publish(recipe: Recipe, report: Artifact, out: Path) -> None:
     """After the last stage: the reports at the top of the run folder, and the recipe that made them."""
     for name in ("report.md", "report.html", "summary.json"):
-        shutil.copy2(report.path / name, out / name)
-    (out / "recipe.json").write_text(json.dumps(recipe.model_dump(mode="json"), indent=1))
+        write_top(out, name, (report.path / name).read_bytes())
+    write_top(out, "recipe.json", json.dumps(recipe.model_dump(mode="json"), indent=1).encode())
 
 
 def _claim(out: Path, lock: ExitStack, log: Callable[[str], None]) -> bool:

@@ -315,3 +315,62 @@ def test_a_profile_file_name_that_is_no_safe_name_is_named_as_the_culprit(inputs
     assert_refused(edgesmith("run", inputs / "recipe.yaml", "--profile", profile, "--out", tmp_path / "out"),
                    "'my phone' is not a safe name", "taken from the file name", "rename the file")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", [".edgesmith.lock", "report.md", "recipe.json"])
+def test_a_link_at_the_top_of_the_run_folder_is_never_written_through(clean_run: Path, inputs: Path, tmp_path: Path, name: str) -> None:
+    """A run folder received from someone else (or planted in a shared runs/): its lock file or a report linked to a
+    file of the user's. Refused before the lock is taken; the linked file is untouched."""
+    out = Path(shutil.copytree(clean_run, tmp_path / "out", symlinks=True))
+    victim = tmp_path / "notes.txt"
+    victim.write_text("mine")
+    (out / name).unlink(missing_ok=True)
+    (out / name).symlink_to(victim)
+    assert_refused(edgesmith("run", inputs / "recipe.yaml", "--out", out), name, "symbolic link")
+    assert victim.read_text() == "mine"
+
+
+def test_the_lock_never_truncates_a_links_target(tmp_path: Path) -> None:
+    """Even past the folder check (a link planted between the check and the lock): O_NOFOLLOW."""
+    from edgesmith.errors import EdgesmithError
+
+    victim = tmp_path / "notes.txt"
+    victim.write_text("mine")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".edgesmith.lock").symlink_to(victim)
+    with pytest.raises(EdgesmithError, match="symbolic link"):
+        RunLock(tmp_path / "run").__enter__()
+    assert victim.read_text() == "mine"
+
+
+def test_reports_replace_a_link_planted_during_the_run_instead_of_writing_through_it(tmp_path: Path) -> None:
+    from edgesmith.runfolder import write_top
+
+    victim = tmp_path / "todo.md"
+    victim.write_text("mine")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "report.md").symlink_to(victim)
+    write_top(tmp_path / "run", "report.md", b"# report")
+    assert victim.read_text() == "mine"
+    assert not (tmp_path / "run" / "report.md").is_symlink() and (tmp_path / "run" / "report.md").read_text() == "# report"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["report.md"]  # no temporary file left
+
+
+def test_two_profiles_of_one_name_are_refused_before_any_work(inputs: Path, tmp_path: Path) -> None:
+    """The built-in profile and an edited copy of its file share a name: the second's bench and bundle would replace
+    the first's finished ones in the same run."""
+    copy = tmp_path / "mine" / "tiny.yaml"
+    copy.parent.mkdir()
+    copy.write_text((inputs / "tiny.yaml").read_text().replace("threads: 1", "threads: 2"))
+    out = tmp_path / "out"
+    assert_refused(edgesmith("run", inputs / "recipe.yaml", "--profile", inputs / "tiny.yaml", "--profile", copy, "--out", out),
+                   "both named 'tiny'", "rename one")
+    assert not out.exists()
+
+
+def test_a_profile_name_too_long_for_its_bundle_folder_is_refused_before_any_work(inputs: Path, tmp_path: Path) -> None:
+    profile = tmp_path / f"{'p' * 75}.yaml"
+    profile.write_text((inputs / "tiny.yaml").read_text())
+    out = tmp_path / "out"
+    assert_refused(edgesmith("run", inputs / "recipe.yaml", "--profile", profile, "--out", out), "at most 70", "08-bundle-NAME")
+    assert not out.exists()
