@@ -28,6 +28,7 @@ from .errors import EdgesmithError, require
 SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 EVAL_NAMES = ("dev", "validation", "valid", "test")
 ID_COLUMNS = {"idx", "id", "guid", "index"}
+LABEL_NAMES = "label_names"  # load_splits' entry for the class names a `datasets` source declares, by column
 MIN_EVAL_ROWS = 2
 JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false", type(None): "null"}
 
@@ -97,7 +98,8 @@ def load_splits(source: str, eval_fraction: float, seed: int = 0,
     """Raw train/eval rows from any supported source. With `eval_source` the held-out rows come from there (a file
     or a folder's dev file), so every row of `source` trains: distil on one corpus, score on another (STS)."""
     if eval_source is not None:
-        return {"train": _whole(source, "train", "data.source"), "eval": _whole(eval_source, "eval", "data.eval_source")}
+        (train, train_names), (evals, eval_names) = _whole(source, "train", "data.source"), _whole(eval_source, "eval", "data.eval_source")
+        return {"train": train, "eval": evals, LABEL_NAMES: train_names | eval_names}
     if source == "pydoc":
         return _split(pydoc_sentences(), eval_fraction, seed, source)
     path = Path(source)
@@ -113,21 +115,22 @@ def load_splits(source: str, eval_fraction: float, seed: int = 0,
     return _from_datasets(source)
 
 
-def _whole(source: str, split: str, key: str) -> list[dict[str, Any]]:
+def _whole(source: str, split: str, key: str) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
     """Every row of one split of `source`, none held out: a folder's train (or dev) file, a file, pydoc or a
-    `datasets` split."""
+    `datasets` split; with the class names a `datasets` source declares for its label columns (`LABEL_NAMES`)."""
     if source == "pydoc":
-        return pydoc_sentences()
+        return pydoc_sentences(), {}
     path = Path(source)
     if path.is_dir():
         names = ("train",) if split == "train" else EVAL_NAMES
         found = _find(path, names)
         require(found is not None, f"{key} {path} has no {'/'.join(names)} file (.tsv/.csv/.jsonl); add one or name a file")
-        return read_table(found)
+        return read_table(found), {}
     if path.suffix in SUFFIXES:
         require(path.is_file(), f"{key} {path} not found; name an existing file or folder")
-        return read_table(path)
-    return _from_datasets(source)[split]
+        return read_table(path), {}
+    ds = _from_datasets(source)
+    return ds[split], ds[LABEL_NAMES]
 
 
 def _split(rows: list[dict[str, Any]], fraction: float, seed: int, where: str) -> dict[str, list[dict[str, Any]]]:
@@ -154,7 +157,13 @@ def _from_datasets(name: str) -> dict[str, list[dict[str, Any]]]:
         raise EdgesmithError(f"data {name!r}: not a local file/folder and `datasets` cannot load it ({type(err).__name__}); pass a local path") from None
     eval_split = next((s for s in EVAL_NAMES if s in ds), None)
     require("train" in ds and eval_split is not None, f"dataset {name!r} needs train and validation splits")
-    return {"train": _tag_names(ds["train"]), "eval": _tag_names(ds[eval_split])}
+    return {"train": _tag_names(ds["train"]), "eval": _tag_names(ds[eval_split]), LABEL_NAMES: _class_names(ds["train"])}
+
+
+def _class_names(split: Any) -> dict[str, list[str]]:
+    """The class names, in id order, of each sentence-level ClassLabel column (GLUE MNLI's label: entailment, neutral,
+    contradiction): a trained head whose names are these in another order is matched by name (`label_ids`)."""
+    return {c: list(f.names) for c, f in split.features.items() if type(f).__name__ == "ClassLabel"}
 
 
 def _tag_names(split: Any) -> list[dict[str, Any]]:
@@ -223,6 +232,7 @@ class TaskData:
     train_labelled: bool
     eval_scored: bool  # embedding task: held-out rows are sentence pairs with gold similarity scores (STS)
     unlabeled: list[dict[str, Any]]  # data.unlabeled: distillation only, label None
+    declared_labels: list[str] | None = None  # a `datasets` source's class names, in the order of its ids
 
 
 def read_task_data(d: DataConfig, task: str) -> TaskData:
@@ -244,7 +254,7 @@ def read_task_data(d: DataConfig, task: str) -> TaskData:
     train = [r if labelled else dict(r, label=None) for r in long_enough(train, d.min_words, d.source)[: d.max_train_samples]]
     unlabeled = read_unlabeled(d.unlabeled, columns, task) if d.unlabeled else []
     unlabeled = long_enough(unlabeled, d.min_words, f"data.unlabeled {d.unlabeled}")[: d.max_train_samples]
-    return TaskData(train, evals, columns, labels, labelled, "score" in evals[0], unlabeled)
+    return TaskData(train, evals, columns, labels, labelled, "score" in evals[0], unlabeled, raw.get(LABEL_NAMES, {}).get(d.label_column))
 
 
 def words(row: dict[str, Any]) -> int:
@@ -316,9 +326,12 @@ def sort_labels(values: Iterable[str]) -> list[str]:
     return sorted(distinct, key=lambda v: (float(v), v)) if all(_is_number(v) for v in distinct) else sorted(distinct)
 
 
-def label_ids(labels: list[str], head: list[str] | None) -> dict[str, int]:
+def label_ids(labels: list[str], head: list[str] | None, declared: list[str] | None = None) -> dict[str, int]:
     """The class id of each data label. `head`: a trained head's label names in id order, which decide (a data
-    label they lack is an error); None for a new head, numbered in `labels` order."""
+    label they lack is an error); None for a new head, numbered in `labels` order. `declared`: the class names a
+    `datasets` source gives its ids (`labels` are then those ids): when they are the head's names, in any order and
+    any case, each id goes to the head's class of its name (GLUE MNLI's 0 is entailment, roberta-large-mnli's 0 is
+    CONTRADICTION)."""
     if head is None:
         return {label: i for i, label in enumerate(labels)}
     fix = "relabel the data, or set teacher.reinit_head: true to train a new head on the data's labels"
@@ -327,9 +340,22 @@ def label_ids(labels: list[str], head: list[str] | None) -> dict[str, int]:
     by_name = {name: i for i, name in enumerate(head)}
     if set(labels) <= set(by_name):
         return {label: by_name[label] for label in labels}
+    named = _by_declared_names(labels, head, declared)
+    if named is not None:
+        return named
     if _are_ids(labels, head):
         return {label: int(label) for label in labels}
     raise EdgesmithError(f"the data's labels {labels} are not the model's labels {head}; {fix}")
+
+
+def _by_declared_names(labels: list[str], head: list[str], declared: list[str] | None) -> dict[str, int] | None:
+    """Data ids -> the head's ids through the names the data declares for its ids, when those are the head's names."""
+    folded = {name.casefold(): i for i, name in enumerate(head)}
+    if declared is None or len(folded) != len(head) or {n.casefold() for n in declared} != set(folded):
+        return None
+    if not all(label.isascii() and label.isdigit() and int(label) < len(declared) for label in labels):
+        return None
+    return {label: folded[declared[int(label)].casefold()] for label in labels}
 
 
 def _are_ids(labels: list[str], head: list[str]) -> bool:

@@ -124,3 +124,21 @@ def test_pydoc_sentences_are_real_english_prose():
     assert all(t[-1] in ".!?" for t in texts)
     assert sum(t[0].isupper() for t in texts) > 0.9 * len(texts)
     assert sum(" the " in t for t in texts) > len(texts) / 3
+
+
+def test_a_datasets_sources_class_names_decide_against_a_trained_head(monkeypatch):
+    """GLUE MNLI's ids (0 entailment, 1 neutral, 2 contradiction) against roberta-large-mnli's head (0 CONTRADICTION,
+    1 NEUTRAL, 2 ENTAILMENT): matched by name, never by position, which would swap entailment and contradiction."""
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"])})
+    split = datasets.Dataset.from_dict({"premise": ["a b c"] * 6, "hypothesis": ["d e f"] * 6, "label": [0, 1, 2] * 2},
+                                       features=features)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.DatasetDict(train=split, validation=split))
+    data = read_task_data(DataConfig(source="glue/mnli"), "classification")
+    assert data.declared_labels == ["entailment", "neutral", "contradiction"]
+    assert label_ids(data.labels, ["CONTRADICTION", "NEUTRAL", "ENTAILMENT"], data.declared_labels) == {"0": 2, "1": 1, "2": 0}
+    # a head without names (LABEL_i) or with other names keeps the dataset's ids, as before
+    assert label_ids(data.labels, ["LABEL_0", "LABEL_1", "LABEL_2"], data.declared_labels) == {"0": 0, "1": 1, "2": 2}
+    # a local file declares nothing: its bare ids are ids
+    assert label_ids(["0", "1", "2"], ["CONTRADICTION", "NEUTRAL", "ENTAILMENT"]) == {"0": 0, "1": 1, "2": 2}

@@ -38,16 +38,17 @@ class DataStageConfig(Frozen):
         return source_digest(self.data.unlabeled) if self.data.unlabeled else None
 
 
-@stage("data", DataStageConfig, version=4)
+@stage("data", DataStageConfig, version=5)  # 5: a `datasets` source's class names (declared_labels)
 def run(cfg: DataStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     data = read_task_data(cfg.data, cfg.task)
     write_rows(out / "train.jsonl", data.train)
     write_rows(out / "eval.jsonl", data.evals)
     if data.unlabeled:
         write_rows(out / UNLABELED, data.unlabeled)
+    declared = {"declared_labels": data.declared_labels} if data.declared_labels is not None else {}  # datasets sources only
     return {"train_rows": len(data.train), "eval_rows": len(data.evals), "text_columns": list(data.columns),
             "labels": data.labels, "train_labelled": data.train_labelled, "eval_scored": data.eval_scored,
-            "unlabeled_rows": len(data.unlabeled)}
+            "unlabeled_rows": len(data.unlabeled)} | declared
 
 
 def without_unlabeled(data: Artifact) -> Artifact:

@@ -68,7 +68,7 @@ def check_inputs(recipe: Recipe) -> Any:
     data = read_task_data(recipe.data, recipe.task)
     if get_task(recipe.task).labelled:
         new_head = recipe.teacher.reinit_head or not head_trained
-        label_ids(data.labels, None if new_head else head_labels(config))
+        label_ids(data.labels, None if new_head else head_labels(config), data.declared_labels)
         require(data.train_labelled or not new_head, NO_TRAIN_LABELS)
         require(data.train_labelled or recipe.distill.label_weight == 0,
                 "distill.label_weight > 0 needs labelled training data; label it or set distill.label_weight: 0")
@@ -99,7 +99,7 @@ def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     model, head_trained = load_pretrained(src, cfg.task, kind, num_labels=len(labels) or None,
                                           reinit_head=cfg.teacher.reinit_head)
     task = get_task(cfg.task)
-    ids = _decide_labels(model, labels, head_trained) if task.labelled else {}
+    ids = _decide_labels(model, labels, head_trained, data.facts.get("declared_labels")) if task.labelled else {}
     finetuned: dict[str, Any] = {}
     if task.labelled and not head_trained:
         require(data.facts["train_labelled"], NO_TRAIN_LABELS)
@@ -115,10 +115,10 @@ def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
             "label_names": names, "task": cfg.task} | task.floor(evals)
 
 
-def _decide_labels(model: Any, labels: list[str], head_trained: bool) -> dict[str, int]:
-    """Data label -> class id. A new head is named after the data's labels, so its config (and the bundle's
-    labels.json) says '1', '2' or 'positive' rather than LABEL_0."""
-    ids = label_ids(labels, head_labels(model.config) if head_trained else None)
+def _decide_labels(model: Any, labels: list[str], head_trained: bool, declared: list[str] | None = None) -> dict[str, int]:
+    """Data label -> class id (`declared`: a `datasets` source's class names for its ids). A new head is named after
+    the data's labels, so its config (and the bundle's labels.json) says '1', '2' or 'positive' rather than LABEL_0."""
+    ids = label_ids(labels, head_labels(model.config) if head_trained else None, declared)
     if not head_trained:
         model.config.id2label = dict(enumerate(labels))
         model.config.label2id = {label: i for i, label in enumerate(labels)}
