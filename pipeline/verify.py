@@ -33,6 +33,7 @@ from . import signing
 from .artifacts import sha256_file
 from .bundle_code import TEMPLATE_FILES, bundle_code, hf_files
 from .errors import EdgesmithError, require
+from .runtimes import RUNTIMES
 from .tasks import get as get_task
 
 OUTPUT_ATOL = 1e-3  # same model, same runtime: only thread scheduling may reorder sums
@@ -217,7 +218,11 @@ def _session(manifest: dict[str, Any]) -> str:
 
     require(session_is_ours(manifest),
             "manifest.json session settings are not ones edgesmith makes; tampered bundle (or another edgesmith version: rebuild it)")
-    return f"session settings are edgesmith's ({manifest['session']['runtime']})"
+    runtime = RUNTIMES[manifest["session"]["runtime"]]
+    # OpenVINO also reads ONNX: an OpenVINO bundle pointed at an ONNX file would run a graph no benchmark measured
+    require(manifest["model_file"] == runtime.bundle_file, f"manifest.json's model_file {manifest['model_file']!r} is not "
+            f"{runtime.bundle_file}, the file an edgesmith {runtime.name} bundle runs; tampered bundle, rebuild it")
+    return f"session settings are edgesmith's ({manifest['session']['runtime']}, {runtime.bundle_file})"
 
 
 def _tokenizer(folder: Path, manifest: dict[str, Any]) -> str:

@@ -413,3 +413,14 @@ def test_oversized_manifest_is_refused_unread(bundle: Path, monkeypatch) -> None
     monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"read {self.name} before the size check"))
     with pytest.raises(EdgesmithError, match="manifest.json is 17 MiB"):
         verify.verify(bundle)
+
+
+def test_a_manifest_that_points_its_runtime_at_another_file_is_refused(bundle: Path, tmp_path: Path) -> None:
+    """The tiny bundle runs ONNX Runtime on model.onnx: a manifest naming another model file (OpenVINO reads ONNX too)
+    would run a graph no benchmark measured."""
+    shutil.copy(bundle / "model.onnx", bundle / "other.onnx")
+    manifest = manifest_of(bundle)
+    manifest["model_file"] = "other.onnx"
+    write_manifest(bundle, manifest)
+    rehash(bundle, "other.onnx")
+    assert_refused(edgesmith("verify", bundle), "model_file 'other.onnx'", "model.onnx")
