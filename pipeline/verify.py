@@ -255,7 +255,7 @@ def _tokenizer_metadata(folder: Path, manifest: dict[str, Any]) -> None:
             continue
         data = _small_json(folder, name, "rebuild the bundle")
         require(isinstance(data, dict), f"{name} is not a JSON object; tampered bundle, rebuild it")
-        named = sorted(k for k in data if k.endswith(("_file", "_files")) or k == "auto_map")
+        named = sorted(k for k, v in data.items() if (k.endswith(("_file", "_files")) or k == "auto_map") and v is not None)
         require(not named, f"{name} sets {', '.join(named)}: a bundle's tokenizer files are found by name inside it, and "
                 "edgesmith never writes these keys; tampered bundle, rebuild it")
 

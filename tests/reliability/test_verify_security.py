@@ -424,3 +424,12 @@ def test_a_manifest_that_points_its_runtime_at_another_file_is_refused(bundle: P
     write_manifest(bundle, manifest)
     rehash(bundle, "other.onnx")
     assert_refused(edgesmith("verify", bundle), "model_file 'other.onnx'", "model.onnx")
+
+
+def test_tokenizer_metadata_naming_no_file_still_verifies(bundle: Path) -> None:
+    """Older tokenizer configs carry `"tokenizer_file": null`: a key that names nothing is not refused."""
+    cfg = json.loads((bundle / "tokenizer_config.json").read_text())
+    (bundle / "tokenizer_config.json").write_text(json.dumps(cfg | {"tokenizer_file": None}))
+    rehash(bundle)
+    done = edgesmith("verify", bundle)
+    assert done.code == 0, done.stderr
