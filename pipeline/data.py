@@ -351,11 +351,13 @@ def label_ids(labels: list[str], head: list[str] | None, declared: list[str] | N
 def _by_declared_names(labels: list[str], head: list[str], declared: list[str] | None) -> dict[str, int] | None:
     """Data ids -> the head's ids through the names the data declares for its ids, when those are the head's names."""
     folded = {name.casefold(): i for i, name in enumerate(head)}
-    if declared is None or len(folded) != len(head) or {n.casefold() for n in declared} != set(folded):
+    names = None if declared is None else [n.casefold() for n in declared]
+    # One-to-one or nothing: declared names that differ only in case ("A", "a") would merge two classes.
+    if names is None or len(folded) != len(head) or len(set(names)) != len(names) or set(names) != set(folded):
         return None
     if not all(label.isascii() and label.isdigit() and int(label) < len(declared) for label in labels):
         return None
-    return {label: folded[declared[int(label)].casefold()] for label in labels}
+    return {label: folded[names[int(label)]] for label in labels}
 
 
 def _are_ids(labels: list[str], head: list[str]) -> bool:

@@ -142,3 +142,12 @@ def test_a_datasets_sources_class_names_decide_against_a_trained_head(monkeypatc
     assert label_ids(data.labels, ["LABEL_0", "LABEL_1", "LABEL_2"], data.declared_labels) == {"0": 0, "1": 1, "2": 2}
     # a local file declares nothing: its bare ids are ids
     assert label_ids(["0", "1", "2"], ["CONTRADICTION", "NEUTRAL", "ENTAILMENT"]) == {"0": 0, "1": 1, "2": 2}
+
+
+def test_declared_names_that_differ_only_in_case_never_merge_two_classes():
+    """A source declaring "A" and "a" against a head with "a": matching by folded name would send ids 0 and 1 both to
+    class 0. Such names decide nothing; the ids keep the old rule (ids are ids), so no two labels share a class."""
+    ids = label_ids(["0", "1"], ["a", "b"], ["A", "a", "b"])
+    assert ids == {"0": 0, "1": 1}
+    assert len(set(ids.values())) == len(ids)
+    assert label_ids(["0", "1"], ["a", "b"], ["B", "A"]) == {"0": 1, "1": 0}  # distinct names still decide
