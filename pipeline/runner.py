@@ -123,7 +123,7 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     from .stages.quantize import QuantizeStageConfig
     from .stages.report import ReportStageConfig
     from .stages.shrink import ShrinkStageConfig
-    from .stages.teacher import TeacherStageConfig
+    from .stages.teacher import TeacherStageConfig, trains
 
     task, max_len = recipe.task, recipe.data.max_length
     arts: dict[str, Artifact] = {}
@@ -143,7 +143,8 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     # the file it names) reruns distillation and what follows it, not the teacher, pruning or the unpruned baseline.
     everything, data = data, without_unlabeled(data)
     teacher = node("teacher", "01-teacher", TeacherStageConfig(
-        teacher=recipe.teacher, task=task, max_length=max_len, train=FinetuneConfig.of(recipe.distill),
+        teacher=recipe.teacher, task=task, max_length=max_len,
+        train=FinetuneConfig.of(recipe.distill) if trains(recipe) else None,
         model_digest=model_digest(recipe.teacher.model)),
         {"data": data})
     base = {"data": data, "teacher": teacher}

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import make_model_dir
 
 from edgesmith.artifacts import Artifact, run_stage
 from edgesmith.cli import main
-from edgesmith.config import Frozen
+from edgesmith.config import Frozen, Recipe, load_recipe
 from edgesmith.registry import STAGES, Stage
+from edgesmith.stages.teacher import trains
 
 RECIPE = """
 name: keys
@@ -20,7 +22,7 @@ prune:
   branches: [structured, sparse]
   structured: {{keep_heads: 0.5, keep_ffn: 0.5, importance_samples: 16, ffn_multiple_of: 8}}
   sparse: {{sparsity: {sparsity}}}
-distill: {{max_steps: 2, batch_size: 8, temperature: {temperature}}}
+distill: {{max_steps: 2, batch_size: {batch}, seed: {seed}, temperature: {temperature}}}
 export: {{formats: [onnx]}}
 quantize: {{calibration_samples: 8, accuracy_budget: 100}}
 bench: {{warmup: 1, iterations: 5}}
@@ -36,10 +38,11 @@ def keys_run(tmp_path_factory, tiny_bert, tiny_data):
     recipe, out = root / "keys.yaml", root / "out"
 
     def rerun(capsys, *args: str, temperature: float = 2.0, sparsity: float = 0.7, p90: int = 1000,
-              augment: str = "", unlabeled: str = "") -> dict[str, str]:
+              augment: str = "", unlabeled: str = "", seed: int = 0, batch: int = 8) -> dict[str, str]:
         profile.write_text("description: one ORT candidate\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n"
                            f"budgets: {{p90_ms: {p90}}}\n")
         recipe.write_text(RECIPE.format(model=tiny_bert, data=tiny_data, profile=profile, temperature=temperature,
+                                        seed=seed, batch=batch,
                                         sparsity=sparsity, augment=augment and f", augment: {augment}",
                                         unlabeled=unlabeled and f", unlabeled: {unlabeled}"))
         capsys.readouterr()
@@ -116,6 +119,33 @@ def test_unlabeled_rows_edited_behind_the_cache_are_rebuilt_and_nothing_downstre
     for folder in ("01-teacher", "03-distill-structured", "03-distill-sparse"):  # rebuilt from the source: the same rows
         assert log[folder] == "skipped", (folder, log[folder])
     assert "planted" not in (keys_run.out / "00-data" / "unlabeled.jsonl").read_text()
+
+
+def test_a_seed_or_batch_edit_reruns_distillation_not_a_teacher_that_trains_nothing(keys_run, capsys, tmp_path):
+    """The tiny teacher's head is trained: its stage fine-tunes nothing, so distill.seed and distill.batch_size are
+    not in its key (they were, and a new seed reran teacher, pruning and the unpruned baseline)."""
+    more = tmp_path / "more.txt"
+    more.write_text("a quiet film\nthe plot drags\nwarm and funny\n")
+    edited = dict(temperature=3.0, sparsity=0.6, p90=800, augment="{copies: 1}", unlabeled=str(more))
+    keys_run(capsys, **edited)
+    log = keys_run(capsys, seed=1, batch=4, **edited)
+    for folder in ("00-data", "01-teacher", "02-prune-structured", "02-prune-sparse", "05-export-unpruned",
+                   "06-quantize-unpruned"):
+        assert log[folder] == "skipped", (folder, log[folder])
+    assert "distill.seed (0 -> 1)" in log["03-distill-structured"], log["03-distill-structured"]
+
+
+def test_only_a_teacher_that_fine_tunes_keeps_the_training_settings_in_its_key(tiny_bert, tiny_data, tmp_path):
+    bare = make_model_dir(tmp_path / "bare", task="embedding")
+
+    def recipe(model: Path, task: str = "classification", reinit: bool = False) -> Recipe:
+        return load_recipe({"name": "t", "task": task, "teacher": {"model": str(model), "reinit_head": reinit},
+                            "data": {"source": str(tiny_data)}}, {})
+
+    assert not trains(recipe(tiny_bert))  # a trained head
+    assert not trains(recipe(bare, task="embedding"))  # nothing to train for a sentence encoder
+    assert trains(recipe(tiny_bert, reinit=True))
+    assert trains(recipe(bare))  # a bare encoder under a classification task gets a new head
 
 
 class Probe(Frozen):

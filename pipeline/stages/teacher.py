@@ -28,7 +28,9 @@ class TeacherStageConfig(Frozen):
     teacher: TeacherConfig
     task: Task
     max_length: int
-    train: FinetuneConfig  # batch size, seed, step cap for fine-tuning an untrained head: not distillation's other fields
+    # Batch size, seed and step cap for fine-tuning an untrained head (not distillation's other fields); None when the
+    # stage fine-tunes nothing (a trained head, a sentence encoder), so that a new distill.seed does not rerun it.
+    train: FinetuneConfig | None
     model_digest: str
 
 
@@ -47,6 +49,17 @@ class TorchModelSession:
         names = [n for n in self._names if n in feed]
         with torch.inference_mode():
             return ForExport.wrap(self._model, self._task, names)(*(torch.from_numpy(feed[n]) for n in names)).numpy()
+
+
+def trains(recipe: Recipe) -> bool:
+    """Whether the teacher stage will fine-tune: a labelled task whose head is untrained or re-initialised (read from
+    the checkpoint's tensor names and shapes, as `load_pretrained` decides it, without loading weights)."""
+    if not get_task(recipe.task).labelled:
+        return False
+    if recipe.teacher.reinit_head:
+        return True
+    src = resolve_model_dir(recipe.teacher.model)
+    return not inspect_checkpoint(src, recipe.task, check_model_dir(src, recipe.teacher.allow_pickle))[1]
 
 
 def check_inputs(recipe: Recipe) -> Any:
@@ -90,7 +103,7 @@ def _with_ids(rows: list[dict[str, Any]], ids: dict[str, int], task: str) -> lis
 def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     import torch
 
-    torch.manual_seed(cfg.train.seed)  # a new head's initial weights: the same in a rerun and in one or N processes
+    torch.manual_seed(cfg.train.seed if cfg.train else 0)  # a new head's initial weights: the same in every rerun
     src = resolve_model_dir(cfg.teacher.model)
     kind = check_model_dir(src, cfg.teacher.allow_pickle)
     tokenizer = load_tokenizer(src)
@@ -103,6 +116,8 @@ def run(cfg: TeacherStageConfig, inputs: dict[str, Any], out: Path) -> dict[str,
     finetuned: dict[str, Any] = {}
     if task.labelled and not head_trained:
         require(data.facts["train_labelled"], NO_TRAIN_LABELS)
+        if cfg.train is None:  # `trains` read the same checkpoint when the run was planned: only a bug gets here
+            raise RuntimeError("the teacher's head is untrained but the run was planned without fine-tuning settings")
         finetuned = _finetune(cfg, model, tokenizer, _with_ids(read_rows(data.path / "train.jsonl"), ids, cfg.task), out)
     save_model(model, tokenizer, out / "model", cfg.task)
     evals = _with_ids(read_rows(data.path / "eval.jsonl"), ids, cfg.task)
