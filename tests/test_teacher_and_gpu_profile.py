@@ -190,6 +190,12 @@ def test_the_choice_keeps_to_the_profile_budgets_when_an_artifact_within_the_acc
     unmeasured = dict(fp32_student, latency={"not_measured": "no GPU"}, bytes=int(10 * MB))
     assert missed_budgets(unmeasured, budgets) == []  # what this machine cannot measure counts against no budget
 
+    # the report's verdicts read the same figures the choice read: a row the choice finds over budget FAILs there
+    from edgesmith.stages.bundle import budget_figures
+    figures = budget_figures(fp32_student, Budgets(p90_ms=20, size_mb=25))
+    assert set(figures) == {"p90_ms", "size_mb"} and figures["size_mb"] == (fp32_student["bytes"] / MB, 25)
+    assert budget_figures(unmeasured, budgets)["p90_ms"] == (None, 20)  # the report says "not measured"
+
 
 def test_quantized_teacher_ships_when_pruning_does_not_pay_and_the_summary_says_so():
     from edgesmith.stages.bundle import choose

@@ -12,7 +12,7 @@ import json
 import shutil
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -69,14 +69,29 @@ HARDWARE_BUDGETS = ("p90", "peak memory", "size")
 BUDGET_TIERS = (HARDWARE_BUDGETS, ("size",))
 
 
+# Each hardware budget once: its Budgets field -> (its name in words, unit, the bench row's figure). The bundle's
+# choice and the report's budget verdicts both read it, so the two cannot judge a figure differently.
+BUDGET_FIGURES: dict[str, tuple[str, str, Callable[[dict[str, Any]], float | None]]] = {
+    "p90_ms": ("p90", "ms", lambda row: row["latency"].get("p90_ms")),
+    "peak_memory_mb": ("peak memory", "MB", lambda row: row["latency"].get("peak_rss_mb")),
+    "size_mb": ("size", "MB", lambda row: row["bytes"] / MB),
+}
+
+
+def budget_figures(row: dict[str, Any], budgets: Budgets) -> dict[str, tuple[float | None, float]]:
+    """Budgets field -> (this row's figure, None where this machine could not measure it; the limit), for each of the
+    profile's hardware budgets that is set."""
+    return {field: (figure(row), getattr(budgets, field)) for field, (_, _, figure) in BUDGET_FIGURES.items()
+            if getattr(budgets, field) is not None}
+
+
 def missed_budgets(row: dict[str, Any], budgets: Budgets, names: tuple[str, ...] = HARDWARE_BUDGETS) -> list[str]:
     """The profile's budgets among `names` that this row's measurements break, in words ("size 65.8 MB > 25"); a
     figure this machine could not measure counts against none."""
-    figures = {"p90": (row["latency"].get("p90_ms"), budgets.p90_ms, "ms"),
-               "peak memory": (row["latency"].get("peak_rss_mb"), budgets.peak_memory_mb, "MB"),
-               "size": (row["bytes"] / MB, budgets.size_mb, "MB")}
-    return [f"{name} {value:.1f} {unit} > {limit:g}" for name, (value, limit, unit) in figures.items()
-            if name in names and value is not None and limit is not None and value > limit]
+    words = {field: (name, unit) for field, (name, unit, _) in BUDGET_FIGURES.items()}
+    return [f"{words[field][0]} {value:.1f} {words[field][1]} > {limit:g}"
+            for field, (value, limit) in budget_figures(row, budgets).items()
+            if words[field][0] in names and value is not None and value > limit]
 
 
 def eligible(rows: list[dict[str, Any]], teacher_metric: float, budget: float,

@@ -9,10 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import UNPRUNED, Branch, Frozen, Task
+from ..config import UNPRUNED, Branch, Budgets, Frozen, Task
 from ..confirm import sentence
 from ..registry import stage
 from ..tasks import get as get_task
+from .bundle import budget_figures
 
 MB = 2**20
 LEARNED_LITTLE = 5.0  # points above the majority-class rate under which a classifier has learned little
@@ -57,9 +58,7 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
             "left_out_for_budgets": bundle.get("left_out_for_budgets", [])}
     if "verdict" in row and budget_note(bundle):
         row["verdict"] += " " + budget_note(bundle)
-    b = profile["budgets"]
-    checks = {"quality_drop": (row["quality_drop"], budget), "p90_ms": (row["p90_ms"], b.get("p90_ms")),
-              "peak_memory_mb": (row["peak_memory_mb"], b.get("peak_memory_mb")), "size_mb": (row["size_mb"], b.get("size_mb"))}
+    checks = {"quality_drop": (row["quality_drop"], budget)} | budget_figures(chosen, Budgets(**profile["budgets"]))
     row["budgets"] = {k: {"value": v, "limit": lim, "verdict": "not measured" if v is None else ("pass" if v <= lim else "FAIL")}
                       for k, (v, lim) in checks.items() if lim is not None}
     return row
