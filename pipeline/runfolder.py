@@ -118,9 +118,29 @@ def check_run_folder(root: Path) -> None:
     if linked:
         raise EdgesmithError(f"--out {root}: {', '.join(linked)} {'is a symbolic link' if len(linked) == 1 else 'are symbolic links'}, "
                              "which a run would write through; remove them or pass another --out")
-    ours = (root / LOCK_FILE).is_file() or any(STAGE_FOLDER.fullmatch(p.name) and (p / "manifest.json").is_file() for p in entries)
+    ours = (root / LOCK_FILE).is_file() or any(_is_stage_folder(p) for p in entries)
     if entries and not ours:
         raise EdgesmithError(f"--out {root} is not empty and not an edgesmith run folder; pass a new or empty folder")
+
+
+STAGE_MANIFEST_KEYS = {"stage", "stage_version", "key", "digest"}  # what artifacts.py writes into every stage's manifest
+MAX_STAGE_MANIFEST = 64 * 2**20
+
+
+def _is_stage_folder(path: Path) -> bool:
+    """A stage folder edgesmith wrote: an `NN-name` folder whose manifest.json is edgesmith's. A name and a file called
+    manifest.json are not enough: a dataset's `00-data/manifest.json` had made a user's folder pass for a run folder,
+    and the run replaced the folder, deleting the data beside it."""
+    manifest = path / "manifest.json"
+    if not STAGE_FOLDER.fullmatch(path.name) or path.is_symlink() or not manifest.is_file():
+        return False
+    try:
+        if manifest.stat().st_size > MAX_STAGE_MANIFEST:
+            return False
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and STAGE_MANIFEST_KEYS <= data.keys()
 
 
 class RunLock:

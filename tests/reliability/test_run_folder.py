@@ -300,6 +300,21 @@ def test_out_that_is_someone_elses_folder_is_refused_and_kept(inputs: Path, tmp_
     assert tree(home) == before
 
 
+def test_a_folder_that_only_looks_like_a_run_folder_is_refused_and_kept(inputs: Path, tmp_path: Path) -> None:
+    """A dataset laid out as `00-data/{train.tsv, dev.tsv, manifest.json}` (its own manifest) beside a report.md: the
+    stage-like name and a manifest.json had passed for a run folder, and the run replaced 00-data (the data was
+    deleted) and overwrote report.md. Only edgesmith's own manifests (or its lock file) make a run folder."""
+    project = tmp_path / "project"
+    (project / "00-data").mkdir(parents=True)
+    for name in ("train.tsv", "dev.tsv"):
+        shutil.copy(inputs / "data" / name, project / "00-data" / name)
+    (project / "00-data" / "manifest.json").write_text(json.dumps({"name": "my dataset", "rows": 96}))
+    (project / "report.md").write_text("my notes")
+    before = tree(project)
+    assert_refused(edgesmith("run", inputs / "recipe.yaml", "--out", project), "not an edgesmith run folder")
+    assert tree(project) == before
+
+
 def test_recovery_touches_only_edgesmiths_own_leftovers(tmp_path: Path) -> None:
     (tmp_path / ".drafts.tmp").mkdir()
     (tmp_path / ".photos.old").mkdir()
