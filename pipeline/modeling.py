@@ -79,7 +79,14 @@ def load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
     check_tokenizer_files(path)
-    return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    # The bundle's predict.py cuts and pads on the right (the `tokenizers` defaults, as bundle_io.encode does): a
+    # tokenizer set to the left would have its accuracy measured on other token ids than the device runs.
+    sides = {f"{what}_side": getattr(tokenizer, f"{what}_side", "right") for what in ("truncation", "padding")}
+    left = [f"{name}: {side}" for name, side in sides.items() if side != "right"]
+    require(not left, f"{path}: the tokenizer is set to {', '.join(left)} (tokenizer_config.json), but edgesmith's "
+                      "bundles truncate and pad on the right; set both sides to \"right\" there")
+    return tokenizer
 
 
 def _from_config(cls: Any, config: Any, attn: str) -> Any:

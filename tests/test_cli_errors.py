@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+
+import pytest
 
 
 from conftest import make_model_dir
@@ -37,6 +40,18 @@ def test_missing_tokenizer(tmp_path, capsys, tiny_data):
         (folder / f).unlink(missing_ok=True)
     code, err = _run(capsys, [str(_recipe(tmp_path, folder, tiny_data))], tmp_path / "out")
     assert code == 2 and "no tokenizer files" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("side", ["truncation_side", "padding_side"])
+def test_a_tokenizer_set_to_the_left_is_refused_before_any_work(tmp_path, capsys, tiny_data, side):
+    """Accuracy was measured on the ids a left-cutting (or left-padding) tokenizer gives, while predict.py cuts and
+    pads on the right: the device would have run other inputs than were measured."""
+    folder = make_model_dir(tmp_path / "m")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps(config | {side: "left"}))
+    code, err = _run(capsys, [str(_recipe(tmp_path, folder, tiny_data))], tmp_path / "out")
+    assert code == 2 and err.count("\n") == 0 and f"{side}: left" in err and '"right"' in err, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_profile_and_unknown_key(tmp_path, capsys, tiny_bert, tiny_data):

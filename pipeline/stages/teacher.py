@@ -14,7 +14,7 @@ from ..data import label_ids, read_task_data
 from ..errors import require
 from ..evaluate import outputs, quality
 from ..finetune import FinetuneConfig
-from ..modeling import (check_model_dir, check_tokenizer_files, head_labels, inspect_checkpoint, load_pretrained,
+from ..modeling import (check_model_dir, head_labels, inspect_checkpoint, load_pretrained,
                         load_tokenizer, param_count, resolve_model_dir, save_model)
 from ..registry import stage
 from ..tasks import get as get_task
@@ -68,13 +68,13 @@ def check_inputs(recipe: Recipe) -> Any:
     model's head. Returns the model's config."""
     src = resolve_model_dir(recipe.teacher.model)
     kind = check_model_dir(src, recipe.teacher.allow_pickle)
-    check_tokenizer_files(src)
+    tokenizer = load_tokenizer(src)  # refuses a tokenizer set to cut or pad on the left, before any work
     require(recipe.data.augment is None or get_task(recipe.task).refuse_augment() is None,
             str(get_task(recipe.task).refuse_augment()))
     if recipe.data.augment is not None:  # word replacement needs a WordPiece vocabulary: refuse another one now
         from ..augment import whole_words
 
-        whole_words(load_tokenizer(src))
+        whole_words(tokenizer)
     config, head_trained = inspect_checkpoint(src, recipe.task, kind)
     if recipe.data.source == "pydoc" and recipe.data.eval_source is None:  # built in: nothing to get wrong, seconds to read
         return config
