@@ -204,6 +204,9 @@ def normalize(rows: list[dict[str, Any]], text_columns: tuple[str, ...] | None, 
 def _label(value: Any, where: str) -> str | None:
     require(value is None or isinstance(value, (str, int, float)),
             f"{where}: label {value!r} is not a string or a number; write one label per row")
+    # JSON true would read as "True", a class apart from 1 in the same column: a 2-class task shipped as 4
+    require(not isinstance(value, bool), f"{where}: label {value!r} is a JSON boolean; write it as text (\"true\") or "
+            "as a class id (1), the same way in every row")
     text = "" if value is None else str(value).strip()
     return text or None
 
@@ -323,7 +326,20 @@ def sort_labels(values: Iterable[str]) -> list[str]:
     """Distinct labels in the order a new head numbers them: numerically when all are numbers (-1, 1; 1, 2, 10),
     else alphabetically."""
     distinct = set(values)
+    _one_spelling_each(distinct)
     return sorted(distinct, key=lambda v: (float(v), v)) if all(_is_number(v) for v in distinct) else sorted(distinct)
+
+
+def _one_spelling_each(labels: set[str]) -> None:
+    """Refuse one number written two ways ("1" and "1.0", "01" and "1"): each would become a class of its own.
+    pandas writes 1.0 once a column has held a blank, so a file edited in two tools can mix them."""
+    by_value: dict[float, list[str]] = {}
+    for label in labels:
+        if _is_number(label):
+            by_value.setdefault(float(label), []).append(label)
+    same = next((sorted(by_value[k]) for k in sorted(by_value) if len(by_value[k]) > 1), None)
+    require(same is None, f"the labels {' and '.join(map(repr, same or []))} are one number written two ways, so they "
+            "would be two classes; write each label the same way in every row and file")
 
 
 def label_ids(labels: list[str], head: list[str] | None, declared: list[str] | None = None) -> dict[str, int]:

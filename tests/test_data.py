@@ -144,6 +144,20 @@ def test_a_datasets_sources_class_names_decide_against_a_trained_head(monkeypatc
     assert label_ids(["0", "1", "2"], ["CONTRADICTION", "NEUTRAL", "ENTAILMENT"]) == {"0": 0, "1": 1, "2": 2}
 
 
+@pytest.mark.parametrize(("labels", "says"), [
+    ([0, 1, 0.0, 1.0], "'0' and '0.0' are one number written two ways"),  # pandas' 1.0 after a blank, beside 1
+    (["01", "1", "0"], "'01' and '1' are one number written two ways"),
+    ([True, 1, False, 0], "is a JSON boolean"),  # True would have been a class apart from 1
+])
+def test_one_label_written_two_ways_is_refused_never_split_into_two_classes(tmp_path, labels, says):
+    """A 2-class file with 0/1 in some rows and 0.0/1.0 in others had trained and shipped a 4-class head."""
+    rows = "".join(json.dumps({"text": f"row {i}", "label": labels[i % len(labels)]}) + "\n" for i in range(24))
+    (tmp_path / "train.jsonl").write_text(rows)
+    (tmp_path / "dev.jsonl").write_text(rows)
+    with pytest.raises(EdgesmithError, match=says):
+        read_task_data(DataConfig(source=str(tmp_path)), "classification")
+
+
 def test_declared_names_that_differ_only_in_case_never_merge_two_classes():
     """A source declaring "A" and "a" against a head with "a": matching by folded name would send ids 0 and 1 both to
     class 0. Such names decide nothing; the ids keep the old rule (ids are ids), so no two labels share a class."""
