@@ -55,7 +55,7 @@ def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=lambda pairs: _one_of_each(pairs, f"{path}: line {number}"))
         except json.JSONDecodeError as err:
             raise EdgesmithError(f"{path}: line {number} is not valid JSON ({err.msg} at column {err.colno}); "
                                  "fix that line") from None
@@ -63,6 +63,15 @@ def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
                 'write one object per line, like {"text": "...", "label": "..."}')
         rows.append(row)
     return rows
+
+
+def _one_of_each(pairs: list[tuple[str, Any]], where: str) -> dict[str, Any]:
+    """A row's fields as a dict, refusing a name given twice: the last one would silently win (the labels read from
+    `label, sentence, label`'s third column, the text from `sentence, sentence`'s second)."""
+    names = [name for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    require(not twice, f"{where} names the column {', '.join(map(repr, twice))} twice; rename or remove one of them")
+    return dict(pairs)
 
 
 def _delimited(path: Path, text: str) -> list[dict[str, Any]]:
@@ -73,6 +82,7 @@ def _delimited(path: Path, text: str) -> list[dict[str, Any]]:
     fix = "a tab inside a text splits it: remove it" if tsv else "quote a field that contains a comma"
     try:
         header = next(reader, [])
+        _one_of_each([(name, None) for name in header], f"{path}: the header")
         rows = []
         for fields in reader:
             if not any(f.strip() for f in fields):
@@ -184,9 +194,11 @@ def normalize(rows: list[dict[str, Any]], text_columns: tuple[str, ...] | None, 
     `score_column` (embedding task): when the rows have it and two texts, each keeps its gold similarity as "score"."""
     require(len(rows) > 0, f"{where}: no rows; check the file is not empty")
     skip = {label_column, score_column} | ID_COLUMNS
-    columns = text_columns or tuple(
-        c for c, v in rows[0].items() if c not in skip and isinstance(v, str) and not _is_number(v)
-    )[:2]
+    found = tuple(c for c, v in rows[0].items() if c not in skip and isinstance(v, str) and not _is_number(v))
+    # More than two would be a guess: `genre, premise, hypothesis` had scored genre + premise as the pair
+    require(text_columns is not None or len(found) <= 2, f"{where}: {len(found)} columns could hold the text "
+            f"{list(found)}; set data.text_columns to the one or two that do")
+    columns = text_columns or found
     missing = [c for c in columns if c not in rows[0]]
     require(not missing and len(columns) > 0, f"{where}: text column(s) {missing or '(none found)'} missing; set data.text_columns")
     scored = len(columns) == 2 and score_column in rows[0]
@@ -249,7 +261,10 @@ def read_task_data(d: DataConfig, task: str) -> TaskData:
     raw = load_splits(d.source, d.eval_fraction, eval_source=d.eval_source)
     held_out = d.eval_source or d.source
     train, columns = kind.normalize(raw["train"], d.text_columns, d.label_column, d.score_column, f"{d.source} (train)")
-    evals, _ = kind.normalize(raw["eval"], None if d.eval_source else columns, d.label_column, d.score_column, f"{held_out} (eval)")
+    evals, eval_columns = kind.normalize(raw["eval"], _eval_columns(d, raw["eval"], columns), d.label_column,
+                                         d.score_column, f"{held_out} (eval)")
+    require(not kind.labelled or len(eval_columns) == len(columns), f"{held_out} (eval): its text columns "
+            f"{list(eval_columns)} are not as many as the training data's {list(columns)}; set data.text_columns")
     labels, labelled = kind.check_labels(train, evals, d.label_column, d.source)
     evals = evals[: d.max_eval_samples]
     require(len(evals) >= MIN_EVAL_ROWS, f"{held_out}: {len(evals)} held-out row(s), fewer than {MIN_EVAL_ROWS}; add data "
@@ -258,6 +273,17 @@ def read_task_data(d: DataConfig, task: str) -> TaskData:
     unlabeled = read_unlabeled(d.unlabeled, columns, task) if d.unlabeled else []
     unlabeled = long_enough(unlabeled, d.min_words, f"data.unlabeled {d.unlabeled}")[: d.max_train_samples]
     return TaskData(train, evals, columns, labels, labelled, "score" in evals[0], unlabeled, raw.get(LABEL_NAMES, {}).get(d.label_column))
+
+
+def _eval_columns(d: DataConfig, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The held-out rows' text columns: the training data's when both come from `source`; with `eval_source`,
+    data.text_columns when that file has them all, else found in it the way they are found in a training file
+    (by its own names: STS pairs, sentence1 and sentence2, beside single training sentences)."""
+    if not d.eval_source:
+        return columns
+    if d.text_columns and rows and all(c in rows[0] for c in d.text_columns):
+        return d.text_columns
+    return None
 
 
 def words(row: dict[str, Any]) -> int:

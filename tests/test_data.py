@@ -158,6 +158,35 @@ def test_one_label_written_two_ways_is_refused_never_split_into_two_classes(tmp_
         read_task_data(DataConfig(source=str(tmp_path)), "classification")
 
 
+@pytest.mark.parametrize(("name", "text"), [
+    ("d.tsv", "label\tsentence\tlabel\n0\ta good film\tx\n1\ta bad film\ty\n"),
+    ("d.tsv", "sentence\tsentence\tlabel\na good film\tignored\t1\n"),
+    ("d.jsonl", '{"text": "a good film", "label": 1, "label": "x"}\n'),
+])
+def test_a_column_named_twice_is_refused_never_last_one_wins(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(EdgesmithError, match="twice; rename or remove one"):
+        read_table(tmp_path / name)
+
+
+def test_a_separate_eval_file_reads_the_recipes_text_columns_and_never_guesses(tmp_path):
+    """`eval_source` with `genre, premise, hypothesis, label` had been read as the pair (genre, premise): the wrong
+    text scored, and the bundle chosen on it."""
+    pair = "premise\thypothesis\tlabel\n" + "".join(f"the cat sat {i}\ta cat sat\t{i % 2}\n" for i in range(40))
+    (tmp_path / "train.tsv").write_text(pair)
+    (tmp_path / "eval.tsv").write_text("genre\tpremise\thypothesis\tlabel\n"
+                                       + "".join(f"fiction\tthe dog ran {i}\ta dog ran\t{i % 2}\n" for i in range(40)))
+    source, held_out = str(tmp_path / "train.tsv"), str(tmp_path / "eval.tsv")
+    data = read_task_data(DataConfig(source=source, eval_source=held_out, text_columns=("premise", "hypothesis")),
+                          "classification")
+    assert data.evals[0]["text"] == ["the dog ran 0", "a dog ran"]
+    with pytest.raises(EdgesmithError, match=r"3 columns could hold the text \['genre', 'premise', 'hypothesis'\]"):
+        read_task_data(DataConfig(source=source, eval_source=held_out), "classification")
+    (tmp_path / "single.tsv").write_text("sentence\tlabel\n" + "".join(f"the dog ran {i}\t{i % 2}\n" for i in range(40)))
+    with pytest.raises(EdgesmithError, match="not as many as the training data's"):  # pairs trained, singles scored
+        read_task_data(DataConfig(source=source, eval_source=str(tmp_path / "single.tsv")), "classification")
+
+
 def test_declared_names_that_differ_only_in_case_never_merge_two_classes():
     """A source declaring "A" and "a" against a head with "a": matching by folded name would send ids 0 and 1 both to
     class 0. Such names decide nothing; the ids keep the old rule (ids are ids), so no two labels share a class."""
