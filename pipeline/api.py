@@ -87,7 +87,7 @@ def prepare(recipe: RecipeSource, out: str | Path | None, profiles: list[str] | 
 def preflight(recipe: Any, profiles: list[Any]) -> None:
     """Refuse bad inputs (model, checkpoint, data, labels, keep ratios) and budgets no compression in this pipeline
     can meet, before any work is done: a refusal leaves no run folder and no log."""
-    from .arch import dims
+    from .arch import dims, max_tokens
     from .runtimes import RUNTIMES
     from .stages.teacher import check_inputs
 
@@ -108,8 +108,11 @@ def preflight(recipe: Any, profiles: list[Any]) -> None:
         if lacking:
             raise EdgesmithError(f"profile {p.name} runs {lacking} but the recipe's export.formats is {list(recipe.export.formats)}; "
                                  f"add {[RUNTIMES[r].export_format for r in lacking]} to export.formats or drop the runtime from the profile")
-        if p.seq_len > config.max_position_embeddings:
-            raise EdgesmithError(f"profile {p.name}: seq_len {p.seq_len} exceeds the model's {config.max_position_embeddings} positions; lower seq_len")
+        if p.seq_len > max_tokens(config):
+            raise EdgesmithError(f"profile {p.name}: seq_len {p.seq_len} exceeds the model's {max_tokens(config)} positions; lower seq_len")
+    if recipe.data.max_length > max_tokens(config):  # the teacher stage had failed on a size mismatch, after the data stage
+        raise EdgesmithError(f"data.max_length {recipe.data.max_length} exceeds the model's {max_tokens(config)} positions; "
+                             f"set data.max_length to {max_tokens(config)} or less")
 
 
 def _one_name_each(sources: Iterable[str], profiles: list["Profile"]) -> None:

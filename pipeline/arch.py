@@ -33,6 +33,7 @@ class Arch:
     cfg_hidden: str
     cfg_ffn: str
     has_token_types: bool
+    positions_after_padding: bool = False  # RoBERTa numbers positions from pad_token_id + 1: 514 rows hold 512 tokens
 
 
 _BERT_LIKE = dict(
@@ -57,8 +58,8 @@ _BERT_LIKE = dict(
 ARCHITECTURES: dict[str, Arch] = {
     "bert": Arch(**_BERT_LIKE, has_token_types=True),
     "electra": Arch(**_BERT_LIKE, has_token_types=True),
-    "roberta": Arch(**_BERT_LIKE, has_token_types=False),
-    "xlm-roberta": Arch(**_BERT_LIKE, has_token_types=False),
+    "roberta": Arch(**_BERT_LIKE, has_token_types=False, positions_after_padding=True),
+    "xlm-roberta": Arch(**_BERT_LIKE, has_token_types=False, positions_after_padding=True),
     "distilbert": Arch(
         layers="transformer.layer",
         query="attention.q_lin",
@@ -98,6 +99,12 @@ def dims(config: Any) -> dict[str, int]:
     layers, heads = getattr(config, a.cfg_layers), getattr(config, a.cfg_heads)
     hidden, ffn = getattr(config, a.cfg_hidden), getattr(config, a.cfg_ffn)
     return dict(layers=layers, heads=heads, hidden=hidden, ffn=ffn, head_size=hidden // heads)
+
+
+def max_tokens(config: Any) -> int:
+    """The longest input, special tokens included, that the model's position embeddings cover."""
+    skipped = config.pad_token_id + 1 if arch_for(config).positions_after_padding else 0
+    return config.max_position_embeddings - skipped
 
 
 def get(module: Any, path: str) -> Any:

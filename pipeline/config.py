@@ -62,7 +62,9 @@ ExportFormat = Annotated[str, AfterValidator(_known_format)]  # a runtime's expo
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: `.inf` is valid YAML for a float, and no setting has a use for it (keep_heads: .inf had
+    # raised an OverflowError traceback; epochs: .inf failed only after pruning and export)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     def canonical_json(self) -> str:
         """Stable JSON used for cache keys and manifests."""
@@ -93,7 +95,8 @@ class AugmentConfig(Frozen):
 class DataConfig(Frozen):
     source: str = Field(description="folder with train/dev files, a file, a `datasets` name, or 'pydoc'")
     eval_source: str | None = Field(None, description="held-out data apart from `source` (a file, or a folder's dev "
-                                    "file; its text columns are found on their own): then every row of `source` trains")
+                                    "file; its text columns are data.text_columns where it has them, else found in "
+                                    "it on their own): then every row of `source` trains")
     text_columns: tuple[str, ...] | None = None
     label_column: str = "label"
     score_column: str = Field("score", description="embedding task: the gold similarity of two sentences (STS); "
@@ -386,11 +389,31 @@ def parse(cls: type[Frozen], data: Any, what: str) -> Any:
         raise EdgesmithError(_format_error(err, what)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: PyYAML keeps the last, so a second `distill:`
+    section had silently dropped the first's settings."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` then an own key overrides, as YAML means
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice (line "
+                                                        f"{key_node.start_mark.line + 1}); merge the two", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise EdgesmithError(f"{path}: file not found; pass the path of an existing YAML file")
     try:
-        data = yaml.safe_load(path.read_text())  # safe_load: no custom tags, no code
+        data = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_UniqueKeyLoader)  # safe: no tags, no code
+    except UnicodeDecodeError as err:
+        raise EdgesmithError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                             "save the file as UTF-8") from None
     except yaml.YAMLError as err:
         raise EdgesmithError(f"{path}: not valid YAML ({str(err).splitlines()[0]}); fix the syntax") from None
     if not isinstance(data, dict):

@@ -87,6 +87,8 @@ def _claim(out: Path, lock: ExitStack, log: Callable[[str], None]) -> bool:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise EdgesmithError(f"--out {out}: a file is in the way of the run folder; pass a folder path") from None
+    except OSError as err:  # a read-only or virtual file system (/sys, /proc), no permission
+        raise EdgesmithError(f"--out {out}: cannot create the run folder ({err.strerror}); pass a folder you can write") from None
     lock.enter_context(RunLock(out))
     for line in recover(out):
         log(f"[recover] {line}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ def _run(capsys, args, out):
 
 
 def _recipe(tmp_path, model, data, extra=""):
-    """A recipe for the tiny model, whose 64 positions need a short-sequence profile."""
+    """A recipe for the tiny model, with a short-sequence profile (quick to benchmark)."""
     prof = tmp_path / "short.yaml"
     prof.write_text("description: short\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n")
     path = tmp_path / "r.yaml"
@@ -52,6 +53,21 @@ def test_a_tokenizer_set_to_the_left_is_refused_before_any_work(tmp_path, capsys
     code, err = _run(capsys, [str(_recipe(tmp_path, folder, tiny_data))], tmp_path / "out")
     assert code == 2 and err.count("\n") == 0 and f"{side}: left" in err and '"right"' in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_that_cannot_be_created_is_one_line(tmp_path, capsys, tiny_bert, tiny_data):
+    """/proc takes no new folders (not even from root): a FileNotFoundError traceback before."""
+    code, err = _run(capsys, [str(_recipe(tmp_path, tiny_bert, tiny_data))], Path("/proc/edgesmith-test/run"))
+    assert code == 2 and err.count("\n") == 0 and "cannot create the run folder" in err, err
+
+
+def test_roberta_positions_start_after_the_padding_id():
+    from transformers import AutoConfig
+
+    from edgesmith.arch import max_tokens
+
+    assert max_tokens(AutoConfig.for_model("roberta", max_position_embeddings=514, pad_token_id=1)) == 512
+    assert max_tokens(AutoConfig.for_model("bert", max_position_embeddings=512)) == 512
 
 
 def test_unknown_profile_and_unknown_key(tmp_path, capsys, tiny_bert, tiny_data):

@@ -51,7 +51,7 @@ def tree(folder: Path) -> dict[str, int]:
 
 @pytest.fixture()
 def short_profile(tmp_path: Path) -> Path:
-    """A one-candidate CPU profile whose sequence length fits the tiny models' 64 positions."""
+    """A one-candidate CPU profile with a short sequence: a quick benchmark of the tiny models."""
     path = tmp_path / "short.yaml"
     path.write_text("description: short\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n")
     return path

@@ -185,6 +185,15 @@ def swapped_names_model(tmp: Path, model: Path) -> Setup:
     return {"model": model_copy(tmp, model, names), "data": relabelled(tmp, ("bad", "good"))}
 
 
+def latin1_profile(tmp: Path, model: Path) -> Setup:
+    (tmp / "prof.yaml").write_bytes("# mon téléphone\ndescription: p\nruntimes: {onnxruntime: [fp32]}\nthreads: 1\n"
+                                    "seq_len: 16\n".encode("latin-1"))
+    return {"model": model, "data": data_folder(tmp), "args": ["--profile", str(tmp / "prof.yaml")]}
+
+
+MIXED_SPELLINGS = "".join(json.dumps({"text": f"good film {i}", "label": [0, 1, 0.0, 1.0][i % 4]}) + "\n" for i in range(40))
+
+
 def bare_encoder_unlabelled_train(tmp: Path, model: Path) -> Setup:
     return {"model": make_model_dir(tmp / "enc", task="embedding"), "data": data_folder(tmp, UNLABELLED_TRAIN)}
 
@@ -208,6 +217,7 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "labels-1-2-against-LABEL_i": (("['1', '2']", "['LABEL_0', 'LABEL_1']"), bad_data(lambda t: relabelled(t, ("1", "2")))),
     "one-class": (("every row has the label '1'", "two classes"), bad_file("d.tsv", "sentence\tlabel\n" + "a film\t1\n" * 40)),
     "new-head-without-labels": (("untrained", "no labels"), bare_encoder_unlabelled_train),
+    "labels-one-number-written-two-ways": (("'0' and '0.0'", "one number written two ways"), bad_file("d.jsonl", MIXED_SPELLINGS)),
     "label-weight-without-labels": (("label_weight",), bad_train(UNLABELLED_TRAIN, "distill: {label_weight: 0.5}\n")),
     # the data files
     "jsonl-array-line": (("line 4", "an array, not an object"), bad_file("d.jsonl", jsonl("[1, 2]", 4))),
@@ -219,6 +229,9 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
                        bad_file("d.csv", "text,label\n" + "a film,1\n" * 3 + "a film,0,extra\n" + "b,0\n" * 40)),
     "tsv-missing-field": (("train.tsv: line 3 has 1 fields",), bad_train("sentence\tlabel\na good film\t1\nno label field\n")),
     "not-utf8": (("not UTF-8", "0xe9"), bad_file("d.tsv", b"sentence\tlabel\n" + b"caf\xe9 film\t1\nbad\t0\n" * 20)),
+    "column-named-twice": (("'sentence' twice",), bad_file("d.tsv", "sentence\tsentence\tlabel\n" + "a film\tb\t1\nc\td\t0\n" * 20)),
+    "max-length-beyond-the-models-positions": (("data.max_length 256", "128 positions"),
+                                               bad_data(data_folder, data_keys="max_length: 256")),
     "folder-without-train-file": (("no train file",), bad_data(dev_only)),
     "one-data-row": (("1 data row", "too few for a held-out split"), bad_file("d.tsv", "sentence\tlabel\na good film\t1\n")),
     "empty-file": (("no rows",), bad_file("d.tsv", "")),
@@ -237,6 +250,7 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
                                                                keep("keep_layers: 5, fit_profile: embedded")),
     "fit-speedup-without-a-fit-profile": (("fit_speedup needs fit_profile",), keep("fit_speedup: 3")),
     "fit-speedup-infinite": (("fit_speedup", "finite number"), keep("fit_speedup: .inf, fit_profile: embedded")),
+    "keep-heads-infinite": (("keep_heads", "finite number"), keep("keep_heads: .inf")),
     "fit-speedup-below-one": (("fit_speedup", "greater than or equal to 1"), keep("fit_speedup: 0.5, fit_profile: embedded")),
     "layers-beyond-the-model": (("layers", "numbered 0 to 1"), keep("layers: [0, 2]")),
     "layers-listed-twice": (("layers", "each kept layer once"), keep("layers: [1, 1]")),
@@ -246,6 +260,11 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "layers-keeping-everything": (("nothing would be pruned",), keep("layers: [1, 0], keep_heads: 1.0, keep_ffn: 1.0")),
     "keep-everything": (("nothing would be pruned",), keep("keep_heads: 1.0, keep_ffn: 1.0")),
     "keep-every-head-and-neuron-by-count": (("nothing would be pruned",), keep("keep_heads: 8, keep_ffn: 128")),
+    # the recipe and profile files themselves
+    "epochs-infinite": (("distill.epochs", "finite number"), same("distill: {epochs: .inf}\n")),
+    "recipe-key-given-twice": (("'distill' is given twice", "merge the two"),
+                               same("distill: {epochs: 2, learning_rate: 0.5}\ndistill: {max_steps: 1}\n")),
+    "profile-not-utf8": (("prof.yaml", "not UTF-8", "0xe9"), latin1_profile),
     # recipe against profile
     "profile-runtime-not-exported": (("export.formats", "['openvino']"),
                                      same("export: {formats: [onnx]}\n", args=("--profile", "embedded"))),
