@@ -55,3 +55,21 @@ def test_a_speedup_seen_in_every_round_is_reported_as_the_median_of_the_rounds()
     s = against_quantized_teacher([TEACHER, BASE_OV, structured], structured, PROFILE, c)
     assert s["pruning_paid"] and s["speedup_p50_vs_quantized_teacher"] == pytest.approx(2.4)
     assert "2.40x faster" in s["verdict"] and "faster in all 3 paired rounds" in s["verdict"]
+
+
+def test_the_report_quotes_the_build_the_rounds_ran_against_and_names_what_ships():
+    """Seen on a tiny run: an unpruned FP32 export was faster than every quantized teacher build. The paired rounds
+    ran against it (it is what would ship), while the report quoted a single reading against the INT8 build; and
+    when it shipped, the verdict named the INT8 build as shipping."""
+    base_fp32 = row("unpruned", "onnxruntime-fp32", 90.0, 8.0)
+    structured = row("structured", "openvino-int8-static", 89.5, 4.0)
+    rows = [TEACHER, BASE_ORT, BASE_OV, base_fp32, structured]
+    assert alternative(rows, 90.0, 1.0) is base_fp32
+    measure, _ = timings({"structured": [4.0, 4.2, 4.1], "unpruned": [8.0, 8.4, 8.0]})
+    c = confirm(structured, base_fp32, measure)
+    s = against_quantized_teacher(rows, structured, PROFILE, c, budget=1.0)
+    assert s["quantized_teacher"]["artifact"] == c["against"] == "unpruned:onnxruntime-fp32"
+    assert s["speedup_p50_vs_quantized_teacher"] == pytest.approx(c["speedup"])
+    assert "than the teacher unpruned, unquantized (unpruned:onnxruntime-fp32)" in s["verdict"]
+    s = against_quantized_teacher(rows, base_fp32, PROFILE, budget=1.0)
+    assert s["verdict"].startswith("Pruning did not pay: the teacher unpruned, unquantized (unpruned:onnxruntime-fp32)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import UNPRUNED, Branch, Budgets, Frozen, Task
-from ..confirm import sentence
+from ..confirm import alternative, sentence
 from ..registry import stage
 from ..tasks import get as get_task
 from .bundle import budget_figures
@@ -53,7 +53,7 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
                     "size_mb": teacher["bytes"] / MB, "peak_memory_mb": t_lat.get("peak_rss_mb")},
     }
     row |= against_quantized_teacher(bench["rows"], chosen, profile, bundle.get("speedup_confirmation"),
-                                     bool(bundle.get("meets_profile_budgets")))
+                                     bool(bundle.get("meets_profile_budgets")), budget)
     row |= {"budgets_kept": bundle.get("budgets_kept"), "meets_profile_budgets": bundle.get("meets_profile_budgets"),
             "left_out_for_budgets": bundle.get("left_out_for_budgets", [])}
     if "verdict" in row and budget_note(bundle):
@@ -90,13 +90,33 @@ def quantized_teacher(rows: list[dict[str, Any]], profile: dict[str, Any]) -> di
     return min(timed, key=lambda r: r["latency"]["p50_ms"]) if timed else (mine[0] if mine else None)
 
 
+def reference(rows: list[dict[str, Any]], profile: dict[str, Any], budget: float | None) -> dict[str, Any] | None:
+    """The unpruned build a bundle is held to: what would ship if pruning did not pay, i.e. the bundle stage's
+    `alternative` (the fastest unpruned build within the accuracy budget), against which its paired rounds ran. Had
+    the report used another (the fastest of the profile's quantized builds), it could quote a speed-up over one build
+    and paired rounds against another. When no unpruned build is within the budget, or no budget is given: the
+    fastest of the profile's quantized teacher builds."""
+    teacher = next((r for r in rows if r["branch"] == "teacher"), None)
+    within = None
+    if budget is not None and teacher is not None and "metric" in teacher["quality"]:
+        within = alternative(rows, teacher["quality"]["metric"], budget)
+    return within or quantized_teacher(rows, profile)
+
+
+def _plain(row: dict[str, Any], profile: dict[str, Any]) -> str:
+    """The unpruned build in words: one of the profile's quantized pairs, or a plain export (FP32, always measured)."""
+    pairs = {f"{runtime}-{precision}" for runtime, precisions in profile["runtimes"].items() for precision in precisions}
+    return "the teacher quantized alone" if row["artifact"] in pairs else "the teacher unpruned, unquantized"
+
+
 def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any], profile: dict[str, Any],
-                              confirmation: dict[str, Any] | None = None, meets_budgets: bool = False) -> dict[str, Any]:
-    """The bundle against the quantized teacher: speed-up, quality change (points, + is better) and one sentence.
-    `confirmation`: the bundle stage's paired rounds (edgesmith.confirm); their median speed-up is the figure given
-    when they were run against the same quantized teacher. `meets_budgets`: the choice kept to the profile's size,
+                              confirmation: dict[str, Any] | None = None, meets_budgets: bool = False,
+                              budget: float | None = None) -> dict[str, Any]:
+    """The bundle against the teacher unpruned (`reference`): speed-up, quality change (points, + is better) and one
+    sentence. `confirmation`: the bundle stage's paired rounds (edgesmith.confirm); their median speed-up is the
+    figure given when they were run against the same build. `meets_budgets`: the choice kept to the profile's size,
     memory and p90 budgets as well (the bundle stage's `meets_profile_budgets`)."""
-    ref = quantized_teacher(rows, profile)
+    ref = reference(rows, profile, budget)
     if ref is None:
         return {}
     name, ref_lat, lat = f"{UNPRUNED}:{ref['artifact']}", ref["latency"], chosen["latency"]
@@ -107,17 +127,18 @@ def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any]
     paid = chosen["branch"] != UNPRUNED
     within = "within the accuracy budget" + (" and the profile's budgets" if meets_budgets else "")
     if not paid and confirmation:
-        verdict = (f"Pruning did not pay measurably: {sentence(confirmation)}, so the teacher quantized alone "
-                   f"({confirmation['against']}) ships.")
-    elif not paid:
-        verdict = f"Pruning did not pay: the teacher quantized alone ({name}) is the fastest artifact {within}, so it ships."
+        verdict = (f"Pruning did not pay measurably: {sentence(confirmation)}, so {_plain(chosen, profile)} "
+                   f"({confirmation['against']}) ships.")  # the bundle stage shipped the build the rounds ran against
+    elif not paid:  # name what ships: an unpruned FP32 build can be faster than every quantized one (tiny models)
+        verdict = (f"Pruning did not pay: {_plain(chosen, profile)} ({UNPRUNED}:{chosen['artifact']}) is the fastest "
+                   f"artifact {within}, so it ships.")
     elif speedup is None:
         verdict = f"Pruning was chosen without a latency measurement (this machine lacks the profile's hardware): compare it with {name} on the device."
     else:
         where = "" if change is None else f", {abs(change):.2f} points {'below' if change < 0 else 'above'} it in quality"
         rounds = f"; {sentence(confirmation)}" if confirmation else ""
-        verdict = (f"Pruning paid {within}: the bundle is {speedup:.2f}x faster (p50) than the teacher "
-                   f"quantized alone ({name}){where}{rounds}.")
+        verdict = (f"Pruning paid {within}: the bundle is {speedup:.2f}x faster (p50) than "
+                   f"{_plain(ref, profile)} ({name}){where}{rounds}.")
     return {"quantized_teacher": {"artifact": name, "quality": ref["quality"].get("metric"), "p50_ms": ref_lat.get("p50_ms"),
                                   "p90_ms": ref_lat.get("p90_ms"), "size_mb": ref["bytes"] / MB},
             "speedup_p50_vs_quantized_teacher": speedup, "quality_change_vs_quantized_teacher": change,
@@ -157,7 +178,7 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
     return head, body
 
 
-@stage("report", ReportStageConfig, version=7)  # 6-7: the budgets behind the choice; 5: the paired rounds behind the verdict
+@stage("report", ReportStageConfig, version=8)  # 8: one reference build with the bundle stage; 6-7: the budgets behind the choice; 5: the paired rounds behind the verdict
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
     metric = get_task(cfg.task).metric_label(inputs["data"].facts["eval_scored"])
