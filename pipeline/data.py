@@ -336,6 +336,10 @@ def check_labels(train: list[dict[str, Any]], evals: list[dict[str, Any]], colum
     if train_labelled:
         _require_labels(train, column, f"{where} (train)")
     labels = sort_labels(r["label"] for r in evals + (train if train_labelled else []))
+    fractions = [label for label in labels if _is_number(label) and not float(label).is_integer()]
+    require(not fractions, f"{where}: the label column {column!r} holds fractional numbers ({', '.join(fractions[:3])}"
+            f"{', ...' if len(fractions) > 3 else ''}; {len(labels)} distinct values): those are scores, not classes. "
+            "For sentence-pair similarity use task: embedding with data.score_column; for classes, write class names or ids")
     require(len(labels) >= 2, f"{where}: every row has the label {labels[0]!r}; classification needs at least two classes")
     return labels, train_labelled
 

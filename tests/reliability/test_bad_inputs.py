@@ -218,6 +218,8 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "one-class": (("every row has the label '1'", "two classes"), bad_file("d.tsv", "sentence\tlabel\n" + "a film\t1\n" * 40)),
     "new-head-without-labels": (("untrained", "no labels"), bare_encoder_unlabelled_train),
     "labels-one-number-written-two-ways": (("'0' and '0.0'", "one number written two ways"), bad_file("d.jsonl", MIXED_SPELLINGS)),
+    "labels-that-are-scores": (("'label'", "fractional numbers (0.4, 1.6", "scores, not classes", "task: embedding"),
+                               bad_data(lambda t: relabelled(t, ("0.4", "1.6")))),
     "label-weight-without-labels": (("label_weight",), bad_train(UNLABELLED_TRAIN, "distill: {label_weight: 0.5}\n")),
     # the data files
     "jsonl-array-line": (("line 4", "an array, not an object"), bad_file("d.jsonl", jsonl("[1, 2]", 4))),
