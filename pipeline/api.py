@@ -80,13 +80,14 @@ def prepare(recipe: RecipeSource, out: str | Path | None, profiles: list[str] | 
         raise EdgesmithError(f"--force {sorted(unknown)}: unknown stage; use one of {sorted(STAGES)}")
     chosen = [profile_store.load(n) for n in loaded.profiles]
     _one_name_each(loaded.profiles, chosen)
-    preflight(loaded, chosen)
+    loaded = preflight(loaded, chosen)
     return loaded, chosen, Path(out) if out is not None else Path("runs") / loaded.name
 
 
-def preflight(recipe: Any, profiles: list[Any]) -> None:
+def preflight(recipe: Any, profiles: list[Any]) -> Any:
     """Refuse bad inputs (model, checkpoint, data, labels, keep ratios) and budgets no compression in this pipeline
-    can meet, before any work is done: a refusal leaves no run folder and no log."""
+    can meet, before any work is done: a refusal leaves no run folder and no log. Returns the recipe, its default
+    data.max_length lowered to the model's positions where they are fewer."""
     from .arch import dims, max_tokens
     from .runtimes import RUNTIMES
     from .stages.teacher import check_inputs
@@ -110,9 +111,12 @@ def preflight(recipe: Any, profiles: list[Any]) -> None:
                                  f"add {[RUNTIMES[r].export_format for r in lacking]} to export.formats or drop the runtime from the profile")
         if p.seq_len > max_tokens(config):
             raise EdgesmithError(f"profile {p.name}: seq_len {p.seq_len} exceeds the model's {max_tokens(config)} positions; lower seq_len")
+    if "max_length" not in recipe.data.model_fields_set and recipe.data.max_length > max_tokens(config):
+        recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"max_length": max_tokens(config)})})
     if recipe.data.max_length > max_tokens(config):  # the teacher stage had failed on a size mismatch, after the data stage
         raise EdgesmithError(f"data.max_length {recipe.data.max_length} exceeds the model's {max_tokens(config)} positions; "
                              f"set data.max_length to {max_tokens(config)} or less")
+    return recipe
 
 
 def _one_name_each(sources: Iterable[str], profiles: list["Profile"]) -> None:

@@ -101,7 +101,8 @@ class DataConfig(Frozen):
     label_column: str = "label"
     score_column: str = Field("score", description="embedding task: the gold similarity of two sentences (STS); "
                               "scored held-out pairs are rated by Spearman correlation")
-    max_length: int = Field(128, ge=8, le=512)
+    max_length: int = Field(128, ge=8, le=512, description="tokens per text (pair) the bundle takes; unset: 128, or "
+                            "the model's positions where they are fewer; set above them: refused")
     max_train_samples: int | None = Field(None, gt=0)
     max_eval_samples: int | None = Field(None, gt=0)
     eval_fraction: float = Field(0.1, gt=0, lt=1)

@@ -23,7 +23,7 @@ def write_vocab(folder: Path) -> Path:
 def tiny_config(model_type: str, num_labels: int = 2):
     from transformers import AutoConfig
 
-    common = dict(vocab_size=2140, max_position_embeddings=128, num_labels=num_labels)
+    common = dict(vocab_size=2140, max_position_embeddings=64, num_labels=num_labels)
     if model_type == "distilbert":
         return AutoConfig.for_model("distilbert", dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common)
     return AutoConfig.for_model(model_type, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -172,6 +172,16 @@ def test_pair_mismatch_is_a_usage_error(bundles, tmp_path, pair_bundle, args, fi
     assert done.stderr.startswith("predict.py: error: ") and fix in done.stderr and done.stderr.count("\n") == 1
 
 
+def test_text_that_is_not_utf8_is_a_usage_error(bundles):
+    """A Latin-1 terminal passes b"caf\\xe9": Python keeps the byte as a lone surrogate, and the tokenizer had
+    raised a TypeError traceback."""
+    folder = bundles["onnxruntime-int8-dynamic"][0]
+    done = subprocess.run([sys.executable, "predict.py", "a good movie", b"caf\xe9 good"], cwd=folder, capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("predict.py: error: text 2 is not valid UTF-8")
+
+
 def test_pair_bundle_predicts_each_pair_as_measured(bundles, tmp_path):
     folder = _pairs(bundles, tmp_path, True)
     done = _run(folder, "predict.py", "--pair", "--raw", "a good movie", "an awful film", "superb", "dull")

@@ -21,7 +21,7 @@ def _run(capsys, args, out):
 
 
 def _recipe(tmp_path, model, data, extra=""):
-    """A recipe for the tiny model, with a short-sequence profile (quick to benchmark)."""
+    """A recipe for the tiny model, whose 64 positions need a short-sequence profile."""
     prof = tmp_path / "short.yaml"
     prof.write_text("description: short\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n")
     path = tmp_path / "r.yaml"
@@ -59,6 +59,16 @@ def test_an_out_that_cannot_be_created_is_one_line(tmp_path, capsys, tiny_bert, 
     """/proc takes no new folders (not even from root): a FileNotFoundError traceback before."""
     code, err = _run(capsys, [str(_recipe(tmp_path, tiny_bert, tiny_data))], Path("/proc/edgesmith-test/run"))
     assert code == 2 and err.count("\n") == 0 and "cannot create the run folder" in err, err
+
+
+def test_an_unset_max_length_follows_a_model_with_fewer_positions(tmp_path, tiny_bert, tiny_data):
+    """The default 128 on the tiny model's 64 positions becomes 64; a value the recipe sets is never changed."""
+    from edgesmith.api import prepare
+
+    recipe, _, _ = prepare(str(_recipe(tmp_path, tiny_bert, tiny_data)), tmp_path / "out", None, None, [])
+    assert recipe.data.max_length == 64
+    recipe, _, _ = prepare(str(_recipe(tmp_path, tiny_bert, tiny_data)), tmp_path / "out", None, {"data.max_length": 32}, [])
+    assert recipe.data.max_length == 32 and not (tmp_path / "out").exists()
 
 
 def test_roberta_positions_start_after_the_padding_id():

@@ -69,10 +69,22 @@ def split(p: argparse.ArgumentParser, texts: list[str], pair: bool, text_pairs: 
         p.exit(2, f"{p.prog}: error: this bundle's model takes single sentences; drop --pair\n")
     if text_pairs and not pair:
         p.exit(2, f"{p.prog}: error: this bundle's model takes sentence pairs; pass --pair FIRST SECOND [FIRST SECOND ...]\n")
+    undecodable = [i for i, text in enumerate(texts, 1) if not text.isascii() and not _utf8(text)]
+    if undecodable:  # Python keeps bytes that are not UTF-8 as lone surrogates, which the tokenizer cannot take
+        p.exit(2, f"{p.prog}: error: text {undecodable[0]} is not valid UTF-8; pass UTF-8 text (check the "
+                  "terminal's or the file's encoding)\n")
     if pair and len(texts) % 2:
         p.exit(2, f"{p.prog}: error: --pair takes texts two by two (first, second), got {len(texts)}; "
                   "add the missing second sentence\n")
     return (texts[0::2], texts[1::2]) if pair else (texts, None)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def line(text: str, row: np.ndarray, encoding: Any, labels: list[str], raw: bool) -> dict[str, Any]:

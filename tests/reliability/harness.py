@@ -51,15 +51,15 @@ def tree(folder: Path) -> dict[str, int]:
 
 @pytest.fixture()
 def short_profile(tmp_path: Path) -> Path:
-    """A one-candidate CPU profile with a short sequence: a quick benchmark of the tiny models."""
+    """A one-candidate CPU profile whose sequence length fits the tiny models' 64 positions."""
     path = tmp_path / "short.yaml"
     path.write_text("description: short\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n")
     return path
 
 
-def write_recipe(folder: Path, model: Path | str, data: Path | str, profile: Path, extra: str = "") -> Path:
-    """A small recipe for the tiny models; `extra` is appended YAML (top-level keys)."""
+def write_recipe(folder: Path, model: Path | str, data: Path | str, profile: Path, extra: str = "", name: str = "tiny") -> Path:
+    """A small recipe for the tiny models; `extra` is appended YAML (top-level keys other than those written here)."""
     path = folder / "recipe.yaml"
-    path.write_text(f"name: tiny\ntask: classification\nteacher: {{model: '{model}'}}\ndata: {{source: '{data}'}}\n"
+    path.write_text(f"name: {name}\ntask: classification\nteacher: {{model: '{model}'}}\ndata: {{source: '{data}'}}\n"
                     f"profiles: ['{profile}']\n{extra}")
     return path

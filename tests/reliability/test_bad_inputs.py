@@ -232,7 +232,7 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "tsv-missing-field": (("train.tsv: line 3 has 1 fields",), bad_train("sentence\tlabel\na good film\t1\nno label field\n")),
     "not-utf8": (("not UTF-8", "0xe9"), bad_file("d.tsv", b"sentence\tlabel\n" + b"caf\xe9 film\t1\nbad\t0\n" * 20)),
     "column-named-twice": (("'sentence' twice",), bad_file("d.tsv", "sentence\tsentence\tlabel\n" + "a film\tb\t1\nc\td\t0\n" * 20)),
-    "max-length-beyond-the-models-positions": (("data.max_length 256", "128 positions"),
+    "max-length-beyond-the-models-positions": (("data.max_length 256", "64 positions"),
                                                bad_data(data_folder, data_keys="max_length: 256")),
     "folder-without-train-file": (("no train file",), bad_data(dev_only)),
     "one-data-row": (("1 data row", "too few for a held-out split"), bad_file("d.tsv", "sentence\tlabel\na good film\t1\n")),
@@ -274,7 +274,7 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
                                               bad_profile("description: p\nruntimes: {openvino: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n")),
     "profile-name-leaves-the-run-folder": (("not a safe name",),
                                            bad_profile("name: ../../x\ndescription: p\nruntimes: {onnxruntime: [fp32]}\nthreads: 1\nseq_len: 16\n")),
-    "recipe-name-leaves-the-run-folder": (("not a safe name",), same("name: ../victim\n")),
+    "recipe-name-leaves-the-run-folder": (("not a safe name",), lambda tmp, model: same()(tmp, model) | {"name": "../victim"}),
 }
 
 
@@ -303,7 +303,7 @@ def test_bad_input_is_refused_before_any_work(name: str, mode: str, tmp_path: Pa
     """fresh: no run folder is left behind; rerun: a finished run folder is left byte for byte as it was."""
     needles, build = CASES[name]
     setup = build(tmp_path, tiny_bert)
-    recipe = write_recipe(tmp_path, setup["model"], setup["data"], short_profile, setup.get("extra", ""))
+    recipe = write_recipe(tmp_path, setup["model"], setup["data"], short_profile, setup.get("extra", ""), setup.get("name", "tiny"))
     if setup.get("data_keys"):
         source = f"source: '{setup['data']}'"
         recipe.write_text(recipe.read_text().replace(source, f"{source}, {setup['data_keys']}"))
