@@ -35,7 +35,7 @@ def main() -> None:
     from edgesmith.data import encode_labels, load_splits, normalize
     from edgesmith.evaluate import batches, outputs, quality
     from edgesmith.importance import fisher_scores, schedule
-    from edgesmith.modeling import load_tokenizer, save_model
+    from edgesmith.modeling import head_labels, load_tokenizer, save_model
     from edgesmith.runtimes import open_session
     from edgesmith.training import distill_gradual, tokenize
 
@@ -48,7 +48,8 @@ def main() -> None:
     splits = load_splits(str(SHARED / "data" / "sst2"), 0.1)
     train, _ = normalize(splits["train"][:rows_n], None, "label", "train")
     dev, _ = normalize(splits["eval"], None, "label", "dev")
-    encode_labels(train, None, "train"), encode_labels(dev, None, "dev")
+    head = head_labels(teacher.config)  # both splits by the head's labels: numbering each split alone can disagree
+    encode_labels(train, head, "train"), encode_labels(dev, head, "dev")
     feeds = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches(train[:512], tokenizer, 128, 8)]
     plans = schedule(*fisher_scores(_load(teacher_dir, "eager"), feeds, "classification"), structured)
     items = tokenize(train, tokenizer, 128, labels=cfg.label_weight > 0, task="classification")

@@ -413,7 +413,8 @@ def _are_ids(labels: list[str], head: list[str]) -> bool:
 
 
 def encode_labels(rows: list[dict[str, Any]], head: list[str] | None, where: str) -> list[str]:
-    """Replace each row's label by its class id, in place (see `label_ids`); returns the label names in id order."""
+    """Replace each row's label by its class id, in place (see `label_ids`); returns the label names in id order.
+    With `head` None the ids number these rows' labels alone: give the head when splits are encoded one by one."""
     _require_labels(rows, "label", where)
     labels = sort_labels(r["label"] for r in rows)
     ids = label_ids(labels, head)
