@@ -55,7 +55,7 @@ def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line, object_pairs_hook=lambda pairs: _one_of_each(pairs, f"{path}: line {number}"))
+            row = json.loads(line, object_pairs_hook=lambda pairs, where=f"{path}: line {number}": _one_of_each(pairs, where))
         except json.JSONDecodeError as err:
             raise EdgesmithError(f"{path}: line {number} is not valid JSON ({err.msg} at column {err.colno}); "
                                  "fix that line") from None

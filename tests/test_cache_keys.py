@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import make_model_dir
 
+from conftest import make_model_dir
 from edgesmith.artifacts import Artifact, run_stage
 from edgesmith.cli import main
 from edgesmith.config import Frozen, Recipe, load_recipe
