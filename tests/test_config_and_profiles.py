@@ -59,3 +59,20 @@ def test_importing_pipeline_is_cheap():
     code = "import sys, edgesmith, edgesmith.cli, edgesmith.config, edgesmith.profiles; print(sorted(m for m in ('torch','onnxruntime','openvino','transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("name: a\ndistill: {epochs: 5}\ndistill: {max_steps: 1}\n", "the key 'distill' is given twice (line 3)"),
+    ("? [a, b]\n: 1\nname: x\n", "while constructing a mapping"),  # the duplicate check had raised a TypeError traceback on it
+    ("base: &b {epochs: 1}\ndistill: {<<: *b, epochs: 2}\n", None),  # a merge key then an own key: YAML's override
+])
+def test_a_key_given_twice_is_refused_and_odd_keys_stay_one_line(tmp_path, text, says):
+    from edgesmith.config import read_yaml
+
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    if says is None:
+        assert read_yaml(path)["distill"] == {"epochs": 2}
+        return
+    with pytest.raises(EdgesmithError, match=r"not valid YAML \(.*" + says.replace("(", r"\(").replace(")", r"\)")):
+        read_yaml(path)
