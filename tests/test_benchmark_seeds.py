@@ -65,6 +65,7 @@ def test_some_seeds_write_beside_the_full_report_never_over_it():
 def test_runs_side_by_side_start_longest_first_and_redo_contended_benches_alone(tmp_path, monkeypatch):
     import os
     import subprocess
+    import threading
 
     import edgesmith.cli
 
@@ -81,10 +82,15 @@ def test_runs_side_by_side_start_longest_first_and_redo_contended_benches_alone(
     os.utime(killed, (1, 1))
     lv._contended(runs[0]).touch()
     launched, alone = [], []
+    lock, first_two = threading.Lock(), threading.Barrier(2, timeout=60)
 
     def fake_run(cmd, stdout, stderr, env):
         out = Path(cmd[cmd.index("--out") + 1])
-        launched.append((out.name, env["OMP_NUM_THREADS"]))
+        with lock:
+            launched.append((out.name, env["OMP_NUM_THREADS"]))
+            nth = len(launched)
+        if nth <= 2:  # the first two wait for each other: a third run can only start once one of them has ended,
+            first_two.wait()  # so the order in `launched` is the order the runs started, whatever the threads do
         bench = out / f"07-bench-{lv.PROFILE}" / "manifest.json"
         if not bench.exists():
             bench.parent.mkdir(parents=True)
