@@ -25,17 +25,20 @@ ITERATIONS = 40
 
 
 def fit_keep_ratio(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, profile: Profile, task: str,
-                   feeds: list[dict[str, Any]], work: Path, kept_layers: list[int] | None = None) -> dict[str, Any]:
+                   feeds: list[dict[str, Any]], work: Path, kept_layers: list[int] | None = None,
+                   longest: int | None = None) -> dict[str, Any]:
     """Walk down RATIOS until the measured target is met; returns the choice and the measured curve. `work` holds
-    each candidate's files while it is measured and is gone afterwards."""
+    each candidate's files while it is measured and is gone afterwards. `longest`: the longest input the bundle will
+    accept (data.max_length); a p90 budget is met at that length where it exceeds the profile's, as the bundle
+    stage judges it (latency.budget_p90)."""
     work.mkdir(parents=True)
-    fit = _walk(teacher_dir, scores, cfg, profile, task, feeds, work, kept_layers)
+    fit = _walk(teacher_dir, scores, cfg, profile, task, feeds, work, kept_layers, longest)
     work.rmdir()  # every candidate's folder went once measured
     return fit
 
 
 def _walk(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, profile: Profile, task: str,
-          feeds: list[dict[str, Any]], work: Path, kept_layers: list[int] | None) -> dict[str, Any]:
+          feeds: list[dict[str, Any]], work: Path, kept_layers: list[int] | None, longest: int | None) -> dict[str, Any]:
     from .modeling import load_model
 
     budget = profile.budgets.p90_ms
@@ -43,7 +46,7 @@ def _walk(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, pro
         raise EdgesmithError(f"prune.structured.fit_profile {profile.name!r} needs a CPU profile with budgets.p90_ms "
                              "(or prune.structured.fit_speedup); pick another profile")
     runtime, precision = profile.candidates()[0]
-    build, time_it = _measurer(teacher_dir, profile, task, feeds, work)
+    build, time_it = _measurer(teacher_dir, profile, task, feeds, work, longest)
     target: dict[str, Any] = {"profile": profile.name, "runtime": f"{runtime}-{precision}"}
     if cfg.fit_speedup is None:
         return target | {"budget_p90_ms": budget} | _walk_to(lambda point, _retime: point["p90_ms"] <= budget, scores, cfg,
@@ -60,7 +63,7 @@ def _walk(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, pro
         if not _speedup_met(point, teacher_p50, cfg.fit_speedup):  # type: ignore[arg-type]
             again = retime()
             if again["p50_ms"] < point["p50_ms"]:  # the faster reading counts, its p90 with it
-                point.update(p50_ms=again["p50_ms"], p90_ms=again.get("p90_ms", float("inf")))
+                point.update(p50_ms=again["p50_ms"], p90_ms=_p90(again))
             if not _speedup_met(point, teacher_p50, cfg.fit_speedup):  # type: ignore[arg-type]
                 return False
         teacher_p50.append(time_it(teacher)["p50_ms"])
@@ -91,7 +94,8 @@ def _walk_to(met: Callable[[dict[str, Any], Callable[[], dict[str, Any]]], bool]
         name = f"keep-{ratio}"
         path = build(name, slice_model(load_model(teacher_dir), plan))
         lat = time_it(path)
-        curve.append({"keep": ratio, "p90_ms": lat.get("p90_ms", float("inf")), "p50_ms": lat.get("p50_ms", float("inf"))})
+        curve.append({"keep": ratio, "p90_ms": _p90(lat), "p50_ms": lat.get("p50_ms", float("inf"))}
+                     | ({"p90_at": lat["longest_len"]} if "longest_len" in lat else {}))
         passed = met(curve[-1], lambda: time_it(path))
         shutil.rmtree(work / name)
         if passed:
@@ -99,8 +103,15 @@ def _walk_to(met: Callable[[dict[str, Any], Callable[[], dict[str, Any]]], bool]
     return {"keep": RATIOS[-1], "met": False, "curve": curve}
 
 
-def _measurer(teacher_dir: Path, profile: Profile, task: str, feeds: list[dict[str, Any]],
-              work: Path) -> tuple[Callable[[str, Any], Path], Callable[[Path], dict[str, Any]]]:
+def _p90(lat: dict[str, Any]) -> float:
+    from .latency import budget_p90
+
+    p90 = budget_p90(lat)
+    return float("inf") if p90 is None else p90
+
+
+def _measurer(teacher_dir: Path, profile: Profile, task: str, feeds: list[dict[str, Any]], work: Path,
+              longest: int | None = None) -> tuple[Callable[[str, Any], Path], Callable[[Path], dict[str, Any]]]:
     """build(name, model): export, convert and quantize `model` with the profile's first pair into work/name;
     time_it(path): its latency at the profile's settings, in its own process."""
     from edgesmith.exporters.onnx import export_onnx
@@ -122,7 +133,7 @@ def _measurer(teacher_dir: Path, profile: Profile, task: str, feeds: list[dict[s
         return RUNTIMES[runtime].quantize(precision, fp32, folder, feeds, exported=folder / "raw.onnx")
 
     def time_it(path: Path) -> dict[str, Any]:
-        return measure(runtime, path, profile, threads, vocab, warmup=5, iterations=ITERATIONS, output=output)
+        return measure(runtime, path, profile, threads, vocab, warmup=5, iterations=ITERATIONS, output=output, longest=longest)
 
     return build, time_it
 
@@ -136,5 +147,6 @@ def describe_target(fit: dict[str, Any]) -> str:
 
 def describe_point(point: dict[str, Any]) -> str:
     """One measured ratio: its p90, and its speed-up when the target was one."""
-    text = f"keep {point['keep']}: p50 {point['p50_ms']:.2f} ms, p90 {point['p90_ms']:.2f} ms"
+    at = f" at {point['p90_at']} tokens" if "p90_at" in point else ""
+    text = f"keep {point['keep']}: p50 {point['p50_ms']:.2f} ms, p90{at} {point['p90_ms']:.2f} ms"
     return text + (f", {point['speedup']:.2f}x" if "speedup" in point else "")

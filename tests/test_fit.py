@@ -38,6 +38,35 @@ def test_a_generous_budget_keeps_the_most_structure(teacher):
     assert 0 < fit["curve"][0]["p50_ms"] <= fit["curve"][0]["p90_ms"] <= 10_000
 
 
+def test_a_p90_budget_is_met_at_the_longest_input_the_bundle_accepts_not_only_at_the_profiles_length(teacher, monkeypatch):
+    """Keep 0.9 and 0.8 meet a 5 ms p90 at the profile's 16 tokens but not at 32 (data.max_length), which the bundle
+    also accepts: the walk goes on to 0.7, the first ratio within the budget at 32, and asks for 32 tokens."""
+    from edgesmith import fit as fit_module
+
+    at_longest = {"keep-0.9": 9.0, "keep-0.8": 6.0, "keep-0.7": 4.0}
+    asked = []
+
+    def measurer(_teacher_dir, _profile, _task, _feeds, work, longest=None):
+        asked.append(longest)
+
+        def build(name, _model):
+            (work / name).mkdir()
+            return work / name / "model"
+
+        def time_it(path):
+            p90 = at_longest[path.parent.name]
+            return {"p50_ms": 1.0, "p90_ms": 2.0, "longest_len": 32, "longest_p50_ms": p90 - 1, "longest_p90_ms": p90}
+        return build, time_it
+
+    monkeypatch.setattr(fit_module, "_measurer", measurer)
+    root, inputs = teacher
+    profile = Profile(name="tight", description="d", runtimes={"onnxruntime": ("int8-dynamic",)}, threads=1, seq_len=16,
+                      budgets={"p90_ms": 5})
+    fit = _prune(root, inputs, profile, "02-at-longest").facts["fit"]
+    assert asked == [32] and fit["met"] and fit["keep"] == 0.7
+    assert [(p["p90_ms"], p["p90_at"]) for p in fit["curve"]] == [(9.0, 32), (6.0, 32), (4.0, 32)]
+
+
 def test_a_profile_without_a_latency_budget_is_refused(teacher):
     root, inputs = teacher
     with pytest.raises(EdgesmithError, match="needs a CPU profile with budgets.p90_ms"):
@@ -79,7 +108,7 @@ def test_a_ratio_that_passes_only_against_a_slow_teacher_measurement_is_not_chos
 
     teacher_readings, ratio_p50 = iter([10.0, 8.0, 9.0]), {"keep-0.9": 9.0, "keep-0.8": 8.0, "keep-0.7": 4.5, "keep-0.6": 3.5}
 
-    def fake_measurer(_teacher_dir, _profile, _task, _feeds, work):
+    def fake_measurer(_teacher_dir, _profile, _task, _feeds, work, _longest=None):
         def build(name, _model):  # a file per candidate, as the real build leaves, and its name for the timing
             (work / name).mkdir()
             return work / name / "model"
@@ -100,7 +129,7 @@ def _programmed(teacher_p50, ratio_p50):
     """A measurer whose readings come from lists: the teacher's in order, each ratio's in order (keyed by folder)."""
     teacher_readings, ratio_readings = iter(teacher_p50), {k: iter(v) for k, v in ratio_p50.items()}
 
-    def measurer(_teacher_dir, _profile, _task, _feeds, work):
+    def measurer(_teacher_dir, _profile, _task, _feeds, work, _longest=None):
         def build(name, _model):
             (work / name).mkdir()
             return work / name / "model"
@@ -155,7 +184,8 @@ def test_the_report_states_the_speedup_target_and_the_ratio_a_real_walk_chose(te
     assert "relative (1x faster (p50) than the unpruned teacher in onnxruntime-int8-dynamic)" in line
     assert f": {fit['keep']} ({'met' if fit['met'] else 'NOT met even at the smallest ratio'});" in line
     for point in fit["curve"]:  # every measured ratio, with its speed-up over the teacher
-        assert f"keep {point['keep']}: p50 {point['p50_ms']:.2f} ms, p90 {point['p90_ms']:.2f} ms, {point['speedup']:.2f}x" in line
+        assert point["p90_at"] == 32  # data.max_length: the longest input the bundle takes, beyond the profile's 16
+        assert f"keep {point['keep']}: p50 {point['p50_ms']:.2f} ms, p90 at 32 tokens {point['p90_ms']:.2f} ms, {point['speedup']:.2f}x" in line
     assert f"the unpruned teacher: p50 {fit['teacher_p50_ms'][0]:.2f}" in line
     assert not any("keep ratio chosen" in l for l in branch_lines("sparse", {"shrink-sparse": shrink, "export-sparse": export}))
 

@@ -122,6 +122,9 @@ def test_bench_measures_teacher_and_every_artifact_with_thread_clamp(tiny_run):
     for r in facts["rows"]:
         lat = r["latency"]
         assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] and lat["peak_rss_mb"] > lat["rss_before_load_mb"] > 0
+        # the bundle takes data.max_length (32) tokens, the profile measures at 16: the budgets' figures are at 32
+        assert lat["longest_len"] == 32 and 0 < lat["longest_p50_ms"] <= lat["longest_p90_ms"]
+        assert lat["longest_peak_rss_mb"] >= lat["peak_rss_mb"]
     assert facts["threads"] <= 8 and (facts["thread_clamp"] is not None) == (facts["threads"] < 8)
 
 
@@ -135,6 +138,8 @@ def test_summary_and_report(tiny_run):
     ort = summary["profiles"]["tiny-ort"]  # its budgets are generous: the choice kept to all of them, and the bundle meets them
     assert ort["budgets_kept"] == ["p90", "peak memory", "size"] and ort["meets_profile_budgets"] is True
     assert all(b["verdict"] == "pass" for k, b in ort["budgets"].items() if k != "quality_drop")
+    assert ort["budgets"]["p90_ms"]["tokens"] == 32 and ort["budgets"]["p90_ms"]["value"] == ort["p90_ms_longest"]
+    assert "p90 ms at 32" in (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "tiny-ov" in html
     gpu = summary["profiles"]["tiny-gpu"]

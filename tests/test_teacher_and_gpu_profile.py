@@ -197,6 +197,40 @@ def test_the_choice_keeps_to_the_profile_budgets_when_an_artifact_within_the_acc
     assert budget_figures(unmeasured, budgets)["p90_ms"] == (None, 20)  # the report says "not measured"
 
 
+def test_the_p90_and_memory_budgets_hold_at_the_longest_input_the_bundle_accepts():
+    """The embedded profile measures at 64 tokens while its bundle takes inputs up to data.max_length (128): a build
+    within 20 ms at 64 but not at 128 breaks the budget, the one within it at 128 ships, and when none is, the report
+    names the setting that would make the budget hold."""
+    from edgesmith.config import Budgets
+    from edgesmith.stages.bundle import MB, choose, eligible, missed_budgets
+    from edgesmith.stages.report import profile_summary
+
+    def row(branch, artifact, metric, p50, at_128):
+        return {"branch": branch, "artifact": artifact, "bytes": int(10 * MB), "quality": {"metric": metric},
+                "latency": {"p50_ms": p50, "p90_ms": p50 * 1.1, "peak_rss_mb": 100.0, "longest_len": 128,
+                            "longest_p90_ms": at_128, "longest_peak_rss_mb": 120.0}}
+
+    budgets = Budgets(p90_ms=20, peak_memory_mb=110)
+    teacher, fast_short = row("teacher", "pytorch-fp32", 90, 30, 70), row("structured", "openvino-int8-static", 89.5, 6, 24)
+    steady = row("unpruned", "openvino-int8-static", 89.9, 9, 19)
+    assert missed_budgets(fast_short, budgets) == ["p90 24.0 ms > 20", "peak memory 120.0 MB > 110"]
+    pool, kept = eligible([teacher, fast_short, steady], 90, 1.0, Budgets(p90_ms=20))
+    assert fast_short not in pool and choose(pool, 90, 1.0)[0] is steady
+
+    profile = {"runtimes": {"openvino": ["int8-static"]}, "budgets": {"p90_ms": 20}, "seq_len": 64}
+    bench = {"rows": [teacher, fast_short], "threads": 1, "thread_clamp": None}
+    s = profile_summary(bench, {"chosen": fast_short, "bundle": "b", "tar_bytes": 1}, profile, 1.0)
+    assert s["budgets"]["p90_ms"] == {"value": 24, "limit": 20, "verdict": "FAIL", "tokens": 128}
+    assert s["p90_ms"] == pytest.approx(6.6) and s["p90_ms_longest"] == 24 and s["longest_len"] == 128
+    assert "keeps the 20 ms budget at the profile's 64 tokens (6.6 ms) but not at 128" in s["verdict"]
+    assert "set data.max_length: 64" in s["verdict"]
+    short = dict(fast_short, latency={k: v for k, v in fast_short["latency"].items() if not k.startswith("longest")})
+    s = profile_summary({"rows": [teacher, short], "threads": 1, "thread_clamp": None},
+                        {"chosen": short, "bundle": "b", "tar_bytes": 1}, profile, 1.0)
+    assert s["budgets"]["p90_ms"]["verdict"] == "pass" and s["budgets"]["p90_ms"]["tokens"] == 64  # max_length <= seq_len
+    assert "data.max_length" not in s.get("verdict", "")
+
+
 def test_quantized_teacher_ships_when_pruning_does_not_pay_and_the_summary_says_so():
     from edgesmith.stages.bundle import choose
     from edgesmith.stages.report import against_quantized_teacher

@@ -1,5 +1,6 @@
 """Stage `bench` (per profile): the teacher in PyTorch FP32 and every compressed artifact, in one run, at the
-profile's threads, batch and sequence length. Each latency/memory measurement runs in its own process
+profile's threads, batch and sequence length, and at data.max_length too where the bundle accepts longer inputs than
+that (the profile's p90 and memory budgets hold at the longest). Each latency/memory measurement runs in its own process
 (edgesmith.benchrun); quality comes from the quantize stage or is measured here for the FP32 exports. Each row
 records the session settings it was measured with: the bundle stage ships exactly those."""
 
@@ -35,7 +36,9 @@ def hardware_gap(profile: Measurement) -> str | None:
     return next(filter(None, (RUNTIMES[r].hardware_gap(profile) for r in profile.runtimes)), None)
 
 
-@stage("bench", BenchStageConfig, version=5)  # 5: its profile's pairs of a quantize stage shared by every profile
+# 5: its profile's pairs of a quantize stage shared by every profile; 6: also at data.max_length when that is longer
+# than the profile's sequence length (longest_*), the length the budgets hold the bundle to
+@stage("bench", BenchStageConfig, version=6)
 def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     threads, clamp = effective_threads(cfg.profile)
     vocab = load_tokenizer(inputs["teacher"].path / "model").vocab_size
@@ -77,7 +80,7 @@ def _measure(row: dict[str, Any], cfg: BenchStageConfig, threads: int, vocab: in
     if gap:
         return {"not_measured": gap}, session_settings(row["runtime"], threads, cfg.profile.execution_providers)
     lat = measure(row["runtime"], Path(row["path"]), cfg.profile, threads, vocab, cfg.bench.warmup, cfg.bench.iterations,
-                  get_task(cfg.task).output_name)
+                  get_task(cfg.task).output_name, longest=cfg.max_length)
     return lat, lat.pop("session")
 
 

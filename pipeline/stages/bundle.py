@@ -24,7 +24,7 @@ from ..bundle_io import encode, open_bundle_session
 from ..config import BenchConfig, Budgets, Frozen, Profile, Task
 from ..confirm import ROUNDS, alternative, confirm, needed
 from ..errors import EdgesmithError
-from ..latency import measure
+from ..latency import budget_p90, budget_peak_mb, measure
 from ..modeling import load_model, load_tokenizer
 from ..registry import stage
 from ..signing import SigningKey, sign_folder
@@ -73,8 +73,8 @@ BUDGET_TIERS = (HARDWARE_BUDGETS, ("size",))
 # Each hardware budget once: its Budgets field -> (its name in words, unit, the bench row's figure). The bundle's
 # choice and the report's budget verdicts both read it, so the two cannot judge a figure differently.
 BUDGET_FIGURES: dict[str, tuple[str, str, Callable[[dict[str, Any]], float | None]]] = {
-    "p90_ms": ("p90", "ms", lambda row: row["latency"].get("p90_ms")),
-    "peak_memory_mb": ("peak memory", "MB", lambda row: row["latency"].get("peak_rss_mb")),
+    "p90_ms": ("p90", "ms", lambda row: budget_p90(row["latency"])),
+    "peak_memory_mb": ("peak memory", "MB", lambda row: budget_peak_mb(row["latency"])),
     "size_mb": ("size", "MB", lambda row: row["bytes"] / MB),
 }
 

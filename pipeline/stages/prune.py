@@ -43,7 +43,7 @@ class PruneStageConfig(Frozen):
         return cls(branch=branch, structured=prune.structured, task=task, max_length=max_length, fit=fit)
 
 
-@stage("prune", PruneStageConfig, version=2)
+@stage("prune", PruneStageConfig, version=3)  # 3: a p90 fit is met at data.max_length where that exceeds the profile's length
 def run(cfg: PruneStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     teacher_dir = inputs["teacher"].path / "model"
     model = load_model(teacher_dir)
@@ -74,7 +74,8 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
         from ..fit import fit_keep_ratio
 
         calib = [{k: v for k, v in b.items()} for b in batches(rows[:32], tokenizer, cfg.max_length, 1)]
-        fit = fit_keep_ratio(teacher_dir, (head_scores, ffn_scores), structured, cfg.fit, cfg.task, calib, out / "fit", kept_layers)
+        fit = fit_keep_ratio(teacher_dir, (head_scores, ffn_scores), structured, cfg.fit, cfg.task, calib, out / "fit", kept_layers,
+                             longest=cfg.max_length)
         structured = structured.model_copy(update={"keep_heads": fit["keep"], "keep_ffn": fit["keep"]})
     steps = schedule(head_scores, ffn_scores, structured, kept_layers)
     reconstruction = None

@@ -45,6 +45,7 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
         "bundle": bundle["bundle"], "artifact": f"{chosen['branch']}:{chosen['artifact']}",
         "quality": chosen["quality"].get("metric"), "quality_drop": _drop(teacher, chosen),
         "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "size_mb": chosen["bytes"] / MB,
+        "longest_len": lat.get("longest_len"), "p90_ms_longest": lat.get("longest_p90_ms"),
         "peak_memory_mb": lat.get("peak_rss_mb"), "tar_gz_mb": bundle["tar_bytes"] / MB,
         "speedup_p50_vs_teacher": t_lat["p50_ms"] / lat["p50_ms"] if measured and "p50_ms" in t_lat else None,
         "size_ratio_vs_teacher": chosen["bytes"] / teacher["bytes"],
@@ -61,7 +62,23 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
     checks = {"quality_drop": (row["quality_drop"], budget)} | budget_figures(chosen, Budgets(**profile["budgets"]))
     row["budgets"] = {k: {"value": v, "limit": lim, "verdict": "not measured" if v is None else ("pass" if v <= lim else "FAIL")}
                       for k, (v, lim) in checks.items() if lim is not None}
+    for k in ("p90_ms", "peak_memory_mb"):
+        if k in row["budgets"]:  # the length its figure was measured at (latency.budget_p90)
+            row["budgets"][k]["tokens"] = lat.get("longest_len", profile["seq_len"])
+    if length_note(row, profile):
+        row["verdict"] = (row.get("verdict", "") + " " + length_note(row, profile)).strip()
     return row
+
+
+def length_note(row: dict[str, Any], profile: dict[str, Any]) -> str:
+    """Where the p90 budget holds at the profile's sequence length but not at the longest input the bundle accepts
+    (data.max_length, which the budgets are held to): the one setting that would make it hold."""
+    p90, budget = row["budgets"].get("p90_ms"), profile["budgets"].get("p90_ms")
+    if not p90 or p90["verdict"] != "FAIL" or row["longest_len"] is None or row["p90_ms"] is None or row["p90_ms"] > budget:
+        return ""
+    return (f"Its p90 keeps the {budget:g} ms budget at the profile's {profile['seq_len']} tokens ({row['p90_ms']:.1f} ms) "
+            f"but not at {row['longest_len']}, the longest input the bundle accepts ({row['p90_ms_longest']:.1f} ms): if the "
+            f"device never sees longer inputs, set data.max_length: {profile['seq_len']} (accuracy is then measured at that length too).")
 
 
 def budget_note(bundle: dict[str, Any]) -> str:
@@ -167,6 +184,9 @@ def _drop(teacher: dict[str, Any], row: dict[str, Any]) -> float | None:
 
 def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tuple[list[str], list[list[str]]]:
     head = ["branch", "artifact", "quality", "p50 ms", "p90 ms", "p99 ms", "seq/s", "size MB", "peak RSS MB", "load ms", "speed-up"]
+    longest = next((r["latency"]["longest_len"] for r in rows if "longest_len" in r["latency"]), None)
+    if longest:  # the figures the profile's p90 and memory budgets are held to
+        head[-1:-1] = [f"p90 ms at {longest}", f"peak RSS MB at {longest}"]
     body = []
     for r in rows:
         lat = r["latency"]
@@ -174,11 +194,12 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
         body.append([r["branch"], r["artifact"], _fmt(r["quality"].get("metric", r["quality"].get("not_measured"))),
                      _fmt(lat.get("p50_ms")), _fmt(lat.get("p90_ms")), _fmt(lat.get("p99_ms")), _fmt(lat.get("throughput"), 1),
                      _fmt(r["bytes"] / MB), _fmt(lat.get("peak_rss_mb"), 0), _fmt(lat.get("load_ms"), 0),
+                     *([_fmt(lat.get("longest_p90_ms")), _fmt(lat.get("longest_peak_rss_mb"), 0)] if longest else []),
                      f"{speed:.2f}x" if speed else lat.get("not_measured", "—")])
     return head, body
 
 
-@stage("report", ReportStageConfig, version=8)  # 8: one reference build with the bundle stage; 6-7: the budgets behind the choice; 5: the paired rounds behind the verdict
+@stage("report", ReportStageConfig, version=9)  # 9: budgets at the longest input; 8: one reference build with the bundle stage; 6-7: the budgets behind the choice; 5: the paired rounds behind the verdict
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
     metric = get_task(cfg.task).metric_label(inputs["data"].facts["eval_scored"])
@@ -217,6 +238,7 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
     for p, bench in benches.items():
         teacher_p50 = next(r for r in bench["rows"] if r["branch"] == "teacher")["latency"].get("p50_ms")
         note = f"CPU: {bench['cpu']}; threads used: {bench['threads']}" + (f" ({bench['thread_clamp']})" if bench["thread_clamp"] else "")
+        note += longest_words(bench["rows"])
         if bench["not_measured"]:
             note += f". Latency and memory not measured: {bench['not_measured']}."
         out.append((f"Profile {p}: every artifact, measured in one run", note))
@@ -228,6 +250,15 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
     for b in cfg.branches:
         out.append((f"Branch {b}", " \n".join(f"- {line}" for line in branch_lines(b, inputs))))
     return out
+
+
+def longest_words(rows: list[dict[str, Any]]) -> str:
+    """Where the bench stage also measured at data.max_length: that its budgets hold there, in one clause."""
+    longest = next((r["latency"]["longest_len"] for r in rows if "longest_len" in r["latency"]), None)
+    if longest is None:
+        return ""
+    return (f". Latency at the profile's sequence length, and p90 and peak memory also at {longest} tokens, the longest "
+            "input the bundle accepts (data.max_length): the profile's p90 and memory budgets are held to those")
 
 
 def quantizer_line(row: dict[str, Any]) -> str:
