@@ -98,11 +98,15 @@ def budget_note(bundle: dict[str, Any]) -> str:
     return left.strip()
 
 
+def _pair_names(profile: dict[str, Any]) -> set[str]:
+    """The profile's runtime/precision pairs as bench rows name their artifacts ("openvino-int8-static")."""
+    return {f"{runtime}-{precision}" for runtime, precisions in profile["runtimes"].items() for precision in precisions}
+
+
 def quantized_teacher(rows: list[dict[str, Any]], profile: dict[str, Any]) -> dict[str, Any] | None:
     """The teacher unpruned, quantized with one of the profile's runtime/precision pairs: the fastest measured one
     (what a user gets from one line of Optimum or NNCF), or the first when this machine cannot measure the profile."""
-    pairs = {f"{runtime}-{precision}" for runtime, precisions in profile["runtimes"].items() for precision in precisions}
-    mine = [r for r in rows if r["branch"] == UNPRUNED and r["artifact"] in pairs]
+    mine = [r for r in rows if r["branch"] == UNPRUNED and r["artifact"] in _pair_names(profile)]
     timed = [r for r in mine if "p50_ms" in r["latency"]]
     return min(timed, key=lambda r: r["latency"]["p50_ms"]) if timed else (mine[0] if mine else None)
 
@@ -122,8 +126,7 @@ def reference(rows: list[dict[str, Any]], profile: dict[str, Any], budget: float
 
 def _plain(row: dict[str, Any], profile: dict[str, Any]) -> str:
     """The unpruned build in words: one of the profile's quantized pairs, or a plain export (FP32, always measured)."""
-    pairs = {f"{runtime}-{precision}" for runtime, precisions in profile["runtimes"].items() for precision in precisions}
-    return "the teacher quantized alone" if row["artifact"] in pairs else "the teacher unpruned, unquantized"
+    return "the teacher quantized alone" if row["artifact"] in _pair_names(profile) else "the teacher unpruned, unquantized"
 
 
 def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any], profile: dict[str, Any],
