@@ -25,7 +25,7 @@ def teacher(tmp_path_factory, tiny_bert, tiny_data):
 
 def _prune(root, inputs, profile, name):
     cfg = PruneStageConfig(branch="structured", structured=StructuredConfig(importance_samples=16, ffn_multiple_of=8),
-                           task="classification", max_length=32, fit=profile)
+                           task="classification", max_length=32, fit=profile, fit_longest=32)  # as `of` sets it: 32 > seq 16
     return run_stage("prune", cfg, inputs, root / name, False, print)
 
 
@@ -67,6 +67,21 @@ def test_a_p90_budget_is_met_at_the_longest_input_the_bundle_accepts_not_only_at
     assert [(p["p90_ms"], p["p90_at"]) for p in fit["curve"]] == [(9.0, 32), (6.0, 32), (4.0, 32)]
 
 
+def test_the_fit_length_is_in_the_prune_key_only_where_a_fit_measures_there():
+    """Pruning without a fit, or with one whose profile is as long as data.max_length, keeps the cache key it had
+    before fits measured at data.max_length (no rerun of pruning and distillation after an upgrade)."""
+    from edgesmith.config import PruneConfig
+
+    seq64 = Profile(name="p", description="d", runtimes={"onnxruntime": ("int8-dynamic",)}, threads=1, seq_len=64,
+                    budgets={"p90_ms": 20})
+    no_fit = PruneStageConfig.of("structured", PruneConfig(), "classification", 128, None)
+    as_long = PruneStageConfig.of("structured", PruneConfig(), "classification", 64, seq64)
+    longer = PruneStageConfig.of("structured", PruneConfig(), "classification", 128, seq64)
+    assert no_fit.fit_longest is None and as_long.fit_longest is None and longer.fit_longest == 128
+    assert "fit_longest" not in no_fit.canonical_json() and "fit_longest" not in as_long.canonical_json()
+    assert '"fit_longest":128' in longer.canonical_json()
+
+
 def test_a_profile_without_a_latency_budget_is_refused(teacher):
     root, inputs = teacher
     with pytest.raises(EdgesmithError, match="needs a CPU profile with budgets.p90_ms"):
@@ -79,7 +94,7 @@ def _speedup_profile():
 
 
 def _prune_for_speedup(root, inputs, name, speedup):
-    cfg = PruneStageConfig(branch="structured", task="classification", max_length=32, fit=_speedup_profile(),
+    cfg = PruneStageConfig(branch="structured", task="classification", max_length=32, fit=_speedup_profile(), fit_longest=32,
                            structured=StructuredConfig(importance_samples=16, ffn_multiple_of=8, fit_profile="relative",
                                                        fit_speedup=speedup))
     return run_stage("prune", cfg, inputs, root / name, False, print)

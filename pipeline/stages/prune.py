@@ -26,6 +26,14 @@ class PruneStageConfig(Frozen):
     task: Task
     max_length: int
     fit: Profile | None = None  # the resolved prune.structured.fit_profile, when it names one
+    # The length the fit also measures at and holds a p90 budget to: data.max_length, the longest input the bundle
+    # accepts, where it exceeds the fit profile's seq_len (latency.budget_p90). None otherwise, and then left out of
+    # the cache key, so that pruning without such a fit keeps its cached output.
+    fit_longest: int | None = None
+
+    def canonical_json(self) -> str:
+        data = self.model_dump(mode="json", exclude={"fit_longest"} if self.fit_longest is None else None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @model_validator(mode="after")
     def _own_settings_only(self) -> "PruneStageConfig":
@@ -40,10 +48,11 @@ class PruneStageConfig(Frozen):
         """The stage config of one branch of the recipe's `prune` section (`fit`: the structured branch's profile)."""
         if branch == "sparse":
             return cls(branch=branch, sparse=prune.sparse, task=task, max_length=max_length)
-        return cls(branch=branch, structured=prune.structured, task=task, max_length=max_length, fit=fit)
+        longest = max_length if fit is not None and max_length > fit.seq_len else None
+        return cls(branch=branch, structured=prune.structured, task=task, max_length=max_length, fit=fit, fit_longest=longest)
 
 
-@stage("prune", PruneStageConfig, version=3)  # 3: a p90 fit is met at data.max_length where that exceeds the profile's length
+@stage("prune", PruneStageConfig, version=2)
 def run(cfg: PruneStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     teacher_dir = inputs["teacher"].path / "model"
     model = load_model(teacher_dir)
@@ -75,7 +84,7 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
 
         calib = [{k: v for k, v in b.items()} for b in batches(rows[:32], tokenizer, cfg.max_length, 1)]
         fit = fit_keep_ratio(teacher_dir, (head_scores, ffn_scores), structured, cfg.fit, cfg.task, calib, out / "fit", kept_layers,
-                             longest=cfg.max_length)
+                             longest=cfg.fit_longest)
         structured = structured.model_copy(update={"keep_heads": fit["keep"], "keep_ffn": fit["keep"]})
     steps = schedule(head_scores, ffn_scores, structured, kept_layers)
     reconstruction = None
