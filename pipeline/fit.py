@@ -49,7 +49,8 @@ def _walk(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, pro
     build, time_it = _measurer(teacher_dir, profile, task, feeds, work, longest)
     target: dict[str, Any] = {"profile": profile.name, "runtime": f"{runtime}-{precision}"}
     if cfg.fit_speedup is None:
-        return target | {"budget_p90_ms": budget} | _walk_to(lambda point, _retime: point["p90_ms"] <= budget, scores, cfg,
+        at = {"p90_at": longest} if longest and longest > profile.seq_len else {}
+        return target | {"budget_p90_ms": budget} | at | _walk_to(lambda point, _retime: point["p90_ms"] <= budget, scores, cfg,
                                                              kept_layers, teacher_dir, work, build, time_it)
     # The unpruned teacher, quantized the way the ratios are: what the speed-up is measured against. Its file stays
     # until the walk ends, so that a ratio which passes is confirmed against the same file timed again, the faster
@@ -142,7 +143,8 @@ def describe_target(fit: dict[str, Any]) -> str:
     """The target a fit walked to, in words, for the report: 'p90 ≤ 3 ms' or '3x the unpruned teacher (p50)'."""
     if "speedup" in fit:
         return f"{fit['speedup']:g}x faster (p50) than the unpruned teacher in {fit['runtime']}"
-    return f"p90 ≤ {fit['budget_p90_ms']} ms in {fit['runtime']}"
+    at = f" at {fit['p90_at']} tokens" if "p90_at" in fit else ""
+    return f"p90 ≤ {fit['budget_p90_ms']} ms{at} in {fit['runtime']}"
 
 
 def describe_point(point: dict[str, Any]) -> str:

@@ -42,6 +42,7 @@ def test_a_p90_budget_is_met_at_the_longest_input_the_bundle_accepts_not_only_at
     """Keep 0.9 and 0.8 meet a 5 ms p90 at the profile's 16 tokens but not at 32 (data.max_length), which the bundle
     also accepts: the walk goes on to 0.7, the first ratio within the budget at 32, and asks for 32 tokens."""
     from edgesmith import fit as fit_module
+    from edgesmith.fit import describe_target
 
     at_longest = {"keep-0.9": 9.0, "keep-0.8": 6.0, "keep-0.7": 4.0}
     asked = []
@@ -63,7 +64,8 @@ def test_a_p90_budget_is_met_at_the_longest_input_the_bundle_accepts_not_only_at
     profile = Profile(name="tight", description="d", runtimes={"onnxruntime": ("int8-dynamic",)}, threads=1, seq_len=16,
                       budgets={"p90_ms": 5})
     fit = _prune(root, inputs, profile, "02-at-longest").facts["fit"]
-    assert asked == [32] and fit["met"] and fit["keep"] == 0.7
+    assert asked == [32] and fit["met"] and fit["keep"] == 0.7 and fit["p90_at"] == 32
+    assert describe_target(fit) == "p90 ≤ 5.0 ms at 32 tokens in onnxruntime-int8-dynamic"
     assert [(p["p90_ms"], p["p90_at"]) for p in fit["curve"]] == [(9.0, 32), (6.0, 32), (4.0, 32)]
 
 
