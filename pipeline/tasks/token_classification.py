@@ -39,27 +39,34 @@ def entities(tags: list[str]) -> list[tuple[str, int, int]]:
 
 
 def postprocess(text: str, row: Any, encoding: Any, labels: list[str]) -> dict[str, Any]:
-    """The bundle's answer for one text: its entities with character spans. Words are the tokenizer's own
-    pre-tokenized words (split at whitespace and punctuation, as CoNLL's words are: "Genève:" is "Genève" and ":",
-    so the colon never joins an entity); each word takes the tag of its first token."""
+    """The bundle's answer for one text: its entities with character spans. Words are the text's whitespace-separated
+    words, as training and the entity-F1 score read them (CoNLL's words joined by spaces; "O'Gorman", "ex-England"
+    and "P." are one word each, which the tokenizer's own pre-tokenizer splits at the punctuation); each word takes
+    the tag of its first token, the one it was trained and scored on. An entity's text is then trimmed of the
+    punctuation free text glues to a word, so "Genève:" comes back as "Genève" (its tags are untouched). Not of ".",
+    which ends abbreviations ("U.S.", "P.")."""
     import numpy as np
 
+    edge = ",;:!?\"'()[]{}«»“”‘’"  # here, not a module constant: the bundle's edgesmith_task.py is this function's source
+
     words: list[list[int]] = []  # [start char, end char, first token position]
-    last_word = None
-    for pos, (word, (start, end)) in enumerate(zip(encoding.word_ids, encoding.offsets)):
-        if word is None or encoding.special_tokens_mask[pos] or start == end:
+    for pos, (start, end) in enumerate(encoding.offsets):
+        if encoding.special_tokens_mask[pos] or start == end:
             continue
-        if words and word == last_word:
-            words[-1][1] = end
+        if words and not any(c.isspace() for c in text[words[-1][1] : start]):
+            words[-1][1] = max(words[-1][1], end)  # no whitespace since the word's last token: the same word
         else:
             words.append([start, end, pos])
-        last_word = word
     probs = np.exp(row - row.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     tags = [labels[int(row[w[2]].argmax())] for w in words]
     found = []
     for kind, first, last in entities(tags):
         start, end = words[first][0], words[last][1]
+        span = text[start:end]
+        if span.strip(edge):
+            start += len(span) - len(span.lstrip(edge))
+            end -= len(span) - len(span.rstrip(edge))
         score = float(np.mean([probs[w[2]].max() for w in words[first : last + 1]]))
         found.append({"type": kind, "text": text[start:end], "start": start, "end": end, "score": round(score, 4)})
     return {"text": text, "entities": found}
