@@ -305,3 +305,21 @@ def test_the_bundle_finds_the_entities_that_entity_f1_scored(tmp_path):
     found = postprocess(text, row, encoding, labels)["entities"]
     assert [(e["type"], e["text"]) for e in found] == [("PER", "Tim O'Gorman"), ("PER", "P. Simmons"), ("LOC", "Chester-le-Street")]
     assert [e["type"] for e in found] == [kind for kind, _, _ in entities(gold)]
+
+
+def test_the_tag_column_is_chosen_over_every_row_and_a_named_one_never_falls_back():
+    """The tag column had come from the first row alone: a first row without the named `label_column` made the split
+    read `ner_tags` instead (training on one column, scoring on another), a first row without tags made every row
+    untagged, and a misspelt `label_column` silently read `ner_tags`."""
+    task = get("token-classification")
+    rows = [{"tokens": ["a", "b"], "ner_tags": ["O", "O"]}] + [
+        {"tokens": ["a", "b"], "ner_tags": ["O", "O"], "pos_tags": ["B-NN", "B-VB"]} for _ in range(3)]
+    out, _ = task.normalize(rows, None, "pos_tags", "score", "t")
+    assert out[0]["label"] is None and [r["label"] for r in out[1:]] == [["B-NN", "B-VB"]] * 3
+    with pytest.raises(EdgesmithError, match=r"1 of 4 rows have no tags"):  # the untagged first row is refused
+        task.check_labels(out, out[1:], "pos_tags", "t")
+    untagged_first = [{"tokens": ["a"]}] + [{"tokens": ["a", "b"], "ner_tags": ["B-PER", "O"]}] * 3
+    out, _ = task.normalize(untagged_first, None, "label", "score", "t")
+    assert out[0]["label"] is None and out[1]["label"] == ["B-PER", "O"]
+    with pytest.raises(EdgesmithError, match=r"no row has the tag column 'ner_tag' \(data.label_column\).*'ner_tags'"):
+        task.normalize(rows, None, "ner_tag", "score", "t")

@@ -88,6 +88,22 @@ def _column(row: dict[str, Any], given: str | None, candidates: tuple[str, ...])
     return next((c for c in candidates if c in row), None)
 
 
+def _tag_column(rows: list[dict[str, Any]], label_column: str, where: str) -> str | None:
+    """The tag column: data.label_column where any row has it; else, with label_column left at its default, the
+    first of TAG_COLUMNS any row has; None for untagged rows. Chosen over every row, not the first: a first row
+    without tags had made the whole split untagged, or read another column than the one the user named. A row
+    without the chosen column is untagged, which check_labels refuses beside tagged rows."""
+    from ..config import DataConfig
+
+    present = {key for r in rows for key in r}
+    if label_column in present:
+        return label_column
+    require(label_column == DataConfig.model_fields["label_column"].default,
+            f"{where}: no row has the tag column {label_column!r} (data.label_column); the rows have "
+            f"{sorted(present)}: set data.label_column to the one with the tags")
+    return next((c for c in TAG_COLUMNS if c in present), None)
+
+
 def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
@@ -109,7 +125,7 @@ class TokenClassification(Task):
         words_col = _column(rows[0], text_columns[0] if text_columns else None, WORD_COLUMNS)
         require(words_col is not None, f"{where}: no word column ({text_columns[0] if text_columns else ' or '.join(WORD_COLUMNS)}); "
                 "write rows like {\"tokens\": [...], \"ner_tags\": [...]} or set data.text_columns: [COLUMN]")
-        tags_col = _column(rows[0], label_column if label_column in rows[0] else None, TAG_COLUMNS)
+        tags_col = _tag_column(rows, label_column, where)
         out = []
         for number, r in enumerate(rows, 1):
             words, tags = r.get(words_col), r.get(tags_col) if tags_col else None
