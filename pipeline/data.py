@@ -267,6 +267,9 @@ def read_task_data(d: DataConfig, task: str) -> TaskData:
             f"{list(eval_columns)} are not as many as the training data's {list(columns)}; set data.text_columns")
     labels, labelled = kind.check_labels(train, evals, d.label_column, d.source)
     evals = evals[: d.max_eval_samples]
+    scores = {r["score"] for r in evals if "score" in r}  # Spearman of constant gold scores is undefined (NaN)
+    require(len(scores) != 1, f"{held_out}: all {len(evals)} held-out pairs have the score {min(scores, default=0):g}; "
+            "Spearman needs gold scores that vary: check data.score_column, or raise data.max_eval_samples")
     require(len(evals) >= MIN_EVAL_ROWS, f"{held_out}: {len(evals)} held-out row(s), fewer than {MIN_EVAL_ROWS}; add data "
             "or raise data.eval_fraction or data.max_eval_samples")
     train = [r if labelled else dict(r, label=None) for r in long_enough(train, d.min_words, d.source)[: d.max_train_samples]]

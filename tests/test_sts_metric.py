@@ -108,6 +108,24 @@ def test_eval_pairs_keep_their_scores_and_a_bad_score_is_refused_in_one_line(tmp
     assert not data.eval_scored and "score" not in data.evals[0]
 
 
+def test_gold_scores_that_do_not_vary_are_refused_before_any_work(tmp_path):
+    """Constant gold scores (a file of one score, or a cap that keeps only equal ones) make Spearman NaN: the run had
+    gone through every stage and then failed in the bundle stage with a traceback (NaN is within no budget)."""
+    train = _write(tmp_path / "train.tsv", "sentence\tlabel", ["a good film\t1", "a dull plot\t0"] * 5)
+    dev = _write(tmp_path / "sts.tsv", "sentence1\tsentence2\tscore",
+                 ["a film\tthe film\t3", "good\tgreat\t3", "sad\thappy\t3", "dull\tslow\t1"])
+    data = read_task_data(DataConfig(source=str(train), eval_source=str(dev)), "embedding")
+    assert data.eval_scored and len(data.evals) == 4
+    with pytest.raises(EdgesmithError, match=r"all 3 held-out pairs have the score 3; Spearman needs gold scores that vary"):
+        read_task_data(DataConfig(source=str(train), eval_source=str(dev), max_eval_samples=3), "embedding")
+    rows = [{"text": ["a", "b"], "label": None, "score": 2.0}] * 3  # bench.eval_samples can cut the same way
+    with pytest.raises(EdgesmithError, match="Spearman needs gold scores that vary"):
+        quality(_pairs_with_cosines([0.1, 0.5, 0.9]), rows, "embedding", _pairs_with_cosines([0.1, 0.5, 0.9]))
+    varied = [dict(r, score=float(i)) for i, r in enumerate(rows)]
+    with pytest.raises(EdgesmithError, match="the model gives all 3 scored pairs the same cosine"):
+        quality(_pairs_with_cosines([0.5] * 3), varied, "embedding", _pairs_with_cosines([0.1, 0.5, 0.9]))
+
+
 def test_a_classifier_never_reads_a_score_column_as_a_score(tmp_path):
     _write(tmp_path / "train.tsv", "premise\thypothesis\tscore\tlabel", ["a film\tthe film\t5\tyes", "sad\thappy\t0\tno"] * 4)
     data = read_task_data(DataConfig(source=str(tmp_path / "train.tsv"), eval_fraction=0.25), "classification")

@@ -145,8 +145,17 @@ def spearman(embeddings: np.ndarray, scores: list[float]) -> float:
     sentence 2, as `collect` stacks them) and the pairs' gold scores."""
     from scipy.stats import spearmanr
 
+    from ..errors import require
+
     first_sentences, second_sentences = np.split(unit(embeddings), 2)
-    return float(spearmanr((first_sentences * second_sentences).sum(-1), scores).statistic * 100)
+    cosines = (first_sentences * second_sentences).sum(-1)
+    # Undefined (NaN) when either side is constant; a NaN metric had passed every stage and then left the bundle
+    # stage with nothing to choose (NaN is within no budget), a traceback after all the work.
+    require(len(set(scores)) > 1, f"Spearman needs gold scores that vary: all {len(scores)} scored pairs have the score "
+            f"{scores[0]:g}; check data.score_column, or raise data.max_eval_samples or bench.eval_samples")
+    require(bool(np.ptp(cosines) > 0), f"Spearman is undefined: the model gives all {len(scores)} scored pairs the same "
+            "cosine; check the teacher model")
+    return float(spearmanr(cosines, scores).statistic * 100)
 
 
 def nn_agreement(a: np.ndarray, b: np.ndarray) -> float:
