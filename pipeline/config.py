@@ -12,7 +12,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
                       model_validator, StrictInt)
 
-from .errors import EdgesmithError
+from .errors import EdgesmithError, require
 from .runfolder import check_name
 
 
@@ -435,7 +435,12 @@ def load_recipe(path: Path | dict[str, Any] | None, overrides: dict[str, Any]) -
     for dotted, value in overrides.items():
         node = data
         *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
+        for i, p in enumerate(parents):
+            if node.get(p) is None:  # absent, or an empty section (`distill:` alone reads as None)
+                node[p] = {}
+            node = node[p]
+            section = ".".join(parents[: i + 1])
+            require(isinstance(node, dict), f"{path or 'recipe'}: {section} is {type(node).__name__} {str(node)[:40]!r}, "
+                    f"not a section, so {dotted} cannot be set; write {section} as a mapping of settings")
         node[leaf] = value
     return parse(Recipe, data, str(path or "recipe"))

@@ -43,6 +43,16 @@ def test_recipe_round_trips_through_canonical_json(tmp_path):
     assert again == recipe and again.distill.epochs == 2.0 and again.profiles == ("embedded",)
 
 
+def test_an_override_through_an_empty_or_scalar_section_is_one_line(tmp_path):
+    """`distill:` written empty reads as None: `--epochs 2` had raised a TypeError traceback through it; an override
+    through a setting that is not a section (the API's `teacher.model.path`) had too."""
+    path = tmp_path / "r.yaml"
+    path.write_text("teacher: {model: x}\ndata: {source: y}\ndistill:\n")
+    assert load_recipe(path, {"distill.epochs": 2.0}).distill.epochs == 2.0
+    with pytest.raises(EdgesmithError, match=r"teacher.model is str 'x', not a section, so teacher.model.path cannot be set"):
+        load_recipe(path, {"teacher.model.path": "z"})
+
+
 def test_configs_are_frozen():
     p = profiles.load("embedded")
     from pydantic import ValidationError
