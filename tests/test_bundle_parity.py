@@ -208,6 +208,9 @@ def test_bench_py_opens_the_manifest_session(bundles):
     folder, row = bundles["openvino-int8-static"]
     out = json.loads(_run(folder, "bench.py", "--warmup", "1", "--iterations", "5").stdout)
     assert out["session"] == row["session"]["settings"] and out["p50_ms"] > 0
+    # the profile's 16 tokens, and the bundle's max_length (32) as well: the length the p90 budget was held to
+    assert out["seq"] == 16 and out["longest"]["seq"] == 32 and 0 < out["longest"]["p50_ms"] <= out["longest"]["p90_ms"]
+    assert "longest" not in json.loads(_run(folder, "bench.py", "--seq", "24", "--warmup", "1", "--iterations", "5").stdout)
     assert "override only the thread count" in _run(folder, "bench.py", "--help").stdout
     assert "override only the thread count" in _run(folder, "predict.py", "--help").stdout
     assert not (folder / "__pycache__").exists()  # verify would refuse the unlisted .pyc
