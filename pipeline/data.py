@@ -266,6 +266,8 @@ def read_task_data(d: DataConfig, task: str) -> TaskData:
     require(not kind.labelled or len(eval_columns) == len(columns), f"{held_out} (eval): its text columns "
             f"{list(eval_columns)} are not as many as the training data's {list(columns)}; set data.text_columns")
     labels, labelled = kind.check_labels(train, evals, d.label_column, d.source)
+    if kind.reads_scores:
+        _check_score_column(d, raw["eval"][0], eval_columns, held_out)
     evals = evals[: d.max_eval_samples]
     scores = {r["score"] for r in evals if "score" in r}  # Spearman of constant gold scores is undefined (NaN)
     require(len(scores) != 1, f"{held_out}: all {len(evals)} held-out pairs have the score {min(scores, default=0):g}; "
@@ -276,6 +278,16 @@ def read_task_data(d: DataConfig, task: str) -> TaskData:
     unlabeled = read_unlabeled(d.unlabeled, columns, task) if d.unlabeled else []
     unlabeled = long_enough(unlabeled, d.min_words, f"data.unlabeled {d.unlabeled}")[: d.max_train_samples]
     return TaskData(train, evals, columns, labels, labelled, "score" in evals[0], unlabeled, raw.get(LABEL_NAMES, {}).get(d.label_column))
+
+
+def _check_score_column(d: DataConfig, first: dict[str, Any], columns: tuple[str, ...], where: str) -> None:
+    """Scores that would silently be left out, turning the metric from Spearman into fidelity to the teacher: a
+    data.score_column the held-out rows lack, or scores beside a single text column."""
+    named = d.score_column != DataConfig.model_fields["score_column"].default
+    require(not named or d.score_column in first, f"{where}: no column {d.score_column!r} (data.score_column); its "
+            f"columns are {list(first)}: set data.score_column to the one with the gold scores")
+    require(d.score_column not in first or len(columns) == 2, f"{where}: the {d.score_column!r} column scores sentence "
+            f"pairs, but the rows have one text column {list(columns)}; set data.text_columns to the pair's two columns")
 
 
 def _eval_columns(d: DataConfig, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> tuple[str, ...] | None:

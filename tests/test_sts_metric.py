@@ -126,6 +126,20 @@ def test_gold_scores_that_do_not_vary_are_refused_before_any_work(tmp_path):
         quality(_pairs_with_cosines([0.5] * 3), varied, "embedding", _pairs_with_cosines([0.1, 0.5, 0.9]))
 
 
+def test_scores_that_would_be_left_out_silently_are_refused(tmp_path):
+    """A named score column the held-out file lacks, or scores beside one text column, had silently turned the
+    metric from Spearman into fidelity to the teacher."""
+    train = _write(tmp_path / "train.tsv", "sentence\tlabel", ["a good film\t1", "a dull plot\t0"] * 5)
+    dev = _write(tmp_path / "sts.tsv", "sentence1\tsentence2\tsimilarity",
+                 ["a film\tthe film\t3", "good\tgreat\t4", "sad\thappy\t1"])
+    with pytest.raises(EdgesmithError, match=r"no column 'gold' \(data.score_column\).*'similarity'"):
+        read_task_data(DataConfig(source=str(train), eval_source=str(dev), score_column="gold"), "embedding")
+    assert read_task_data(DataConfig(source=str(train), eval_source=str(dev), score_column="similarity"), "embedding").eval_scored
+    single = _write(tmp_path / "one.tsv", "sentence\tscore", ["a film\t3", "good\t4", "sad\t1"])
+    with pytest.raises(EdgesmithError, match=r"the 'score' column scores sentence pairs, but the rows have one text column"):
+        read_task_data(DataConfig(source=str(train), eval_source=str(single)), "embedding")
+
+
 def test_a_classifier_never_reads_a_score_column_as_a_score(tmp_path):
     _write(tmp_path / "train.tsv", "premise\thypothesis\tscore\tlabel", ["a film\tthe film\t5\tyes", "sad\thappy\t0\tno"] * 4)
     data = read_task_data(DataConfig(source=str(tmp_path / "train.tsv"), eval_fraction=0.25), "classification")

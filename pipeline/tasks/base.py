@@ -19,6 +19,7 @@ class Task:
     # Rows carry labels and the model has a classification head named after them (the teacher fine-tunes an
     # untrained head; label ids follow a trained head's names).
     labelled: ClassVar[bool] = False
+    reads_scores: ClassVar[bool] = False  # held-out rows may carry gold scores (data.score_column) that set the metric
     output_name: ClassVar[str]  # the graph output edgesmith reads (every session fetches it by this name)
     output_axes: ClassVar[dict[int, str]] = {0: "batch"}
     # Outputs the exported graph carries before `output_name`, with their dynamic axes: the same measured graph, for

@@ -27,6 +27,7 @@ def mean_pool(hidden: Any, mask: Any) -> Any:
 
 class Embedding(Task):
     name = "embedding"
+    reads_scores = True
     output_name = "sentence_embedding"
     # The token states before pooling, first, under the name Optimum's feature-extraction classes read (and not
     # `token_embeddings`: optimum-intel refuses a graph with both that and `sentence_embedding`): sentence-transformers
