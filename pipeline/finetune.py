@@ -58,9 +58,12 @@ def schedule(train_rows: int, batch_size: int, params: int, *, epochs: float | N
     return Schedule(epochs, lr or auto_lr(params), WARMUP_RATIO, 1 / max(MIN_EVALUATIONS, math.ceil(epochs)))
 
 
+MIN_ROWS = 4  # at least one validation row and three to train on
+
+
 def hold_out(rows: list[dict[str, Any]], seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(train, validation): a shuffled 10% of the training rows (at most 2000) picks the best weights."""
-    require(len(rows) >= 4, f"teacher fine-tuning needs at least 4 labelled training rows, got {len(rows)}; add data")
+    require(len(rows) >= MIN_ROWS, f"teacher fine-tuning needs at least {MIN_ROWS} labelled training rows, got {len(rows)}; add data")
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     n_val = min(VALIDATION_CAP, max(1, round(len(rows) * VALIDATION_SHARE)))

@@ -104,6 +104,15 @@ def test_empty_dataset_leaves_nothing(tmp_path, capsys, tiny_bert):
     assert not (tmp_path / "out").exists()
 
 
+def test_too_few_rows_for_a_new_head_are_refused_before_any_work(tmp_path, capsys, tiny_bert, tiny_data):
+    """The teacher stage had refused them after the data stage, blaming the data rather than the cap."""
+    text = _recipe(tmp_path, tiny_bert, tiny_data).read_text().replace(f"model: {tiny_bert}}}", f"model: {tiny_bert}, reinit_head: true}}")
+    (tmp_path / "r2.yaml").write_text(text)
+    code, err = _run(capsys, [str(tmp_path / "r2.yaml"), "--max-train-samples", "3"], tmp_path / "out")
+    assert code == 2 and err.count("\n") == 0 and "3 remain after data.max_train_samples" in err and "at least 4" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_label_column(tmp_path, capsys, tiny_bert, tiny_data):
     text = _recipe(tmp_path, tiny_bert, tiny_data).read_text().replace(f"source: {tiny_data}}}", f"source: {tiny_data}, label_column: stars}}")
     (tmp_path / "r2.yaml").write_text(text)

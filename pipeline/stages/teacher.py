@@ -13,7 +13,7 @@ from ..config import Frozen, Recipe, Task, TeacherConfig
 from ..data import label_ids, read_task_data
 from ..errors import require
 from ..evaluate import outputs, quality
-from ..finetune import FinetuneConfig
+from ..finetune import MIN_ROWS, FinetuneConfig
 from ..modeling import (check_model_dir, head_labels, inspect_checkpoint, load_pretrained,
                         load_tokenizer, param_count, resolve_model_dir, save_model)
 from ..registry import stage
@@ -83,6 +83,10 @@ def check_inputs(recipe: Recipe) -> Any:
         new_head = recipe.teacher.reinit_head or not head_trained
         label_ids(data.labels, None if new_head else head_labels(config), data.declared_labels)
         require(data.train_labelled or not new_head, NO_TRAIN_LABELS)
+        rows = len(data.train[: recipe.teacher.finetune_max_samples])  # what the teacher stage fine-tunes on
+        require(not new_head or rows >= MIN_ROWS, f"the teacher's new head is fine-tuned on the training rows, and "
+                f"{rows} remain after data.max_train_samples, data.min_words and teacher.finetune_max_samples; it needs "
+                f"at least {MIN_ROWS}: raise those caps or add data")
         require(data.train_labelled or recipe.distill.label_weight == 0,
                 "distill.label_weight > 0 needs labelled training data; label it or set distill.label_weight: 0")
     return config
