@@ -323,3 +323,20 @@ def test_the_tag_column_is_chosen_over_every_row_and_a_named_one_never_falls_bac
     assert out[0]["label"] is None and out[1]["label"] == ["B-PER", "O"]
     with pytest.raises(EdgesmithError, match=r"no row has the tag column 'ner_tag' \(data.label_column\).*'ner_tags'"):
         task.normalize(rows, None, "ner_tag", "score", "t")
+
+
+def test_a_tokenizer_that_refuses_pre_split_words_is_refused_for_token_tags(tmp_path):
+    """RoBERTa's tokenizer as roberta-base ships it (add_prefix_space false) raises on pre-split words: the teacher
+    stage had failed after the data stage. Preflight now names the setting that makes it work."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(WORDS)] * 20, vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(tmp_path))
+    files = {"vocab_file": str(tmp_path / "vocab.json"), "merges_file": str(tmp_path / "merges.txt")}
+    task = get("token-classification")
+    refused = task.refuse_tokenizer(RobertaTokenizerFast(**files))
+    assert refused and "add_prefix_space" in refused and "\n" not in refused
+    assert task.refuse_tokenizer(RobertaTokenizerFast(**files, add_prefix_space=True)) is None
+    assert get("classification").refuse_tokenizer(RobertaTokenizerFast(**files)) is None

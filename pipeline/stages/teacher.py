@@ -71,6 +71,8 @@ def check_inputs(recipe: Recipe) -> Any:
     tokenizer = load_tokenizer(src)  # refuses a tokenizer set to cut or pad on the left, before any work
     require(recipe.data.augment is None or get_task(recipe.task).refuse_augment() is None,
             str(get_task(recipe.task).refuse_augment()))
+    refused = get_task(recipe.task).refuse_tokenizer(tokenizer)
+    require(refused is None, str(refused))
     if recipe.data.augment is not None:  # word replacement needs a WordPiece vocabulary: refuse another one now
         from ..augment import whole_words
 

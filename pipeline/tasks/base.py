@@ -51,6 +51,10 @@ class Task:
         """Why `data.augment` cannot apply to this task's rows, or None."""
         return None
 
+    def refuse_tokenizer(self, tokenizer: Any) -> str | None:
+        """Why this task cannot use the teacher's tokenizer, or None (checked before any work)."""
+        return None
+
     # ---- the model ---------------------------------------------------------------------------------------------
     def model_class(self) -> Any:
         raise NotImplementedError

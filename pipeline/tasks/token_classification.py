@@ -171,6 +171,16 @@ class TokenClassification(Task):
         return ("data.augment replaces words, and the token tags would no longer fit them; remove data.augment "
                 "(add in-domain sentences through data.unlabeled instead)")
 
+    def refuse_tokenizer(self, tokenizer: Any) -> str | None:
+        """Words are tokenized as given (is_split_into_words), which a byte-level BPE tokenizer (RoBERTa's, as
+        roberta-base ships it) refuses unless it adds a prefix space: the teacher stage had failed on it."""
+        try:
+            tokenizer([["a", "b"]], is_split_into_words=True)
+        except (AssertionError, ValueError, TypeError) as err:
+            return (f"token classification tokenizes pre-split words, which this tokenizer refuses ({str(err).strip() or type(err).__name__}); "
+                    "for RoBERTa-style tokenizers set \"add_prefix_space\": true in the model's tokenizer_config.json")
+        return None
+
     # ---- the model ---------------------------------------------------------------------------------------------
     def model_class(self) -> Any:
         from transformers import AutoModelForTokenClassification
