@@ -22,7 +22,8 @@ class ProfileResult:
     artifact: str | None  # "branch:runtime-precision", e.g. "structured:openvino-int8-static"
     quality: float | None  # points: accuracy %, or mean cosine x100 for encoders
     quality_drop: float | None  # points below the teacher
-    p90_ms: float | None  # at the profile's batch and sequence length
+    p90_ms: float | None  # at the profile's batch and sequence length; budgets["p90_ms"]["value"] is the figure the
+    # budget was judged on: at data.max_length where the bundle accepts longer inputs ("tokens" says which)
     size_mb: float | None
     budgets: dict[str, dict[str, Any]]  # name -> {"value", "limit", "verdict": "pass" | "FAIL" | "not measured"}
     verdict: str | None  # whether pruning paid against the teacher quantized alone, in one sentence

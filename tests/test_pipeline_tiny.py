@@ -139,7 +139,7 @@ def test_summary_and_report(tiny_run):
     assert ort["budgets_kept"] == ["p90", "peak memory", "size"] and ort["meets_profile_budgets"] is True
     assert all(b["verdict"] == "pass" for k, b in ort["budgets"].items() if k != "quality_drop")
     assert ort["budgets"]["p90_ms"]["tokens"] == 32 and ort["budgets"]["p90_ms"]["value"] == ort["p90_ms_longest"]
-    assert "p90 ms at 32" in (out / "report.md").read_text()
+    assert "p90 ms at 32" in (out / "report.md").read_text() and "at 32 tokens)" in (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "tiny-ov" in html
     gpu = summary["profiles"]["tiny-gpu"]

@@ -231,7 +231,7 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
             "size ratio", "peak RSS MB", "budgets"]
     body = []
     for p, s in summary["profiles"].items():
-        verdicts = ", ".join(f"{k} {v['verdict']}" for k, v in s["budgets"].items())
+        verdicts = ", ".join(f"{k} {v['verdict']}" + _at_longest(v, s) for k, v in s["budgets"].items())
         vs_q = s.get("speedup_p50_vs_quantized_teacher")
         body.append([p, s["artifact"], _fmt(s["quality"]), _fmt(s["quality_drop"]), _fmt(s["p50_ms"]), _fmt(s["p90_ms"]),
                      f"{s['speedup_p50_vs_teacher']:.2f}x" if s["speedup_p50_vs_teacher"] else (s["reason"] or "—"),
@@ -253,6 +253,13 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
     for b in cfg.branches:
         out.append((f"Branch {b}", " \n".join(f"- {line}" for line in branch_lines(b, inputs))))
     return out
+
+
+def _at_longest(verdict: dict[str, Any], row: dict[str, Any]) -> str:
+    """The figure a p90 or memory verdict was judged on, where it is not the table's (measured at data.max_length)."""
+    if not row.get("longest_len") or verdict.get("tokens") != row["longest_len"] or verdict["value"] is None:
+        return ""
+    return f" ({verdict['value']:.1f} at {verdict['tokens']} tokens)"
 
 
 def longest_words(rows: list[dict[str, Any]]) -> str:
