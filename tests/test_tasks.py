@@ -340,3 +340,18 @@ def test_a_tokenizer_that_refuses_pre_split_words_is_refused_for_token_tags(tmp_
     assert refused and "add_prefix_space" in refused and "\n" not in refused
     assert task.refuse_tokenizer(RobertaTokenizerFast(**files, add_prefix_space=True)) is None
     assert get("classification").refuse_tokenizer(RobertaTokenizerFast(**files)) is None
+
+
+def test_token_rows_the_bundle_would_split_otherwise_are_refused_and_tags_are_stripped():
+    """A word that is empty or holds whitespace is no word or two once predict.py splits the text (such eval rows
+    had been dropped with their entities, silently); an empty sentence with tags is a mismatch; "B-PER " is B-PER."""
+    task = get("token-classification")
+    ok = {"tokens": ["a", "b"], "ner_tags": ["B-PER ", "O"]}
+    out, _ = task.normalize([ok, {"tokens": [], "ner_tags": []}], None, "label", "score", "t")
+    assert len(out) == 1 and out[0]["label"] == ["B-PER", "O"]
+    for words, says in ((["a", "\u00a0"], r"row 2, word 2 \('\\xa0'\) is empty or holds whitespace"),
+                        (["New York", "b"], r"row 2, word 1 \('New York'\) is empty or holds whitespace")):
+        with pytest.raises(EdgesmithError, match=says):
+            task.normalize([ok, {"tokens": words, "ner_tags": ["O", "O"]}], None, "label", "score", "t")
+    with pytest.raises(EdgesmithError, match="row 2 has 0 words but 2 tags"):
+        task.normalize([ok, {"tokens": [], "ner_tags": ["O", "O"]}], None, "label", "score", "t")

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import require
+from ..errors import EdgesmithError, require
 from .base import Task
 
 WORD_COLUMNS = ("tokens", "words")
@@ -132,8 +132,14 @@ class TokenClassification(Task):
             require(_strings(words), f"{where}: row {number}, column {words_col!r} is not a list of words; write the "
                     "sentence as a JSON list of strings")
             words = [w.strip() for w in words]
-            if not words or not all(words):
-                continue
+            if not words and not tags:
+                continue  # an empty sentence: nothing to tag or score
+            # The bundle splits text at whitespace, as str.split does: a word that is empty or holds whitespace would
+            # be no word or two on the device, and its tag would land elsewhere than it was trained and scored.
+            odd = next((i for i, w in enumerate(words) if not w or len(w.split()) > 1), None)
+            if odd is not None:
+                raise EdgesmithError(f"{where}: row {number}, word {odd + 1} ({r[words_col][odd]!r}) is empty or holds "
+                                     "whitespace; remove it with its tag, or split it into words")
             out.append({"text": [" ".join(words)], "words": words, "label": self._tags(tags, len(words), number, where)})
         require(len(out) > 0, f"{where}: every row has no words; check the column {words_col!r}")
         return out, (words_col,)
@@ -145,6 +151,7 @@ class TokenClassification(Task):
         require(_strings(tags), f"{where}: row {number}: tags {str(tags)[:40]} are not strings; write IOB2 tag names "
                 "(B-PER, I-PER, O), not class numbers")
         require(len(tags) == n, f"{where}: row {number} has {n} words but {len(tags)} tags; give every word one tag")
+        tags = [t.strip() for t in tags]  # as classification labels are: "B-PER " is not a class of its own
         bad = next((t for t in tags if not TAG.fullmatch(t)), None)
         require(bad is None, f"{where}: row {number}: tag {bad!r} is not IOB2 (B-TYPE, I-TYPE or O); convert the tags")
         return list(tags)
