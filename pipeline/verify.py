@@ -267,7 +267,9 @@ def _outputs(folder: Path, task: str) -> list[str]:
             f"outputs have shape {got.shape} but reference.json records {expected.shape}; the model file is not the one built")
     diff = float(np.abs(got - expected).max())
     require(diff <= OUTPUT_ATOL, f"outputs differ from those recorded at build time (max abs diff {diff:.2e}); the model file is not the one built")
-    ok, fidelity = get_task(task).fidelity(got, torch_out)
+    from .bundle_io import encode
+
+    ok, fidelity = get_task(task).fidelity(got, torch_out, encode(folder, ref["texts"], ref["pairs"]).get("attention_mask"))
     require(ok, f"{fidelity}: too far from PyTorch; the model file is wrong")
     return [f"edgesmith's runtime on the bundle's model reproduces the build (max abs diff {diff:.1e})", fidelity]
 

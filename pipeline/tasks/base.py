@@ -130,8 +130,9 @@ class Task:
         """What a model that learned nothing scores (the report sets the teacher against it); {} when not defined."""
         return {}
 
-    def fidelity(self, got: np.ndarray, pytorch: np.ndarray) -> tuple[bool, str]:
-        """`edgesmith verify`: whether a bundle's outputs on its reference texts still match PyTorch's."""
+    def fidelity(self, got: np.ndarray, pytorch: np.ndarray, mask: np.ndarray | None = None) -> tuple[bool, str]:
+        """`edgesmith verify`: whether a bundle's outputs on its reference texts still match PyTorch's (`mask`: the
+        texts' attention mask, for per-token outputs)."""
         raise NotImplementedError
 
 

@@ -98,7 +98,7 @@ class Classification(Task):
         labels = [r["label"] for r in rows if r["label"] is not None]
         return {"majority_rate": max(labels.count(x) for x in set(labels)) / len(labels) * 100 if labels else None}
 
-    def fidelity(self, got: np.ndarray, pytorch: np.ndarray) -> tuple[bool, str]:
+    def fidelity(self, got: np.ndarray, pytorch: np.ndarray, mask: np.ndarray | None = None) -> tuple[bool, str]:
         agree = float((got.argmax(-1) == pytorch.argmax(-1)).mean())
         return agree >= MIN_AGREEMENT, f"{agree:.0%} class agreement with PyTorch"
 

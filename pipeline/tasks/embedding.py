@@ -123,7 +123,7 @@ class Embedding(Task):
     def compare(self, candidate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
         return super().compare(candidate, reference) | {"min_cosine": float((unit(candidate) * unit(reference)).sum(-1).min())}
 
-    def fidelity(self, got: np.ndarray, pytorch: np.ndarray) -> tuple[bool, str]:
+    def fidelity(self, got: np.ndarray, pytorch: np.ndarray, mask: np.ndarray | None = None) -> tuple[bool, str]:
         cos = (unit(got) * unit(pytorch)).sum(-1)
         return float(cos.mean()) >= MIN_MEAN_COSINE, f"mean cosine {cos.mean():.4f} to PyTorch (lowest {cos.min():.4f})"
 

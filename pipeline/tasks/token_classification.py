@@ -292,8 +292,9 @@ class TokenClassification(Task):
     def agrees(self, check: dict[str, float]) -> bool:
         return check["max_abs_diff"] <= self.atol and check["argmax_agreement"] >= MIN_ARGMAX_AGREEMENT
 
-    def fidelity(self, got: np.ndarray, pytorch: np.ndarray) -> tuple[bool, str]:
-        agree = float((got.argmax(-1) == pytorch.argmax(-1)).mean())
+    def fidelity(self, got: np.ndarray, pytorch: np.ndarray, mask: np.ndarray | None = None) -> tuple[bool, str]:
+        same = got.argmax(-1) == pytorch.argmax(-1)  # padding left out: it was 29% of CoNLL's reference positions
+        agree = float(same[mask.astype(bool)].mean() if mask is not None else same.mean())
         return agree >= MIN_FIDELITY, f"{agree:.1%} tag agreement with PyTorch over the reference tokens"
 
 
