@@ -77,7 +77,7 @@ class TeacherConfig(Frozen):
     allow_pickle: bool = False
     reinit_head: bool = Field(False, description="train a new classification head on the data's labels, discarding the "
                               "checkpoint's (needed when its label count or names differ from the data's)")
-    finetune_epochs: float | None = Field(None, gt=0, description="None: from the data size (up to 10 epochs on a few "
+    finetune_epochs: float | None = Field(None, gt=0, le=1000, description="None: from the data size (up to 10 epochs on a few "
                                           "thousand rows, 1-2 on tens of thousands)")
     finetune_lr: float | None = Field(None, gt=0, description="None: from the model size (1e-4 under 50M parameters, "
                                       "3e-5 for BERT-base, 2e-5 above)")
@@ -240,8 +240,9 @@ class PruneConfig(Frozen):
 
 
 class DistillConfig(Frozen):
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, gt=0)
+    # Upper bounds far past any useful run: 1e308 epochs had been accepted, and the dry run promised "about inf min"
+    epochs: float = Field(1.0, gt=0, le=1000)
+    max_steps: int | None = Field(None, gt=0, le=10_000_000)
     learning_rate: float = Field(1e-4, gt=0)
     batch_size: int = Field(32, ge=1)
     temperature: float = Field(2.0, gt=0)

@@ -53,6 +53,15 @@ def test_an_override_through_an_empty_or_scalar_section_is_one_line(tmp_path):
         load_recipe(path, {"teacher.model.path": "z"})
 
 
+def test_training_lengths_past_any_useful_run_are_refused(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("teacher: {model: x}\ndata: {source: y}\n")
+    for dotted, value in (("distill.epochs", 1e308), ("distill.max_steps", 10**20), ("teacher.finetune_epochs", 5000)):
+        with pytest.raises(EdgesmithError, match=dotted):
+            load_recipe(path, {dotted: value})
+    assert load_recipe(path, {"distill.epochs": 1000}).distill.epochs == 1000
+
+
 def test_configs_are_frozen():
     p = profiles.load("embedded")
     from pydantic import ValidationError
