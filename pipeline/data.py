@@ -288,6 +288,20 @@ def _check_score_column(d: DataConfig, first: dict[str, Any], columns: tuple[str
             f"columns are {list(first)}: set data.score_column to the one with the gold scores")
     require(d.score_column not in first or len(columns) == 2, f"{where}: the {d.score_column!r} column scores sentence "
             f"pairs, but the rows have one text column {list(columns)}; set data.text_columns to the pair's two columns")
+    numeric = [c for c, v in first.items() if c not in {*columns, d.label_column, *ID_COLUMNS} and _numeric(v)]
+    require(d.score_column in first or len(columns) != 2 or not numeric, f"{where}: the pairs have a numeric column "
+            f"{numeric[0] if numeric else ''!r} but no {d.score_column!r} column: set data.score_column: "
+            f"{numeric[0] if numeric else ''} to score by Spearman, or leave the column out to score fidelity to the teacher")
+
+
+def _numeric(value: Any) -> bool:
+    """A value that reads as a finite number (gold scores are written ".5", 3.8 or "4")."""
+    if isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _eval_columns(d: DataConfig, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> tuple[str, ...] | None:

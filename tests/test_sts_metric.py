@@ -135,6 +135,9 @@ def test_scores_that_would_be_left_out_silently_are_refused(tmp_path):
     with pytest.raises(EdgesmithError, match=r"no column 'gold' \(data.score_column\).*'similarity'"):
         read_task_data(DataConfig(source=str(train), eval_source=str(dev), score_column="gold"), "embedding")
     assert read_task_data(DataConfig(source=str(train), eval_source=str(dev), score_column="similarity"), "embedding").eval_scored
+    with pytest.raises(EdgesmithError, match=r"the pairs have a numeric column 'similarity' but no 'score' column: set "
+                       r"data.score_column: similarity"):  # the scores under another name had been left out silently
+        read_task_data(DataConfig(source=str(train), eval_source=str(dev)), "embedding")
     single = _write(tmp_path / "one.tsv", "sentence\tscore", ["a film\t3", "good\t4", "sad\t1"])
     with pytest.raises(EdgesmithError, match=r"the 'score' column scores sentence pairs, but the rows have one text column"):
         read_task_data(DataConfig(source=str(train), eval_source=str(single)), "embedding")
