@@ -202,7 +202,7 @@ def test_the_p90_and_memory_budgets_hold_at_the_longest_input_the_bundle_accepts
     within 20 ms at 64 but not at 128 breaks the budget, the one within it at 128 ships, and when none is, the report
     names the setting that would make the budget hold."""
     from edgesmith.config import Budgets
-    from edgesmith.stages.bundle import MB, choose, eligible, missed_budgets
+    from edgesmith.stages.bundle import HARDWARE_BUDGETS, MB, choose, eligible, missed_budgets
     from edgesmith.stages.report import profile_summary
 
     def row(branch, artifact, metric, p50, at_128):
@@ -215,7 +215,7 @@ def test_the_p90_and_memory_budgets_hold_at_the_longest_input_the_bundle_accepts
     steady = row("unpruned", "openvino-int8-static", 89.9, 9, 19)
     assert missed_budgets(fast_short, budgets) == ["p90 24.0 ms > 20", "peak memory 120.0 MB > 110"]
     pool, kept = eligible([teacher, fast_short, steady], 90, 1.0, Budgets(p90_ms=20))
-    assert fast_short not in pool and choose(pool, 90, 1.0)[0] is steady
+    assert kept == HARDWARE_BUDGETS and fast_short not in pool and choose(pool, 90, 1.0)[0] is steady
 
     profile = {"runtimes": {"openvino": ["int8-static"]}, "budgets": {"p90_ms": 20}, "seq_len": 64}
     bench = {"rows": [teacher, fast_short], "threads": 1, "thread_clamp": None}
