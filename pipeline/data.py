@@ -403,18 +403,19 @@ def _one_spelling_each(labels: set[str]) -> None:
 
 def label_ids(labels: list[str], head: list[str] | None, declared: list[str] | None = None) -> dict[str, int]:
     """The class id of each data label. `head`: a trained head's label names in id order, which decide (a data
-    label they lack is an error); None for a new head, numbered in `labels` order. `declared`: the class names a
+    label they lack is an error; data naming only some of them keeps the whole head, a CoNLL tagger scored on text
+    without MISC entities); None for a new head, numbered in `labels` order. `declared`: the class names a
     `datasets` source gives its ids (`labels` are then those ids): when they are the head's names, in any order and
     any case, each id goes to the head's class of its name (GLUE MNLI's 0 is entailment, roberta-large-mnli's 0 is
     CONTRADICTION)."""
     if head is None:
         return {label: i for i, label in enumerate(labels)}
     fix = "relabel the data, or set teacher.reinit_head: true to train a new head on the data's labels"
+    by_name = {name: i for i, name in enumerate(head)}
+    if set(labels) <= set(by_name):  # by name, exactly; head classes no row has stay, and the report names them
+        return {label: by_name[label] for label in labels}
     require(len(head) == len(labels), f"the model's classification head has {len(head)} labels {head} but the data "
             f"has {len(labels)} {labels}; {fix}")
-    by_name = {name: i for i, name in enumerate(head)}
-    if set(labels) <= set(by_name):
-        return {label: by_name[label] for label in labels}
     named = _by_declared_names(labels, head, declared)
     if named is not None:
         return named

@@ -60,6 +60,7 @@ class RunSummary:
         widths = [max(len(r[i]) for r in rows if len(r) > i) for i in range(len(head))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
         lines += [f"{p.name}: {p.verdict}" for p in self.profiles.values() if p.verdict]
+        lines += [f"note: {note}" for note in self.data.get("notes", [])]
         lines.append(f"bundles: {self.out}/08-bundle-*/  report: {self.report}  summary: {self.out / 'summary.json'}")
         return "\n".join(lines)
 

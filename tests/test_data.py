@@ -52,6 +52,9 @@ def test_a_trained_heads_label_names_decide_the_ids():
     assert label_ids(["0", "1"], ["1", "0"]) == {"1": 0, "0": 1}  # names that read as numbers are names
     assert label_ids(["0", "1"], ["LABEL_0", "LABEL_1"]) == {"0": 0, "1": 1}
     assert label_ids(["0", "1"], ["negative", "positive"]) == {"0": 0, "1": 1}  # GLUE ids against named classes
+    # data naming some of a trained head's classes: by name, the head's other classes kept (the report names them)
+    assert label_ids(["negative", "positive"], ["negative", "neutral", "positive"]) == {"negative": 0, "positive": 2}
+    assert label_ids(["B-PER", "O"], ["O", "B-PER", "I-PER", "B-MISC"]) == {"B-PER": 1, "O": 0}
 
 
 def test_a_new_head_is_numbered_in_data_label_order():
@@ -194,3 +197,24 @@ def test_declared_names_that_differ_only_in_case_never_merge_two_classes():
     assert ids == {"0": 0, "1": 1}
     assert len(set(ids.values())) == len(ids)
     assert label_ids(["0", "1"], ["a", "b"], ["B", "A"]) == {"0": 1, "1": 0}  # distinct names still decide
+
+
+@pytest.mark.parametrize("task, train, held_out, missing", [
+    ("classification", ["good", "bad", "good"], ["good", "bad", "meh"], "'meh'"),
+    ("token-classification", [["O", "B-PER"], ["B-LOC"]], [["O", "B-PRE"], ["B-LOC", "I-LOC"]], "'B-PRE', 'I-LOC'"),
+])
+def test_held_out_labels_no_training_row_holds_are_named_when_a_new_head_learns(tmp_path, task, train, held_out, missing):
+    """A new head gets a class for a label only the held-out rows hold (a typo there, or a rare class the training
+    cap cut), which no row teaches it: the report names those labels instead of letting the score fall silently."""
+    from edgesmith.stages.common import write_rows
+    from edgesmith.stages.report import label_notes
+
+    write_rows(tmp_path / "train.jsonl", [{"text": ["a"], "label": label} for label in train])
+    write_rows(tmp_path / "eval.jsonl", [{"text": ["a"], "label": label} for label in held_out])
+    names = sorted({n for label in train + held_out for n in (label if isinstance(label, list) else [label])})
+    facts = {"label_names": names, "label_ids": {n: i for i, n in enumerate(names)}, "head_trained": False}
+    notes = label_notes(task, tmp_path, facts)
+    assert len(notes) == 1 and missing in notes[0] and "no training row" in notes[0], notes
+    write_rows(tmp_path / "eval.jsonl", [{"text": ["a"], "label": label} for label in train])
+    assert label_notes(task, tmp_path, facts) == []  # every held-out label trained: nothing to say
+    assert label_notes(task, tmp_path, facts | {"head_trained": True}) == []  # a trained head knows its classes

@@ -145,6 +145,17 @@ def test_summary_and_report(tiny_run):
     gpu = summary["profiles"]["tiny-gpu"]
     assert gpu["status"] == "not measured" and "CUDA" in gpu["reason"] and gpu["p50_ms"] is None
     assert "| profile |" in (out / "report.md").read_text()
+    assert summary["notes"] == [] and "## Labels" not in (out / "report.md").read_text()  # both splits hold both labels
+
+
+def test_the_printed_summary_ends_with_the_reports_label_notes(tiny_run, tmp_path):
+    from edgesmith.summary import RunSummary
+
+    _, out = tiny_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert "note:" not in RunSummary.read(out).table()
+    (tmp_path / "summary.json").write_text(json.dumps(summary | {"notes": ["Held-out labels that no training row holds: 'x'."]}))
+    assert RunSummary.read(tmp_path).table().splitlines()[-2] == "note: Held-out labels that no training row holds: 'x'."
 
 
 def test_every_profile_measures_the_teacher_quantized_alone_and_says_whether_pruning_paid(tiny_run):

@@ -100,6 +100,25 @@ def test_a_head_with_another_label_count_is_refused_unless_reinit_head(tmp_path,
     assert teacher.facts["finetune"]["steps"] == 6
 
 
+def test_a_trained_head_with_more_named_classes_than_the_data_keeps_them_all_and_the_report_names_the_unused(tmp_path):
+    """A 3-class sentiment head scored on data with two of its class names: matched by name, the third class kept
+    (the bundle can answer it) and named in the report, not refused with advice to throw the trained head away."""
+    from edgesmith.stages.report import label_notes
+
+    model = _three_label_model(tmp_path / "m3")
+    config = json.loads((model / "config.json").read_text())
+    names = ["negative", "neutral", "positive"]
+    config |= {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    (model / "config.json").write_text(json.dumps(config))
+    _relabelled(tmp_path / "named", ["negative", "positive"])
+    data = _data(tmp_path, tmp_path / "named")
+    teacher = _teacher(tmp_path, model, data)
+    assert teacher.facts["head_trained"] and teacher.facts["label_names"] == names
+    assert teacher.facts["label_ids"] == {"negative": 0, "positive": 2}
+    notes = label_notes("classification", data.path, teacher.facts)
+    assert len(notes) == 1 and "'neutral'" in notes[0] and "no row" in notes[0], notes
+
+
 def _pickled_encoder(folder, rename=lambda k: k):
     """A bare-encoder checkpoint (keys without 'bert.') as pytorch_model.bin."""
     from safetensors.torch import load_file

@@ -14,6 +14,7 @@ from ..confirm import alternative, sentence
 from ..registry import stage
 from ..tasks import get as get_task
 from .bundle import budget_figures
+from .common import read_rows
 
 MB = 2**20
 LEARNED_LITTLE = 5.0  # points above the majority-class rate under which a classifier has learned little
@@ -179,6 +180,30 @@ def against_majority(teacher: dict[str, Any]) -> dict[str, Any]:
     return {"majority_rate": rate, "teacher_vs_majority": note + "."}
 
 
+def label_notes(task: Task, data: Path, teacher: dict[str, Any]) -> list[str]:
+    """What the labels leave a model unable to learn or be scored on, in words (neither is an error: a capped or
+    small training split can lack a rare class, and a tagger can be scored on text without one entity type)."""
+    kind = get_task(task)
+    if not kind.labelled:
+        return []
+    names, used = teacher["label_names"], set(teacher["label_ids"].values())
+    unused = [name for i, name in enumerate(names) if i not in used]
+    if teacher["head_trained"]:
+        return [f"The teacher's head has classes that no row of the data holds: {_listed(unused)}. The bundle can still "
+                "answer them, and every such answer counts as an error."] if unused else []
+    seen = {name for row in read_rows(data / "train.jsonl") for name in kind.label_names_of(row["label"])}
+    if not seen:  # unlabelled training rows: a trained head was required, so only a bug reaches here
+        return []
+    held_out_only = sorted({name for row in read_rows(data / "eval.jsonl") for name in kind.label_names_of(row["label"])} - seen)
+    return [f"Held-out labels that no training row holds: {_listed(held_out_only)}. The teacher's new head had no "
+            "example of them, so its quality and every student's count them as misses; add training rows with them, "
+            "or check them for typos."] if held_out_only else []
+
+
+def _listed(names: list[str], most: int = 10) -> str:
+    return ", ".join(map(repr, names[:most])) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def _drop(teacher: dict[str, Any], row: dict[str, Any]) -> float | None:
     if "metric" in row["quality"] and "metric" in teacher["quality"]:
         return teacher["quality"]["metric"] - row["quality"]["metric"]
@@ -202,7 +227,7 @@ def _artifact_table(rows: list[dict[str, Any]], teacher_p50: float | None) -> tu
     return head, body
 
 
-@stage("report", ReportStageConfig, version=9)  # 9: budgets at the longest input; 8: one reference build with the bundle stage; 6-7: the budgets behind the choice; 5: the paired rounds behind the verdict
+@stage("report", ReportStageConfig, version=10)  # 10: label notes; 9: budgets at the longest input; 8: one reference build with the bundle stage; 6-7: the budgets behind the choice; 5: the paired rounds behind the verdict
 def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
 
     metric = get_task(cfg.task).metric_label(inputs["data"].facts["eval_scored"])
@@ -212,6 +237,7 @@ def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     summary = {"recipe": cfg.name, "task": cfg.task, "metric": metric, "accuracy_budget": cfg.accuracy_budget,
                "profiles": {p: profile_summary(benches[p], profiles[p], prof_json[p], cfg.accuracy_budget) for p in cfg.profiles}}
     summary |= against_majority(inputs["teacher"].facts)  # tasks without a majority rate have none in their facts
+    summary["notes"] = label_notes(cfg.task, inputs["data"].path, inputs["teacher"].facts)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     sections = _sections(cfg, inputs, summary, benches, metric)
     figures = _figures(cfg, inputs, benches, summary, metric)
@@ -226,6 +252,8 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
     out: list[tuple[str, Any]] = []
     if "teacher_vs_majority" in summary:
         out.append(("The teacher against the majority class", summary["teacher_vs_majority"]))
+    if summary["notes"]:
+        out.append(("Labels", " \n".join(f"- {note}" for note in summary["notes"])))
     out.append(("Against the teacher quantized alone", "\n".join(f"{p}: {s['verdict']}" for p, s in summary["profiles"].items() if "verdict" in s)))
     head = ["profile", "bundle artifact", metric, "drop", "p50 ms", "p90 ms", "speed-up", "vs quantized teacher", "size MB",
             "size ratio", "peak RSS MB", "budgets"]

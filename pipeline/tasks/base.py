@@ -47,6 +47,10 @@ class Task:
         """A row's label with names replaced by class ids (label-free tasks: None)."""
         return None
 
+    def label_names_of(self, label: Any) -> list[str]:
+        """The label names one row holds (a class, a sentence's tags; none for label-free tasks or an unlabelled row)."""
+        return []
+
     def refuse_augment(self) -> str | None:
         """Why `data.augment` cannot apply to this task's rows, or None."""
         return None

@@ -33,6 +33,9 @@ class Classification(Task):
     def encode_label(self, label: Any, ids: dict[str, int]) -> Any:
         return None if label is None else ids[label]
 
+    def label_names_of(self, label: Any) -> list[str]:
+        return [] if label is None else [label]
+
     def model_class(self) -> Any:
         from transformers import AutoModelForSequenceClassification
 

@@ -174,6 +174,9 @@ class TokenClassification(Task):
     def encode_label(self, label: Any, ids: dict[str, int]) -> Any:
         return None if label is None else [ids[t] for t in label]
 
+    def label_names_of(self, label: Any) -> list[str]:
+        return [] if label is None else list(label)
+
     def refuse_augment(self) -> str | None:
         return ("data.augment replaces words, and the token tags would no longer fit them; remove data.augment "
                 "(add in-domain sentences through data.unlabeled instead)")
