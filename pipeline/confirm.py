@@ -5,7 +5,7 @@ at all: a 50%-sparse model, the same dense graph as the teacher's, came out 1.42
 
 So before a pruned artifact ships in place of the teacher quantized alone, the two are measured again in ROUNDS
 paired rounds, each a fresh process per artifact, the two back to back. The pruned one ships only if it was faster in
-every round; otherwise the quantized teacher ships (it is within the budget too, and is the teacher's own quality)
+every round (at the profile's length and at the longest input the bundle takes); otherwise the quantized teacher ships (it is within the budget too, and is the teacher's own quality)
 and the report says pruning's speed-up was not measurable."""
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from .config import UNPRUNED
 
 ROUNDS = 3
 
-Measure = Callable[[dict[str, Any]], float]  # a row -> its p50 in ms, measured now in a fresh process
+# A row -> its latency measured now in a fresh process: {"p50_ms"}, plus "longest_len" and "longest_p50_ms" where the
+# bundle takes longer inputs than the profile's length (latency.measure's figures)
+Measure = Callable[[dict[str, Any]], dict[str, float]]
 
 
 def alternative(rows: list[dict[str, Any]], teacher_metric: float, budget: float) -> dict[str, Any] | None:
@@ -36,17 +38,29 @@ def needed(chosen: dict[str, Any], alt: dict[str, Any] | None) -> bool:
 
 def confirm(chosen: dict[str, Any], alt: dict[str, Any], measure: Measure, rounds: int = ROUNDS) -> dict[str, Any]:
     """ROUNDS paired rounds, each artifact in a fresh process, the order swapped every round (whatever the first of a
-    pair gains or loses, both get it); measurable only when the chosen artifact was faster in every round.
-    speedup: the median of the rounds' ratios (alternative p50 / chosen p50)."""
+    pair gains or loses, both get it); measurable only when the chosen artifact was faster in every round, at the
+    profile's length and, where the bundle takes longer inputs, at the longest of them too (a bundle must not be
+    slower than the quantized teacher at any length it accepts). speedup: the median of the rounds' ratios at the
+    profile's length."""
     pairs = [_pair(chosen, alt, measure, swap=i % 2 == 1) for i in range(rounds)]
-    ratios = [a / c for c, a in pairs]
-    return {"artifact": f"{chosen['branch']}:{chosen['artifact']}", "against": f"{alt['branch']}:{alt['artifact']}",
-            "rounds": [{"p50_ms": c, "against_p50_ms": a} for c, a in pairs], "speedups": ratios,
-            "speedup": statistics.median(ratios), "faster_rounds": sum(r > 1 for r in ratios),
-            "measurable": all(r > 1 for r in ratios)}
+    ratios = [a["p50_ms"] / c["p50_ms"] for c, a in pairs]
+    longest = [a["longest_p50_ms"] / c["longest_p50_ms"] for c, a in pairs if "longest_p50_ms" in c and "longest_p50_ms" in a]
+    faster = [r > 1 and (not longest or longest[i] > 1) for i, r in enumerate(ratios)]
+    out = {"artifact": f"{chosen['branch']}:{chosen['artifact']}", "against": f"{alt['branch']}:{alt['artifact']}",
+           "rounds": [_round(c, a) for c, a in pairs], "speedups": ratios, "speedup": statistics.median(ratios),
+           "faster_rounds": sum(faster), "measurable": all(faster)}
+    if longest:
+        out |= {"longest_len": pairs[0][0]["longest_len"], "longest_speedups": longest}
+    return out
 
 
-def _pair(chosen: dict[str, Any], alt: dict[str, Any], measure: Measure, swap: bool) -> tuple[float, float]:
+def _round(c: dict[str, float], a: dict[str, float]) -> dict[str, float]:
+    return {"p50_ms": c["p50_ms"], "against_p50_ms": a["p50_ms"]} | (
+        {"longest_p50_ms": c["longest_p50_ms"], "against_longest_p50_ms": a["longest_p50_ms"]}
+        if "longest_p50_ms" in c and "longest_p50_ms" in a else {})
+
+
+def _pair(chosen: dict[str, Any], alt: dict[str, Any], measure: Measure, swap: bool) -> tuple[dict[str, float], dict[str, float]]:
     if swap:
         a = measure(alt)
         return measure(chosen), a
@@ -56,9 +70,13 @@ def _pair(chosen: dict[str, Any], alt: dict[str, Any], measure: Measure, swap: b
 
 def sentence(c: dict[str, Any]) -> str:
     """The confirmation in words, for the report."""
-    span = f"{min(c['speedups']):.2f}x to {max(c['speedups']):.2f}x"
+    span = _span(c["speedups"]) + (f"; at {c['longest_len']} tokens {_span(c['longest_speedups'])}" if "longest_speedups" in c else "")
     n = len(c["speedups"])
     if c["measurable"]:
         return f"faster in all {n} paired rounds against {c['against']} ({span}, median {c['speedup']:.2f}x)"
     return (f"{c['artifact']} was faster than {c['against']} in {c['faster_rounds']} of {n} paired rounds only ({span}): "
             "its speed-up is not measurable on this machine")
+
+
+def _span(ratios: list[float]) -> str:
+    return f"{min(ratios):.2f}x to {max(ratios):.2f}x"

@@ -23,7 +23,8 @@ def timings(table):
 
     def measure(r):
         calls.append(r["branch"])
-        return table[r["branch"]].pop(0)
+        p50 = table[r["branch"]].pop(0)  # a number, or (at the profile's length, at 64 tokens)
+        return {"p50_ms": p50} if not isinstance(p50, tuple) else {"p50_ms": p50[0], "longest_len": 64, "longest_p50_ms": p50[1]}
 
     return measure, calls
 
@@ -73,3 +74,20 @@ def test_the_report_quotes_the_build_the_rounds_ran_against_and_names_what_ships
     assert "than the teacher unpruned, unquantized (unpruned:onnxruntime-fp32)" in s["verdict"]
     s = against_quantized_teacher(rows, base_fp32, PROFILE, budget=1.0)
     assert s["verdict"].startswith("Pruning did not pay: the teacher unpruned, unquantized (unpruned:onnxruntime-fp32)")
+
+
+def test_a_bundle_slower_than_the_quantized_teacher_at_its_longest_input_in_one_round_does_not_ship():
+    """The profile measures 32 tokens, the bundle takes 64: faster at 32 in every round is not enough when one
+    round at 64 says otherwise (the bundle must not be slower than plain INT8 at any length it accepts)."""
+    structured = row("structured", "openvino-int8-static", 89.2, 5.0)
+    measure, _ = timings({"structured": [(5.0, 9.0), (5.1, 13.0), (5.0, 9.5)], "unpruned": [(12.0, 20.0), (12.0, 12.5), (12.1, 20.0)]})
+    c = confirm(structured, BASE_OV, measure)
+    assert not c["measurable"] and c["faster_rounds"] == 2 and c["longest_len"] == 64
+    assert c["speedups"] == pytest.approx([12 / 5, 12 / 5.1, 12.1 / 5]) and min(c["longest_speedups"]) == pytest.approx(12.5 / 13)
+    assert c["rounds"][1] == {"p50_ms": 5.1, "against_p50_ms": 12.0, "longest_p50_ms": 13.0, "against_longest_p50_ms": 12.5}
+    s = against_quantized_teacher([TEACHER, BASE_OV, structured], BASE_OV, PROFILE, c)
+    assert not s["pruning_paid"] and "at 64 tokens 0.96x to" in s["verdict"]
+    measure, _ = timings({"structured": [(5.0, 9.0)] * 3, "unpruned": [(12.0, 20.0)] * 3})
+    c = confirm(structured, BASE_OV, measure)
+    assert c["measurable"] and "at 64 tokens 2.22x to 2.22x" in against_quantized_teacher(
+        [TEACHER, BASE_OV, structured], structured, PROFILE, c)["verdict"]

@@ -177,6 +177,8 @@ def test_every_profile_measures_the_teacher_quantized_alone_and_says_whether_pru
         assert alt is not None or ref["artifact"].split(":", 1)[1] in pairs
         c = s["speedup_confirmation"]  # a pruned bundle is re-measured against the quantized teacher in paired rounds
         confirmed = c is not None and c["measurable"] and c["against"] == ref["artifact"]
+        if c is not None:  # the tiny profiles measure 16 tokens and the bundles take 32: every round timed both
+            assert c["longest_len"] == 32 and len(c["longest_speedups"]) == 3 and all("against_longest_p50_ms" in r for r in c["rounds"])
         assert s["speedup_p50_vs_quantized_teacher"] == pytest.approx(c["speedup"] if confirmed else ref["p50_ms"] / s["p50_ms"])
         assert s["pruning_paid"] == (not s["artifact"].startswith("unpruned:")) and s["verdict"].startswith("Pruning")
         if s["pruning_paid"] and alt is not None:  # a pruned bundle shipped over a quantized teacher: faster in every round

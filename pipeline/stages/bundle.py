@@ -123,7 +123,7 @@ def left_out(rows: list[dict[str, Any]], chosen: dict[str, Any], teacher_metric:
 
 # 10: the profile's size, memory and p90 budgets narrow the choice (`eligible`)
 # 9: a pruned artifact ships only if faster than the quantized teacher in every paired round (edgesmith.confirm)
-@stage("bundle", BundleStageConfig, version=12)  # 12: token entities by whitespace words, as scored; bench.py times the longest input too; 11: predict.py refuses text that is not UTF-8; 8: token entities by the tokenizer's words; 7: files named for HF tools
+@stage("bundle", BundleStageConfig, version=13)  # 13: the paired rounds time the longest input too; 12: token entities by whitespace words, as scored; bench.py times the longest input too; 11: predict.py refuses text that is not UTF-8; 8: token entities by the tokenizer's words; 7: files named for HF tools
 def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     bench, teacher = inputs["bench"], inputs["teacher"]
     metric = teacher.facts["quality"]["metric"]
@@ -162,11 +162,12 @@ def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
 
 
 def _remeasure(cfg: BundleStageConfig, threads: int, vocab: int) -> Any:
-    """A row's p50 measured again in a fresh process, as the bench stage measured it (a share of its iterations)."""
+    """A row's p50 measured again in a fresh process, as the bench stage measured it (a share of its iterations), at
+    the profile's length and, where the bundle takes longer inputs, at data.max_length."""
     iterations = max(5, cfg.bench.iterations // ROUNDS)
     output = get_task(cfg.task).output_name
     return lambda row: measure(row["runtime"], Path(row["path"]), cfg.profile.measurement(), threads, vocab, cfg.bench.warmup,
-                               iterations, output)["p50_ms"]
+                               iterations, output, longest=cfg.max_length)
 
 
 def _copy_model(files: list[Path], folder: Path, name: str) -> str:
