@@ -6,7 +6,7 @@ import copy
 import json
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
@@ -66,6 +66,17 @@ class Frozen(BaseModel):
     # allow_inf_nan: `.inf` is valid YAML for a float, and no setting has a use for it (keep_heads: .inf had
     # raised an OverflowError traceback; epochs: .inf failed only after pruning and export)
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # Fields added after cache keys were written -> the value that keeps the old behaviour: at that value a field is
+    # left out of the dump, so the cache keys of runs that do not set it are unchanged (no cached work reruns).
+    added_defaults: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_added_defaults(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for name, default in self.added_defaults.items():
+            if getattr(self, name) == default:
+                data.pop(name, None)
+        return data
 
     def canonical_json(self) -> str:
         """Stable JSON used for cache keys and manifests."""
@@ -115,14 +126,7 @@ class DataConfig(Frozen):
                                   "parse-tree phrase fragments; a sentence encoder distilled on its full sentences "
                                   "keeps more of its teacher (docs/recovery.md)")
 
-    @model_serializer(mode="wrap")
-    def _omit_added_defaults(self, handler: Any) -> dict[str, Any]:
-        # min_words came after data caches were written; unset, it stays out of the dump, so the cache keys of
-        # recipes that do not set it are unchanged
-        data = handler(self)
-        if self.min_words is None:
-            data.pop("min_words", None)
-        return data
+    added_defaults: ClassVar[dict[str, Any]] = {"min_words": None}  # came after data caches were written
 
 
 class StructuredConfig(Frozen):
@@ -163,15 +167,7 @@ class StructuredConfig(Frozen):
             raise ValueError(f"{list(v)} must name each kept layer once, numbered from 0; write e.g. [0, 2, 4]")
         return tuple(sorted(v))  # a set of layers: the student keeps the teacher's order whatever the listing's
 
-    @model_serializer(mode="wrap")
-    def _omit_added_defaults(self, handler: Any) -> dict[str, Any]:
-        # fit_speedup and layers came after prune caches were written; unset, they stay out of the dump, so the cache
-        # keys of recipes that do not set them are unchanged
-        data = handler(self)
-        for name in ("fit_speedup", "layers"):
-            if getattr(self, name) is None:
-                data.pop(name, None)
-        return data
+    added_defaults: ClassVar[dict[str, Any]] = {"fit_speedup": None, "layers": None}  # came after prune caches were written
 
     @model_validator(mode="after")
     def _one_depth_setting(self) -> "StructuredConfig":
@@ -259,14 +255,7 @@ class DistillConfig(Frozen):
         "under bf16 autocast where the device computes bf16 natively (CPUs with AVX512-BF16 or AMX, GPUs with bf16), "
         "else in fp32; the distill stage records which ran (sst2-fast: each step 1.27x faster on 2 AMD EPYC cores)")
 
-    @model_serializer(mode="wrap")
-    def _omit_added_defaults(self, handler: Any) -> dict[str, Any]:
-        # teacher_precision came after distill caches were written; at its default (the old behaviour) it stays out
-        # of the dump, so the cache keys of recipes that do not set it are unchanged
-        data = handler(self)
-        if self.teacher_precision == "fp32":
-            data.pop("teacher_precision", None)
-        return data
+    added_defaults: ClassVar[dict[str, Any]] = {"teacher_precision": "fp32"}  # came after distill caches were written
 
 
 class ExportConfig(Frozen):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -175,3 +176,25 @@ def test_a_json_string_field_names_the_fields_inside_it_that_changed():
     old, new = '{"distill":{"epochs":2.0},"name":"q"}', '{"distill":{"epochs":3.0},"name":"q"}'
     assert changed_leaves({"recipe_json": old}, {"recipe_json": new}) == ["recipe_json.distill.epochs (2.0 -> 3.0)"]
     assert changed_leaves({"note": "{not json"}, {"note": "{still not"}) == ['note ("{not json" -> "{still not")']
+
+
+def test_every_field_added_after_caches_were_written_stays_out_of_the_key_at_its_old_value_and_in_it_otherwise():
+    """Frozen.added_defaults: a recipe that does not set a later field keeps its cache keys (no cached stage reruns
+    on upgrade); one that sets it gets a key of its own."""
+    from edgesmith import stages  # noqa: F401  (the stage configs are Frozen subclasses too)
+    from edgesmith.config import DataConfig, DistillConfig, StructuredConfig
+    from edgesmith.stages.prune import PruneStageConfig
+
+    def subclasses(cls):
+        return {cls} | {s for c in cls.__subclasses__() for s in subclasses(c)}
+
+    added = {cls: cls.added_defaults for cls in subclasses(Frozen) if cls.added_defaults}
+    assert {DataConfig, StructuredConfig, DistillConfig, PruneStageConfig} <= set(added)
+    set_to = {"min_words": 5, "fit_speedup": 2.0, "layers": (0, 2), "teacher_precision": "bf16", "fit_longest": 64}
+    for cls, fields in added.items():
+        base = {DataConfig: {"source": "x"}, PruneStageConfig: {"branch": "structured", "structured": StructuredConfig(),
+                                                               "task": "classification", "max_length": 32}}.get(cls, {})
+        for name, old in fields.items():
+            assert name not in json.loads(cls(**base, **{name: old}).canonical_json()), (cls, name)
+            extra = {"fit_profile": "mobile-cpu"} if name == "fit_speedup" else {}
+            assert name in json.loads(cls(**base, **extra, **{name: set_to[name]}).canonical_json()), (cls, name)

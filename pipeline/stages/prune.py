@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
 
@@ -30,10 +30,7 @@ class PruneStageConfig(Frozen):
     # accepts, where it exceeds the fit profile's seq_len (latency.budget_p90). None otherwise, and then left out of
     # the cache key, so that pruning without such a fit keeps its cached output.
     fit_longest: int | None = None
-
-    def canonical_json(self) -> str:
-        data = self.model_dump(mode="json", exclude={"fit_longest"} if self.fit_longest is None else None)
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+    added_defaults: ClassVar[dict[str, Any]] = {"fit_longest": None}
 
     @model_validator(mode="after")
     def _own_settings_only(self) -> "PruneStageConfig":
