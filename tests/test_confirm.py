@@ -91,3 +91,31 @@ def test_a_bundle_slower_than_the_quantized_teacher_at_its_longest_input_in_one_
     c = confirm(structured, BASE_OV, measure)
     assert c["measurable"] and "at 64 tokens 2.22x to 2.22x" in against_quantized_teacher(
         [TEACHER, BASE_OV, structured], structured, PROFILE, c)["verdict"]
+
+
+def test_the_report_holds_the_bundle_to_the_build_the_bundle_stage_could_have_shipped_not_one_its_budgets_excluded():
+    """Seen by a red-team probe: with a size budget only the pruned INT8 build kept, the report still compared it with
+    an unpruned FP32 build the budget had excluded, from one unpaired reading, and said "Pruning paid"."""
+    base_fp32 = row("unpruned", "onnxruntime-fp32", 90.0, 8.0)
+    structured = row("structured", "onnxruntime-int8-dynamic", 89.5, 6.5)
+    rows = [TEACHER, BASE_ORT, base_fp32, structured]
+    s = against_quantized_teacher(rows, structured, PROFILE, None, True, 1.0, None)  # the bundle stage had no alternative
+    assert s["verdict"].startswith("A pruned build ships because no unpruned build is within the accuracy budget and the profile's budgets")
+    assert "could not ship, one reading (no paired rounds) gave 2.15x" in s["verdict"] and "Pruning paid" not in s["verdict"]
+    assert s["quantized_teacher"]["artifact"] == "unpruned:onnxruntime-int8-dynamic"  # the profile's own quantized build
+    s = against_quantized_teacher(rows, structured, PROFILE, None, True, 1.0, "unpruned:onnxruntime-int8-dynamic")
+    assert s["quantized_teacher"]["artifact"] == "unpruned:onnxruntime-int8-dynamic" and s["verdict"].startswith("Pruning paid")
+    assert against_quantized_teacher(rows, structured, PROFILE, budget=1.0)["quantized_teacher"]["artifact"] == "unpruned:onnxruntime-fp32"
+
+
+def test_without_the_profiles_hardware_the_verdict_says_nothing_was_judged():
+    """A GPU profile on a CPU machine: no row has a latency, the bundle stage took the smallest file, and the report
+    had called the shipped build "the fastest artifact within the accuracy budget and the profile's budgets"."""
+    gpu = {"runtimes": {"onnxruntime": ["fp16"]}}
+    unmeasured = {"latency": {"not_measured": "no CUDA device"}}
+    fp16 = row("unpruned", "onnxruntime-fp16", 89.9, 0) | unmeasured
+    sparse = row("sparse", "onnxruntime-fp16", 89.5, 0) | unmeasured
+    for chosen in (fp16, sparse):
+        s = against_quantized_teacher([TEACHER | unmeasured, fp16, sparse], chosen, gpu, None, False, 1.0, None)
+        assert s["verdict"].startswith("Not judged: this machine lacks the profile's hardware (no CUDA device)"), s["verdict"]
+        assert "fastest" not in s["verdict"] and s["speedup_p50_vs_quantized_teacher"] is None

@@ -123,7 +123,7 @@ def left_out(rows: list[dict[str, Any]], chosen: dict[str, Any], teacher_metric:
 
 # 10: the profile's size, memory and p90 budgets narrow the choice (`eligible`)
 # 9: a pruned artifact ships only if faster than the quantized teacher in every paired round (edgesmith.confirm)
-@stage("bundle", BundleStageConfig, version=13)  # 13: the paired rounds time the longest input too; 12: token entities by whitespace words, as scored; bench.py times the longest input too; 11: predict.py refuses text that is not UTF-8; 8: token entities by the tokenizer's words; 7: files named for HF tools
+@stage("bundle", BundleStageConfig, version=13)  # 13: the paired rounds time the longest input too, `alternative` recorded; 12: token entities by whitespace words, as scored; bench.py times the longest input too; 11: predict.py refuses text that is not UTF-8; 8: token entities by the tokenizer's words; 7: files named for HF tools
 def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     bench, teacher = inputs["bench"], inputs["teacher"]
     metric = teacher.facts["quality"]["metric"]
@@ -158,6 +158,9 @@ def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     return {"bundle": folder.name, "chosen": {k: row[k] for k in ("branch", "artifact", "bytes", "quality", "latency")},
             "within_budget": within, "tar_bytes": (out / f"{folder.name}.tar.gz").stat().st_size, "speedup_confirmation": confirmation,
             "budgets_kept": list(kept), "meets_profile_budgets": kept == HARDWARE_BUDGETS,
+            # what would have shipped had pruning not paid, chosen among the rows the budgets left (None: no unpruned
+            # build was within the accuracy budget and those budgets): the report holds the bundle to this one
+            "alternative": None if alt is None else f"{alt['branch']}:{alt['artifact']}",
             "left_out_for_budgets": left_out(bench.facts["rows"], row, metric, cfg.budget, cfg.profile.budgets, kept)}
 
 

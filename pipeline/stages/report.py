@@ -55,7 +55,7 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
                     "size_mb": teacher["bytes"] / MB, "peak_memory_mb": t_lat.get("peak_rss_mb")},
     }
     row |= against_quantized_teacher(bench["rows"], chosen, profile, bundle.get("speedup_confirmation"),
-                                     bool(bundle.get("meets_profile_budgets")), budget)
+                                     bool(bundle.get("meets_profile_budgets")), budget, bundle.get("alternative", ...))
     row |= {"budgets_kept": bundle.get("budgets_kept"), "meets_profile_budgets": bundle.get("meets_profile_budgets"),
             "left_out_for_budgets": bundle.get("left_out_for_budgets", [])}
     if "verdict" in row and budget_note(bundle):
@@ -112,15 +112,18 @@ def quantized_teacher(rows: list[dict[str, Any]], profile: dict[str, Any]) -> di
     return min(timed, key=lambda r: r["latency"]["p50_ms"]) if timed else (mine[0] if mine else None)
 
 
-def reference(rows: list[dict[str, Any]], profile: dict[str, Any], budget: float | None) -> dict[str, Any] | None:
+def reference(rows: list[dict[str, Any]], profile: dict[str, Any], budget: float | None, chosen_alt: Any = ...) -> dict[str, Any] | None:
     """The unpruned build a bundle is held to: what would ship if pruning did not pay, i.e. the bundle stage's
-    `alternative` (the fastest unpruned build within the accuracy budget), against which its paired rounds ran. Had
-    the report used another (the fastest of the profile's quantized builds), it could quote a speed-up over one build
-    and paired rounds against another. When no unpruned build is within the budget, or no budget is given: the
-    fastest of the profile's quantized teacher builds."""
+    `alternative` (`chosen_alt`, "branch:artifact", recorded by the bundle stage: the fastest unpruned build within the
+    accuracy budget among the rows the profile's budgets left), against which its paired rounds ran. Had the report
+    used another (the fastest of the profile's quantized builds, or one the size budget had excluded), it could quote
+    a speed-up over a build that could not ship. When there is none (None), or no budget is given: the fastest of
+    the profile's quantized teacher builds. A bundle from before the stage recorded it (`...`): recomputed over all rows."""
+    if isinstance(chosen_alt, str):
+        return next(r for r in rows if f"{r['branch']}:{r['artifact']}" == chosen_alt)
     teacher = next((r for r in rows if r["branch"] == "teacher"), None)
     within = None
-    if budget is not None and teacher is not None and "metric" in teacher["quality"]:
+    if chosen_alt is ... and budget is not None and teacher is not None and "metric" in teacher["quality"]:
         within = alternative(rows, teacher["quality"]["metric"], budget)
     return within or quantized_teacher(rows, profile)
 
@@ -132,12 +135,13 @@ def _plain(row: dict[str, Any], profile: dict[str, Any]) -> str:
 
 def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any], profile: dict[str, Any],
                               confirmation: dict[str, Any] | None = None, meets_budgets: bool = False,
-                              budget: float | None = None) -> dict[str, Any]:
+                              budget: float | None = None, chosen_alt: Any = ...) -> dict[str, Any]:
     """The bundle against the teacher unpruned (`reference`): speed-up, quality change (points, + is better) and one
     sentence. `confirmation`: the bundle stage's paired rounds (edgesmith.confirm); their median speed-up is the
     figure given when they were run against the same build. `meets_budgets`: the choice kept to the profile's size,
-    memory and p90 budgets as well (the bundle stage's `meets_profile_budgets`)."""
-    ref = reference(rows, profile, budget)
+    memory and p90 budgets as well (the bundle stage's `meets_profile_budgets`). `chosen_alt`: the bundle stage's
+    `alternative` (see `reference`)."""
+    ref = reference(rows, profile, budget, chosen_alt)
     if ref is None:
         return {}
     name, ref_lat, lat = f"{UNPRUNED}:{ref['artifact']}", ref["latency"], chosen["latency"]
@@ -147,14 +151,22 @@ def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any]
     change = chosen["quality"]["metric"] - ref["quality"]["metric"] if "metric" in chosen["quality"] and "metric" in ref["quality"] else None
     paid = chosen["branch"] != UNPRUNED
     within = "within the accuracy budget" + (" and the profile's budgets" if meets_budgets else "")
-    if not paid and confirmation:
+    if "p50_ms" not in lat:  # the profile's hardware is absent: bundle.choose took the smallest file
+        verdict = (f"Not judged: this machine lacks the profile's hardware ({lat.get('not_measured', 'not measured')}), so "
+                   f"the smallest artifact within the accuracy budget ships ({chosen['branch']}:{chosen['artifact']}); "
+                   f"measure it against {name} on the device.")
+    elif paid and chosen_alt is None:  # every unpruned build broke the accuracy budget or the budgets the choice kept to
+        against = "" if speedup is None else (f"; against {_plain(ref, profile)} ({name}), which could not ship, one reading "
+                                              f"(no paired rounds) gave {speedup:.2f}x")
+        verdict = (f"A pruned build ships because no unpruned build is {within}{against}.")
+    elif not paid and confirmation:
         verdict = (f"Pruning did not pay measurably: {sentence(confirmation)}, so {_plain(chosen, profile)} "
                    f"({confirmation['against']}) ships.")  # the bundle stage shipped the build the rounds ran against
     elif not paid:  # name what ships: an unpruned FP32 build can be faster than every quantized one (tiny models)
         verdict = (f"Pruning did not pay: {_plain(chosen, profile)} ({UNPRUNED}:{chosen['artifact']}) is the fastest "
                    f"artifact {within}, so it ships.")
-    elif speedup is None:
-        verdict = f"Pruning was chosen without a latency measurement (this machine lacks the profile's hardware): compare it with {name} on the device."
+    elif speedup is None:  # the unpruned build was not timed (it failed to run here): no figure to give
+        verdict = f"Pruning was chosen without a latency measurement of {name}: compare the two on the device."
     else:
         where = "" if change is None else f", {abs(change):.2f} points {'below' if change < 0 else 'above'} it in quality"
         rounds = f"; {sentence(confirmation)}" if confirmation else ""
