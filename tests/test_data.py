@@ -218,3 +218,15 @@ def test_held_out_labels_no_training_row_holds_are_named_when_a_new_head_learns(
     write_rows(tmp_path / "eval.jsonl", [{"text": ["a"], "label": label} for label in train])
     assert label_notes(task, tmp_path, facts) == []  # every held-out label trained: nothing to say
     assert label_notes(task, tmp_path, facts | {"head_trained": True}) == []  # a trained head knows its classes
+
+
+def test_label_names_in_the_markdown_report_cannot_open_html_or_split_a_table_row():
+    """Seen by a red-team probe: a held-out label `<img src=x onerror=alert(1)>` reached report.md as raw HTML, which
+    Markdown viewers render (report.html escaped it)."""
+    from edgesmith.stages.report import _markdown
+
+    evil = "<img src=x onerror=alert(1)>|col"
+    md = _markdown("r", [("Labels", f"- Held-out labels that no training row holds: {evil!r}."),
+                         ("", (["label", "n"], [[evil, "1"], ["a\nb", "2"]]))], [])
+    assert "<img" not in md and "&lt;img src=x onerror=alert(1)>" in md
+    assert "| &lt;img src=x onerror=alert(1)>\\|col | 1 |" in md and "| a b | 2 |" in md

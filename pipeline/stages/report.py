@@ -377,17 +377,24 @@ def _figures(cfg: ReportStageConfig, inputs: dict[str, Any], benches: dict[str, 
     return figs
 
 
+def _md(text: str, cell: bool = False) -> str:
+    """Text from the data (label names) made inert in Markdown: no HTML tag can open (viewers render raw HTML), and
+    in a table cell no pipe or line break can split the row."""
+    text = text.replace("<", "&lt;")
+    return text.replace("|", "\\|").replace("\n", " ") if cell else text
+
+
 def _markdown(name: str, sections: list[tuple[str, Any]], figures: list[str]) -> str:
     parts = [f"# edgesmith report: {name}\n"]
     for title, content in sections:
         if title:
             parts.append(f"## {title}\n")
         if isinstance(content, str):
-            parts.append(content + "\n")
+            parts.append(_md(content) + "\n")
         else:
             head, body = content
             parts.append("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-            parts += ["| " + " | ".join(row) + " |" for row in body]
+            parts += ["| " + " | ".join(_md(c, cell=True) for c in row) + " |" for row in body]
             parts.append("")
     parts += [f"![{f}]({f}.png)" for f in figures]
     return "\n".join(parts) + "\n"
