@@ -89,7 +89,6 @@ def preflight(recipe: Any, profiles: list[Any]) -> Any:
     can meet, before any work is done: a refusal leaves no run folder and no log. Returns the recipe, its default
     data.max_length lowered to the model's positions where they are fewer."""
     from .arch import dims, max_tokens
-    from .runtimes import RUNTIMES
     from .stages.teacher import check_inputs
 
     config = check_inputs(recipe)
@@ -105,18 +104,35 @@ def preflight(recipe: Any, profiles: list[Any]) -> Any:
         if size is not None and size < embed_mb:
             raise EdgesmithError(f"profile {p.name}: budgets.size_mb={size} is impossible: the word embedding alone is "
                                  f"{embed_mb:.1f} MB at INT8; raise the budget or pick a smaller-vocabulary model")
-        lacking = [r for r in p.runtimes if RUNTIMES[r].export_format not in recipe.export.formats]  # what it is built from
-        if lacking:
-            raise EdgesmithError(f"profile {p.name} runs {lacking} but the recipe's export.formats is {list(recipe.export.formats)}; "
-                                 f"add {[RUNTIMES[r].export_format for r in lacking]} to export.formats or drop the runtime from the profile")
-        if p.seq_len > max_tokens(config):
-            raise EdgesmithError(f"profile {p.name}: seq_len {p.seq_len} exceeds the model's {max_tokens(config)} positions; lower seq_len")
+        _check_buildable(p, list(p.runtimes), recipe, max_tokens(config), "profile")
+    if "structured" in recipe.prune.branches and structured.fit_profile is not None:  # the prune stage walks to it
+        from edgesmith import profiles as profile_store
+
+        from .fit import refuse_profile
+
+        fit = profile_store.load(structured.fit_profile)
+        refused = refuse_profile(fit, structured)
+        if refused:
+            raise EdgesmithError(refused)
+        _check_buildable(fit, [fit.candidates()[0][0]], recipe, max_tokens(config), "prune.structured.fit_profile")  # the walk measures its first pair
     if "max_length" not in recipe.data.model_fields_set and recipe.data.max_length > max_tokens(config):
         recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"max_length": max_tokens(config)})})
     if recipe.data.max_length > max_tokens(config):  # the teacher stage had failed on a size mismatch, after the data stage
         raise EdgesmithError(f"data.max_length {recipe.data.max_length} exceeds the model's {max_tokens(config)} positions; "
                              f"set data.max_length to {max_tokens(config)} or less")
     return recipe
+
+
+def _check_buildable(p: Any, runtimes: list[str], recipe: Any, positions: int, what: str) -> None:
+    """The recipe can build and measure what profile `p` runs on `runtimes`: their export formats, its sequence length."""
+    from .runtimes import RUNTIMES
+
+    lacking = [r for r in runtimes if RUNTIMES[r].export_format not in recipe.export.formats]  # what it is built from
+    if lacking:
+        raise EdgesmithError(f"{what} {p.name} runs {lacking} but the recipe's export.formats is {list(recipe.export.formats)}; "
+                             f"add {[RUNTIMES[r].export_format for r in lacking]} to export.formats or drop the runtime from the profile")
+    if p.seq_len > positions:
+        raise EdgesmithError(f"{what} {p.name}: seq_len {p.seq_len} exceeds the model's {positions} positions; lower seq_len")
 
 
 def _one_name_each(sources: Iterable[str], profiles: list["Profile"]) -> None:

@@ -42,16 +42,16 @@ def _walk(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, pro
     from .modeling import load_model
 
     budget = profile.budgets.p90_ms
-    if profile.device != "cpu" or (budget is None and cfg.fit_speedup is None):
-        raise EdgesmithError(f"prune.structured.fit_profile {profile.name!r} needs a CPU profile with budgets.p90_ms "
-                             "(or prune.structured.fit_speedup); pick another profile")
+    refused = refuse_profile(profile, cfg)
+    if refused:  # preflight refuses it before any work; kept for callers that skip preflight
+        raise EdgesmithError(refused)
     runtime, precision = profile.candidates()[0]
     build, time_it = _measurer(teacher_dir, profile, task, feeds, work, longest)
     target: dict[str, Any] = {"profile": profile.name, "runtime": f"{runtime}-{precision}"}
     if cfg.fit_speedup is None:
         at = {"p90_at": longest} if longest and longest > profile.seq_len else {}
-        return target | {"budget_p90_ms": budget} | at | _walk_to(lambda point, _retime: point["p90_ms"] <= budget, scores, cfg,
-                                                             kept_layers, teacher_dir, work, build, time_it)
+        walked = _walk_to(lambda point, _retime: point["p90_ms"] <= budget, scores, cfg, kept_layers, teacher_dir, work, build, time_it)
+        return _met_or_refused(target | {"budget_p90_ms": budget} | at | walked)
     # The unpruned teacher, quantized the way the ratios are: what the speed-up is measured against. Its file stays
     # until the walk ends, so that a ratio which passes is confirmed against the same file timed again, the faster
     # reading counting: a slow moment while the teacher ran cannot make a ratio look fast enough. The same rule holds
@@ -72,7 +72,27 @@ def _walk(teacher_dir: Path, scores: tuple[Any, Any], cfg: StructuredConfig, pro
 
     walked = _walk_to(fast_enough, scores, cfg, kept_layers, teacher_dir, work, build, time_it)
     shutil.rmtree(work / "unpruned")
-    return target | {"speedup": cfg.fit_speedup} | walked | {"teacher_p50_ms": teacher_p50}
+    return _met_or_refused(target | {"speedup": cfg.fit_speedup} | walked | {"teacher_p50_ms": teacher_p50})
+
+
+def refuse_profile(profile: Profile, cfg: StructuredConfig) -> str | None:
+    """Why `profile` cannot be walked to (checked in preflight, before any work), or None."""
+    if profile.device != "cpu" or (profile.budgets.p90_ms is None and cfg.fit_speedup is None):
+        return (f"prune.structured.fit_profile {profile.name!r} needs a CPU profile with budgets.p90_ms "
+                "(or prune.structured.fit_speedup); pick another profile")
+    return None
+
+
+def _met_or_refused(fit: dict[str, Any]) -> dict[str, Any]:
+    """A walk that met its target; one that did not even at the smallest ratio is an error naming the closest point,
+    rather than a student cut to a tenth of its width for a target it still misses (its distillation would be hours
+    spent on a model the accuracy budget most likely refuses). The stages before it are kept."""
+    if fit["met"]:
+        return fit
+    closest = max(fit["curve"], key=lambda p: p["speedup"]) if "speedup" in fit else min(fit["curve"], key=lambda p: p["p90_ms"])
+    raise EdgesmithError(f"prune.structured.fit_profile {fit['profile']!r}: {describe_target(fit)} is not met on this machine even "
+                         f"at keep {RATIOS[-1]} (closest: {describe_point(closest)}); set a reachable target, keep fewer layers "
+                         "(prune.structured.keep_layers), or set keep_heads and keep_ffn instead of a fit")
 
 
 def _speedup_met(point: dict[str, Any], teacher_p50: list[float], target: float) -> bool:

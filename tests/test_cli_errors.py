@@ -140,3 +140,21 @@ def test_profiles_command_lists_builtins(capsys):
 def test_python_dash_m_edgesmith_is_the_command():
     proc = subprocess.run([sys.executable, "-m", "edgesmith", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("usage: edgesmith")
+
+
+@pytest.mark.parametrize("fit, needles", [
+    ("nosuch", ["nosuch"]),
+    ("server-gpu", ["needs a CPU profile with budgets.p90_ms"]),
+    ("mobile-cpu", ["prune.structured.fit_profile mobile-cpu: seq_len 128 exceeds the model's 64 positions"]),
+    ("NOP90", ["needs a CPU profile with budgets.p90_ms", "fit_speedup"]),
+])
+def test_a_fit_profile_the_walk_cannot_use_is_refused_before_any_work(tmp_path, capsys, tiny_bert, tiny_data, fit, needles):
+    """Seen by a red-team probe: each was refused only in the prune stage, after the data, teacher and unpruned export
+    stages had run (mobile-cpu's 128 tokens against the tiny model's 64 positions as an ONNX Runtime error)."""
+    if fit == "NOP90":
+        fit = tmp_path / "nop90.yaml"
+        fit.write_text("description: no p90\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n")
+    code, err = _run(capsys, [str(_recipe(tmp_path, tiny_bert, tiny_data, f"prune: {{structured: {{fit_profile: {fit}}}}}\n"))],
+                     tmp_path / "out")
+    assert code == 2 and err.count("\n") == 0 and all(n in err for n in needles), err
+    assert not (tmp_path / "out").exists()
