@@ -248,6 +248,7 @@ class TaskData:
     eval_scored: bool  # embedding task: held-out rows are sentence pairs with gold similarity scores (STS)
     unlabeled: list[dict[str, Any]]  # data.unlabeled: distillation only, label None
     declared_labels: list[str] | None = None  # a `datasets` source's class names, in the order of its ids
+    unlabeled_held_out: int = 0  # data.unlabeled rows left out for holding a held-out text (`without_held_out`)
 
 
 def read_task_data(d: DataConfig, task: str) -> TaskData:
@@ -276,8 +277,28 @@ def read_task_data(d: DataConfig, task: str) -> TaskData:
             "or raise data.eval_fraction or data.max_eval_samples")
     train = [r if labelled else dict(r, label=None) for r in long_enough(train, d.min_words, d.source)[: d.max_train_samples]]
     unlabeled = read_unlabeled(d.unlabeled, columns, task) if d.unlabeled else []
-    unlabeled = long_enough(unlabeled, d.min_words, f"data.unlabeled {d.unlabeled}")[: d.max_train_samples]
-    return TaskData(train, evals, columns, labels, labelled, "score" in evals[0], unlabeled, raw.get(LABEL_NAMES, {}).get(d.label_column))
+    unlabeled, leaked = without_held_out(long_enough(unlabeled, d.min_words, f"data.unlabeled {d.unlabeled}"), evals)
+    return TaskData(train, evals, columns, labels, labelled, "score" in evals[0], unlabeled[: d.max_train_samples],
+                    raw.get(LABEL_NAMES, {}).get(d.label_column), leaked)
+
+
+def same_text(text: str) -> str:
+    """A text as a tokenizer would see it for matching (uncased models fold case, every model splits at whitespace)."""
+    return " ".join(text.split()).casefold()
+
+
+def held_out_texts(evals: list[dict[str, Any]]) -> set[str]:
+    """Every text of the held-out rows, one by one (a scored pair's two sentences each)."""
+    return {same_text(t) for r in evals for t in r["text"]}
+
+
+def without_held_out(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """(the rows none of whose texts is a held-out text, how many were left out). Unlabeled text is distilled on, and
+    augmented: a held-out sentence in it (the eval file given again as data.unlabeled, or a source holding both)
+    would be scored after the student learned the teacher's answer on it."""
+    seen = held_out_texts(evals)
+    kept = [r for r in rows if not any(same_text(t) in seen for t in r["text"])]
+    return kept, len(rows) - len(kept)
 
 
 def _check_score_column(d: DataConfig, first: dict[str, Any], columns: tuple[str, ...], where: str) -> None:

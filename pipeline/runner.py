@@ -185,5 +185,5 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
         per_profile |= {f"bench-{p.name}": bench, f"bundle-{p.name}": bundle}
     node("report", "09-report", ReportStageConfig(
         name=recipe.name, task=task, accuracy_budget=recipe.quantize.accuracy_budget, branches=recipe.prune.branches,
-        profiles=tuple(p.name for p in profiles)), base | branch_arts | per_profile)
+        profiles=tuple(p.name for p in profiles)), base | branch_arts | per_profile | {"data": everything})  # it names what unlabeled rows were left out
     return arts

@@ -50,6 +50,40 @@ def test_unlabeled_rows_are_counted_distilled_on_and_kept_from_teacher_and_eval(
     assert sorted(r["text"][0] for r in rows if r["label"] is None) == sorted(UNLABELED)
 
 
+def test_held_out_text_given_as_unlabeled_text_is_left_out_counted_and_named_in_the_report(tmp_path, tiny_data):
+    """Seen by a red-team probe: the eval file given again as data.unlabeled was distilled on, every held-out sentence
+    of it, and nothing said so. Matched as a tokenizer sees text: case and spacing aside."""
+    from edgesmith.stages.report import data_notes
+
+    held_out = [line.split("\t")[0] for line in (tiny_data / "dev.tsv").read_text().splitlines()[1:3]]
+    text = tmp_path / "in-domain.txt"
+    text.write_text("\n".join(UNLABELED + [held_out[0].upper(), "  " + held_out[1].replace(" ", "   ")]) + "\n")
+    data = _data_stage(tmp_path, DataConfig(source=str(tiny_data), unlabeled=str(text)))
+    assert data.facts["unlabeled_rows"] == 3 and data.facts["unlabeled_held_out"] == 2
+    assert read_rows(data.path / "unlabeled.jsonl") == [{"text": [t], "label": None} for t in UNLABELED]
+    notes = data_notes(data)
+    assert len(notes) == 1 and notes[0].startswith("2 row(s) of data.unlabeled hold a held-out text and were left out"), notes
+    plain = _data_stage(tmp_path / "plain", DataConfig(source=str(tiny_data)))
+    assert "unlabeled_held_out" not in plain.facts and data_notes(plain) == []
+    no_rule = DataStageConfig(data=DataConfig(source=str(tiny_data)), task="classification", source_digest="x")
+    assert "unlabeled_rule" not in no_rule.canonical_json()  # runs without unlabeled text keep their cache keys
+    rule = DataStageConfig(data=DataConfig(source=str(tiny_data), unlabeled=str(text)), task="classification", source_digest="x")
+    assert '"unlabeled_rule":"without held-out texts"' in rule.canonical_json()  # runs with it rebuild their data once
+
+
+def test_training_rows_that_repeat_a_held_out_text_are_kept_and_named_in_the_report(tmp_path):
+    from edgesmith.stages.report import data_notes
+
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"film number {i}\t{i % 2}\n" for i in range(20))
+                                        + "LONDON 1996-08-30\t1\n")
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"movie number {i}\t{i % 2}\n" for i in range(10))
+                                      + "london  1996-08-30\t0\n")
+    data = _data_stage(tmp_path, DataConfig(source=str(tmp_path)))
+    notes = data_notes(data)
+    assert len(notes) == 1 and notes[0].startswith("1 of 21 training rows repeat a held-out text (e.g. 'LONDON 1996-08-30')"), notes
+    assert data.facts["train_rows"] == 21  # kept: the splits are the user's
+
+
 def test_without_extra_data_the_distill_rows_are_the_training_rows_in_order(tmp_path, tiny_data):
     data = _data_stage(tmp_path, DataConfig(source=str(tiny_data)))
     assert data.facts["unlabeled_rows"] == 0 and not (data.path / "unlabeled.jsonl").exists()

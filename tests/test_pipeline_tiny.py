@@ -146,7 +146,7 @@ def test_summary_and_report(tiny_run):
     assert gpu["status"] == "not measured" and "CUDA" in gpu["reason"] and gpu["p50_ms"] is None
     assert gpu["verdict"].startswith("Not judged: this machine lacks the profile's hardware") and "fastest" not in gpu["verdict"]
     assert "| profile |" in (out / "report.md").read_text()
-    assert summary["notes"] == [] and "## Labels" not in (out / "report.md").read_text()  # both splits hold both labels
+    assert summary["notes"] == [] and "## Data and labels" not in (out / "report.md").read_text()  # both splits hold both labels
 
 
 def test_the_printed_summary_ends_with_the_reports_label_notes(tiny_run, tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import computed_field
 
@@ -37,6 +37,13 @@ class DataStageConfig(Frozen):
     def unlabeled_digest(self) -> str | None:
         return source_digest(self.data.unlabeled) if self.data.unlabeled else None
 
+    @computed_field  # held-out texts are left out of data.unlabeled (data.without_held_out): only runs that give
+    @property        # unlabeled text rerun for it, since only their cached files may hold held-out texts
+    def unlabeled_rule(self) -> str | None:
+        return "without held-out texts" if self.data.unlabeled else None
+
+    added_defaults: ClassVar[dict[str, Any]] = {"unlabeled_rule": None}
+
 
 @stage("data", DataStageConfig, version=5)  # 5: a `datasets` source's class names (declared_labels)
 def run(cfg: DataStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -46,15 +53,16 @@ def run(cfg: DataStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, An
     if data.unlabeled:
         write_rows(out / UNLABELED, data.unlabeled)
     declared = {"declared_labels": data.declared_labels} if data.declared_labels is not None else {}  # datasets sources only
+    held_out = {"unlabeled_held_out": data.unlabeled_held_out} if cfg.data.unlabeled else {}  # the facts of other runs as before
     return {"train_rows": len(data.train), "eval_rows": len(data.evals), "text_columns": list(data.columns),
             "labels": data.labels, "train_labelled": data.train_labelled, "eval_scored": data.eval_scored,
-            "unlabeled_rows": len(data.unlabeled)} | declared
+            "unlabeled_rows": len(data.unlabeled)} | declared | held_out
 
 
 def without_unlabeled(data: Artifact) -> Artifact:
     """The data as every stage but distill sees it: without the unlabeled rows, which only distillation reads, so that
     editing data.unlabeled reruns neither the teacher nor pruning nor the unpruned baseline (Artifact.without)."""
-    return data.without(files=(UNLABELED,), facts=("unlabeled_rows",))
+    return data.without(files=(UNLABELED,), facts=("unlabeled_rows", "unlabeled_held_out"))
 
 
 def distill_rows(data: Artifact, teacher: Artifact, augment: AugmentConfig | None = None) -> list[dict[str, Any]]:

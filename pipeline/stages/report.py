@@ -11,6 +11,7 @@ from typing import Any
 
 from ..config import UNPRUNED, Branch, Budgets, Frozen, Task
 from ..confirm import alternative, sentence
+from ..data import held_out_texts, same_text
 from ..registry import stage
 from ..tasks import get as get_task
 from .bundle import budget_figures
@@ -192,6 +193,23 @@ def against_majority(teacher: dict[str, Any]) -> dict[str, Any]:
     return {"majority_rate": rate, "teacher_vs_majority": note + "."}
 
 
+def data_notes(data: Any) -> list[str]:
+    """Held-out text met elsewhere in the data, in words: unlabeled rows left out for it (data stage), and training
+    rows that repeat it (kept: the splits are the user's, but the held-out score is then partly of seen text)."""
+    notes = []
+    if data.facts.get("unlabeled_held_out"):
+        notes.append(f"{data.facts['unlabeled_held_out']} row(s) of data.unlabeled hold a held-out text and were left out "
+                     "of distillation, so that no student is scored on text it was taught.")
+    seen = held_out_texts(read_rows(data.path / "eval.jsonl"))
+    train = read_rows(data.path / "train.jsonl")
+    repeats = [r for r in train if any(same_text(t) in seen for t in r["text"])]
+    if repeats:
+        notes.append(f"{len(repeats)} of {len(train)} training rows repeat a held-out text (e.g. {repeats[0]['text'][0][:60]!r}): "
+                     "the teacher and the students were trained on them, so the held-out scores are somewhat optimistic; "
+                     "remove them from the training data if that matters.")
+    return notes
+
+
 def label_notes(task: Task, data: Path, teacher: dict[str, Any]) -> list[str]:
     """What the labels leave a model unable to learn or be scored on, in words (neither is an error: a capped or
     small training split can lack a rare class, and a tagger can be scored on text without one entity type)."""
@@ -249,7 +267,7 @@ def run(cfg: ReportStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     summary = {"recipe": cfg.name, "task": cfg.task, "metric": metric, "accuracy_budget": cfg.accuracy_budget,
                "profiles": {p: profile_summary(benches[p], profiles[p], prof_json[p], cfg.accuracy_budget) for p in cfg.profiles}}
     summary |= against_majority(inputs["teacher"].facts)  # tasks without a majority rate have none in their facts
-    summary["notes"] = label_notes(cfg.task, inputs["data"].path, inputs["teacher"].facts)
+    summary["notes"] = data_notes(inputs["data"]) + label_notes(cfg.task, inputs["data"].path, inputs["teacher"].facts)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     sections = _sections(cfg, inputs, summary, benches, metric)
     figures = _figures(cfg, inputs, benches, summary, metric)
@@ -265,7 +283,7 @@ def _sections(cfg: ReportStageConfig, inputs: dict[str, Any], summary: dict[str,
     if "teacher_vs_majority" in summary:
         out.append(("The teacher against the majority class", summary["teacher_vs_majority"]))
     if summary["notes"]:
-        out.append(("Labels", " \n".join(f"- {note}" for note in summary["notes"])))
+        out.append(("Data and labels", " \n".join(f"- {note}" for note in summary["notes"])))
     out.append(("Against the teacher quantized alone", "\n".join(f"{p}: {s['verdict']}" for p, s in summary["profiles"].items() if "verdict" in s)))
     head = ["profile", "bundle artifact", metric, "drop", "p50 ms", "p90 ms", "speed-up", "vs quantized teacher", "size MB",
             "size ratio", "peak RSS MB", "budgets"]
