@@ -27,33 +27,34 @@ QUICKSTART = Path(__file__).with_name("quickstart.yaml")
 RecipeSource = str | Path | dict[str, Any] | None
 
 
-def run(recipe: RecipeSource = None, *, out: str | Path | None = None, profiles: list[str] | None = None,
-        overrides: dict[str, Any] | None = None, force: Iterable[str] = (), sign_key: str | Path | None = None,
+def run(recipe: RecipeSource = None, *, out: str | Path | None = None, profiles: list[str | Path] | None = None,
+        overrides: dict[str, Any] | None = None, force: str | Iterable[str] = (), sign_key: str | Path | None = None,
         verbose: bool = False) -> "RunSummary":
     """Run a recipe into `out` (default runs/RECIPE-NAME) and return its summary: per profile, the bundle chosen and
     its measurements against the budgets.
 
     recipe: a YAML path, a dict of recipe fields, or None (the offline quickstart). profiles: names or YAML paths
     (default: the recipe's). overrides: dotted recipe fields, as the CLI's options set them
-    ({"data.max_train_samples": 500}). force: stages to redo. sign_key: an ed25519 private key (`keygen`).
+    ({"data.max_train_samples": 500}; a mapping sets the settings it names and keeps the section's others). force:
+    stages to redo (a name or names). sign_key: an ed25519 private key (`keygen`).
     verbose: library output on the terminal instead of each stage's log file."""
     from . import runner, terminal
     from .summary import RunSummary
 
     loaded, chosen, folder = prepare(recipe, out, profiles, overrides, force)
     with terminal.view(verbose=verbose) as view:
-        runner.run(loaded, chosen, folder, set(force), view, sign_key=_path(sign_key))
+        runner.run(loaded, chosen, folder, _stages(force), view, sign_key=_path(sign_key))
     return RunSummary.read(folder)
 
 
-def plan(recipe: RecipeSource = None, *, out: str | Path | None = None, profiles: list[str] | None = None,
-         overrides: dict[str, Any] | None = None, force: Iterable[str] = (), sign_key: str | Path | None = None) -> "Plan":
+def plan(recipe: RecipeSource = None, *, out: str | Path | None = None, profiles: list[str | Path] | None = None,
+         overrides: dict[str, Any] | None = None, force: str | Iterable[str] = (), sign_key: str | Path | None = None) -> "Plan":
     """What `run` with the same arguments would do, without doing it or writing anything: each stage of the graph,
     skipped (unchanged, proven by its files' hashes) or run and why, with an estimate of its time."""
     from . import dryrun
 
     loaded, chosen, folder = prepare(recipe, out, profiles, overrides, force)
-    return dryrun.plan(loaded, chosen, folder, set(force), sign_key=_path(sign_key))
+    return dryrun.plan(loaded, chosen, folder, _stages(force), sign_key=_path(sign_key))
 
 
 def verify_bundle(bundle: str | Path, *, key: str | Path | None = None) -> list[str]:
@@ -64,8 +65,8 @@ def verify_bundle(bundle: str | Path, *, key: str | Path | None = None) -> list[
     return verify(Path(bundle), _path(key))
 
 
-def prepare(recipe: RecipeSource, out: str | Path | None, profiles: list[str] | None, overrides: dict[str, Any] | None,
-            force: Iterable[str]) -> tuple["Recipe", list["Profile"], Path]:
+def prepare(recipe: RecipeSource, out: str | Path | None, profiles: list[str | Path] | None, overrides: dict[str, Any] | None,
+            force: str | Iterable[str]) -> tuple["Recipe", list["Profile"], Path]:
     """The recipe (with overrides), its profiles and the run folder, all checked (`preflight`) before any work."""
     from edgesmith import profiles as profile_store
 
@@ -74,8 +75,9 @@ def prepare(recipe: RecipeSource, out: str | Path | None, profiles: list[str] | 
     from .registry import STAGES
 
     source = Path(recipe) if isinstance(recipe, str) else recipe
-    loaded = load_recipe(QUICKSTART if source is None else source, (overrides or {}) | ({"profiles": profiles} if profiles else {}))
-    unknown = set(force) - set(STAGES)
+    named = {"profiles": [str(p) for p in profiles]} if profiles else {}  # a Path names a YAML file as a str does
+    loaded = load_recipe(QUICKSTART if source is None else source, (overrides or {}) | named)
+    unknown = _stages(force) - set(STAGES)
     if unknown:
         raise EdgesmithError(f"--force {sorted(unknown)}: unknown stage; use one of {sorted(STAGES)}")
     chosen = [profile_store.load(n) for n in loaded.profiles]
@@ -121,6 +123,11 @@ def preflight(recipe: Any, profiles: list[Any]) -> Any:
         raise EdgesmithError(f"data.max_length {recipe.data.max_length} exceeds the model's {max_tokens(config)} positions; "
                              f"set data.max_length to {max_tokens(config)} or less")
     return recipe
+
+
+def _stages(force: str | Iterable[str]) -> set[str]:
+    """`force` as stage names: one name alone is one stage (set("bench") had been five unknown one-letter stages)."""
+    return {force} if isinstance(force, str) else set(force)
 
 
 def _check_buildable(p: Any, runtimes: list[str], recipe: Any, positions: int, what: str) -> None:

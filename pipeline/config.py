@@ -432,5 +432,11 @@ def load_recipe(path: Path | dict[str, Any] | None, overrides: dict[str, Any]) -
             section = ".".join(parents[: i + 1])
             require(isinstance(node, dict), f"{path or 'recipe'}: {section} is {type(node).__name__} {str(node)[:40]!r}, "
                     f"not a section, so {dotted} cannot be set; write {section} as a mapping of settings")
-        node[leaf] = value
+        # a mapping sets the settings it names and keeps the section's others ({"distill": {"max_steps": 3}} had
+        # dropped the recipe's other distill settings for their defaults)
+        node[leaf] = _merged(node[leaf], value) if isinstance(value, dict) and isinstance(node.get(leaf), dict) else value
     return parse(Recipe, data, str(path or "recipe"))
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    return base | {k: _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v for k, v in over.items()}

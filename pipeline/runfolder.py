@@ -110,7 +110,11 @@ def _leftovers(root: Path, suffix: str) -> list[Path]:
 
 
 def check_run_folder(root: Path) -> None:
-    """An existing --out must be empty or an edgesmith run folder: a run writes and replaces folders there."""
+    """An existing --out must be empty or an edgesmith run folder: a run writes and replaces folders there; and no
+    file may stand where it or a folder above it would be (read-only: a dry run checks it too)."""
+    existing = next((p for p in (root, *root.parents) if p.exists() or p.is_symlink()), None)
+    if existing is not None and not existing.is_dir():
+        raise EdgesmithError(f"--out {root}: a file is in the way of the run folder ({existing}); pass a folder path")
     if not root.is_dir():
         return
     entries = list(root.iterdir())

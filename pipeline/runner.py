@@ -68,6 +68,7 @@ def run(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], log
 def plan(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], planner: Any, sign_key: Path | None = None) -> None:
     """Walk the graph without running or writing anything (`run --dry-run`, dryrun.py): `planner` is the view each
     run_stage call hands its skip-or-run decision to."""
+    check_run_folder(out)  # what the run itself would refuse, the dry run refuses too
     _graph(recipe, profiles, out, force, planner, SigningKey.of(sign_key), World())
 
 

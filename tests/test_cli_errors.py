@@ -158,3 +158,17 @@ def test_a_fit_profile_the_walk_cannot_use_is_refused_before_any_work(tmp_path, 
                      tmp_path / "out")
     assert code == 2 and err.count("\n") == 0 and all(n in err for n in needles), err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where, needle", [
+    ("afile", "a file is in the way"), ("afile/run", "a file is in the way"), ("userdir", "is not empty and not an edgesmith run folder"),
+])
+def test_a_dry_run_refuses_the_out_the_run_would_refuse(tmp_path, capsys, tiny_bert, tiny_data, where, needle):
+    """Seen by a red-team probe: `--dry-run --out FILE` (or a user's folder) printed "12 of 12 stages would run"."""
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "userdir").mkdir()
+    (tmp_path / "userdir" / "notes.txt").write_text("mine")
+    for dry in (["--dry-run"], []):
+        code, err = _run(capsys, [str(_recipe(tmp_path, tiny_bert, tiny_data)), *dry], tmp_path / where)
+        assert code == 2 and err.count("\n") == 0 and needle in err, (dry, err)
+    assert (tmp_path / "afile").read_text() == "mine" and sorted(p.name for p in (tmp_path / "userdir").iterdir()) == ["notes.txt"]

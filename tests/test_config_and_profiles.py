@@ -95,3 +95,13 @@ def test_a_key_given_twice_is_refused_and_odd_keys_stay_one_line(tmp_path, text,
         return
     with pytest.raises(EdgesmithError, match=r"not valid YAML \(.*" + says.replace("(", r"\(").replace(")", r"\)")):
         read_yaml(path)
+
+
+def test_a_mapping_override_sets_what_it_names_and_keeps_the_sections_other_settings():
+    base = {"teacher": {"model": "minilm"}, "distill": {"batch_size": 8, "temperature": 3.0},
+            "data": {"source": "pydoc", "augment": {"copies": 2}}}
+    r = load_recipe(base, {"distill": {"max_steps": 3}, "data": {"augment": {"seed": 1}}})
+    assert (r.distill.batch_size, r.distill.temperature, r.distill.max_steps) == (8, 3.0, 3)
+    assert (r.data.augment.copies, r.data.augment.seed) == (2, 1)
+    assert base["distill"] == {"batch_size": 8, "temperature": 3.0}  # the caller's dict is never edited
+    assert load_recipe(base, {"distill.max_steps": 4}).distill.batch_size == 8

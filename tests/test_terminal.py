@@ -128,6 +128,20 @@ def test_dry_run_on_a_fresh_folder_creates_nothing(tmp_path, tiny_bert, tiny_dat
     assert re.search(r"^03-distill-structured +run +~.* no previous output +<- 00-data, 01-teacher, 02-prune-structured$", printed, re.M)
 
 
+def test_the_python_api_takes_profile_paths_one_forced_stage_and_section_overrides_that_keep_the_rest(quiet_run, tiny_profiles):
+    """Seen by a red-team probe: a Path among `profiles` was refused as an invalid string, force="bench" became five
+    one-letter stages, and overrides={"distill": {"max_steps": 3}} dropped the recipe's other distill settings."""
+    recipe, out, _ = quiet_run
+    plan = edgesmith.plan(recipe, out=out, profiles=[tiny_profiles / "tiny-ort.yaml"])
+    assert {s.folder for s in plan.stages if "bench" in s.folder} == {"07-bench-tiny-ort"}
+    plan = edgesmith.plan(recipe, out=out, force="bench")
+    why = {s.folder: s.why for s in plan.stages if s.action == "run"}
+    assert why["07-bench-tiny-ort"] == why["07-bench-tiny-ov"] == "forced" and "06-quantize-structured" not in why, why
+    plan = edgesmith.plan(recipe, out=out, overrides={"distill": {"max_steps": 3}})
+    why = {s.folder: s.why for s in plan.stages}
+    assert "distill.max_steps" in why["03-distill-structured"] and "batch_size" not in why["03-distill-structured"], why
+
+
 def test_a_fresh_dry_run_counts_the_paired_rounds_a_pruned_bundle_may_need(tmp_path, tiny_bert, tiny_data, tiny_profiles):
     """The bundle stage's estimate includes the confirmation rounds (2 x ROUNDS fresh processes): its bare 2 s left
     out about 11 s of the quickstart's bundle stage."""
