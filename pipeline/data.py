@@ -103,6 +103,15 @@ def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
+def source_files(source: str) -> list[Path]:
+    """The local files `load_splits` reads for `source`: a folder's train and dev files (nothing else in it, a run
+    folder put there included), a file itself; none for pydoc or a `datasets` name."""
+    path = Path(source)
+    if path.is_dir():
+        return [f for f in (_find(path, ("train",)), _find(path, EVAL_NAMES)) if f is not None]
+    return [path] if path.is_file() else []
+
+
 def load_splits(source: str, eval_fraction: float, seed: int = 0,
                 eval_source: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """Raw train/eval rows from any supported source. With `eval_source` the held-out rows come from there (a file

@@ -32,9 +32,12 @@ from .signing import SigningKey
 
 
 def source_digest(source: str) -> str:
-    """Content hash of local data (so edited files rerun the graph); the name itself for other sources."""
-    path = Path(source)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    """Content hash of the local data files read (so edited files rerun the graph); the name itself for other sources.
+    Only the files the loader reads: a run folder inside the data folder had been hashed whole on every run, and its
+    own new files had made the data stage rerun each time."""
+    from .data import source_files
+
+    files = sorted(source_files(source))
     if not files:
         return source
     return hashlib.sha256("".join(sha256_file(p) for p in files).encode()).hexdigest()[:16]

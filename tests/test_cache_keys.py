@@ -200,3 +200,22 @@ def test_every_field_added_after_caches_were_written_stays_out_of_the_key_at_its
             assert name not in json.loads(cls(**base, **{name: old}).canonical_json()), (cls, name)
             extra = {"fit_profile": "mobile-cpu"} if name == "fit_speedup" else {}
             assert name in json.loads(cls(**base, **extra, **{name: set_to[name]}).canonical_json()), (cls, name)
+
+
+def test_the_data_digest_covers_the_files_the_loader_reads_and_nothing_else_in_the_folder(tmp_path, tiny_data):
+    """Seen by a red-team probe: with --out inside the data folder, every run re-hashed the whole run folder and its
+    own new files made the data stage rerun each time."""
+    import shutil
+
+    from edgesmith.runner import source_digest
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    before = source_digest(str(data))
+    (data / "run" / "01-teacher").mkdir(parents=True)
+    (data / "run" / "01-teacher" / "model.safetensors").write_bytes(b"weights")
+    (data / "notes.txt").write_text("mine")
+    assert source_digest(str(data)) == before
+    (data / "dev.tsv").write_text((data / "dev.tsv").read_text() + "one more film\t1\n")
+    assert source_digest(str(data)) != before  # an edited held-out file reruns the graph
+    assert source_digest(str(data / "train.tsv")) != source_digest(str(data)) and source_digest("glue/sst2") == "glue/sst2"
