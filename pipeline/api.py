@@ -116,7 +116,7 @@ def preflight(recipe: Any, profiles: list[Any]) -> Any:
         refused = refuse_profile(fit, structured)
         if refused:
             raise EdgesmithError(refused)
-        _check_buildable(fit, [fit.candidates()[0][0]], recipe, max_tokens(config), "prune.structured.fit_profile")  # the walk measures its first pair
+        _check_buildable(fit, [], recipe, max_tokens(config), "prune.structured.fit_profile")  # the walk exports its own ONNX
     if "max_length" not in recipe.data.model_fields_set and recipe.data.max_length > max_tokens(config):
         recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"max_length": max_tokens(config)})})
     if recipe.data.max_length > max_tokens(config):  # the teacher stage had failed on a size mismatch, after the data stage

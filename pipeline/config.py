@@ -433,7 +433,7 @@ def load_recipe(path: Path | dict[str, Any] | None, overrides: dict[str, Any]) -
             require(isinstance(node, dict), f"{path or 'recipe'}: {section} is {type(node).__name__} {str(node)[:40]!r}, "
                     f"not a section, so {dotted} cannot be set; write {section} as a mapping of settings")
         # a mapping sets the settings it names and keeps the section's others ({"distill": {"max_steps": 3}} had
-        # dropped the recipe's other distill settings for their defaults)
+        # dropped the recipe's other distill settings for their defaults); to replace a whole section, edit the recipe
         node[leaf] = _merged(node[leaf], value) if isinstance(value, dict) and isinstance(node.get(leaf), dict) else value
     return parse(Recipe, data, str(path or "recipe"))
 

@@ -44,8 +44,10 @@ def confirm(chosen: dict[str, Any], alt: dict[str, Any], measure: Measure, round
     profile's length."""
     pairs = [_pair(chosen, alt, measure, swap=i % 2 == 1) for i in range(rounds)]
     ratios = [a["p50_ms"] / c["p50_ms"] for c, a in pairs]
-    longest = [a["longest_p50_ms"] / c["longest_p50_ms"] for c, a in pairs if "longest_p50_ms" in c and "longest_p50_ms" in a]
-    faster = [r > 1 and (not longest or longest[i] > 1) for i, r in enumerate(ratios)]
+    at_longest = [a["longest_p50_ms"] / c["longest_p50_ms"] if "longest_p50_ms" in c and "longest_p50_ms" in a else None
+                  for c, a in pairs]  # per round; None where a process did not time that length
+    longest = [r for r in at_longest if r is not None]
+    faster = [r > 1 and (lr is None or lr > 1) for r, lr in zip(ratios, at_longest)]
     out = {"artifact": f"{chosen['branch']}:{chosen['artifact']}", "against": f"{alt['branch']}:{alt['artifact']}",
            "rounds": [_round(c, a) for c, a in pairs], "speedups": ratios, "speedup": statistics.median(ratios),
            "faster_rounds": sum(faster), "measurable": all(faster)}
@@ -70,10 +72,11 @@ def _pair(chosen: dict[str, Any], alt: dict[str, Any], measure: Measure, swap: b
 
 def sentence(c: dict[str, Any]) -> str:
     """The confirmation in words, for the report."""
-    span = _span(c["speedups"]) + (f"; at {c['longest_len']} tokens {_span(c['longest_speedups'])}" if "longest_speedups" in c else "")
+    longest = f"; at {c['longest_len']} tokens {_span(c['longest_speedups'])}" if "longest_speedups" in c else ""
+    span = _span(c["speedups"]) + longest
     n = len(c["speedups"])
     if c["measurable"]:
-        return f"faster in all {n} paired rounds against {c['against']} ({span}, median {c['speedup']:.2f}x)"
+        return f"faster in all {n} paired rounds against {c['against']} ({_span(c['speedups'])}, median {c['speedup']:.2f}x{longest})"
     return (f"{c['artifact']} was faster than {c['against']} in {c['faster_rounds']} of {n} paired rounds only ({span}): "
             "its speed-up is not measurable on this machine")
 

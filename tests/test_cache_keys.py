@@ -219,3 +219,16 @@ def test_the_data_digest_covers_the_files_the_loader_reads_and_nothing_else_in_t
     (data / "dev.tsv").write_text((data / "dev.tsv").read_text() + "one more film\t1\n")
     assert source_digest(str(data)) != before  # an edited held-out file reruns the graph
     assert source_digest(str(data / "train.tsv")) != source_digest(str(data)) and source_digest("glue/sst2") == "glue/sst2"
+
+
+def test_the_default_data_and_distill_keys_are_the_ones_cached_runs_were_written_with():
+    """Pinned (the same at dc5a510, before Frozen.added_defaults): a change here reruns every user's cached data or
+    distillation stage, so it must be deliberate."""
+    from edgesmith.config import DataConfig, DistillConfig
+
+    assert DistillConfig().canonical_json() == (
+        '{"attention_weight":0.0,"batch_size":32,"epochs":1.0,"hidden_weight":1.0,"label_weight":0.0,"learning_rate":0.0001,'
+        '"max_steps":null,"seed":0,"temperature":2.0,"warmup_ratio":0.06}')
+    assert DataConfig(source="x").canonical_json() == (
+        '{"augment":null,"eval_fraction":0.1,"eval_source":null,"label_column":"label","max_eval_samples":null,"max_length":128,'
+        '"max_train_samples":null,"score_column":"score","source":"x","text_columns":null,"unlabeled":null}')

@@ -2,7 +2,7 @@
 noisy bench reading must not crown a model that is not faster (edgesmith.confirm)."""
 
 import pytest
-from edgesmith.confirm import alternative, confirm, needed
+from edgesmith.confirm import alternative, confirm, needed, sentence
 from edgesmith.stages.report import against_quantized_teacher
 
 
@@ -100,7 +100,7 @@ def test_the_report_holds_the_bundle_to_the_build_the_bundle_stage_could_have_sh
     structured = row("structured", "onnxruntime-int8-dynamic", 89.5, 6.5)
     rows = [TEACHER, BASE_ORT, base_fp32, structured]
     s = against_quantized_teacher(rows, structured, PROFILE, None, True, 1.0, None)  # the bundle stage had no alternative
-    assert s["verdict"].startswith("A pruned build ships because no unpruned build is within the accuracy budget and the profile's budgets")
+    assert s["verdict"].startswith("A pruned build ships because no unpruned build was measured within the accuracy budget and the profile's budgets")
     assert "could not ship, one reading (no paired rounds) gave 2.15x" in s["verdict"] and "Pruning paid" not in s["verdict"]
     assert s["quantized_teacher"]["artifact"] == "unpruned:onnxruntime-int8-dynamic"  # the profile's own quantized build
     s = against_quantized_teacher(rows, structured, PROFILE, None, True, 1.0, "unpruned:onnxruntime-int8-dynamic")
@@ -119,3 +119,31 @@ def test_without_the_profiles_hardware_the_verdict_says_nothing_was_judged():
         s = against_quantized_teacher([TEACHER | unmeasured, fp16, sparse], chosen, gpu, None, False, 1.0, None)
         assert s["verdict"].startswith("Not judged: this machine lacks the profile's hardware (no CUDA device)"), s["verdict"]
         assert "fastest" not in s["verdict"] and s["speedup_p50_vs_quantized_teacher"] is None
+        assert s["pruning_paid"] is None  # not judged either way
+    s = against_quantized_teacher([TEACHER | unmeasured, fp16, sparse], sparse, gpu, None, False, 1.0, None, within_budget=False)
+    assert "the smallest of the most accurate artifacts ships (sparse:onnxruntime-fp16)" in s["verdict"]
+
+
+def test_the_verdict_says_what_the_choice_kept_to_and_when_nothing_was_within_the_accuracy_budget():
+    """Seen in review: with only the size budget kept, an unpruned build the size budget excluded was called "not
+    within the accuracy budget"; with nothing within the accuracy budget the sentence implied the pruned build was."""
+    structured = row("structured", "onnxruntime-int8-dynamic", 89.5, 6.5)
+    rows = [TEACHER, BASE_ORT, structured]
+    s = against_quantized_teacher(rows, structured, PROFILE, None, False, 1.0, None, kept=["size"])
+    assert s["verdict"].startswith("A pruned build ships because no unpruned build was measured within the accuracy "
+                                   "budget and the profile's size budget;"), s["verdict"]
+    s = against_quantized_teacher(rows, structured, PROFILE, None, False, 0.1, None, within_budget=False, kept=[])
+    assert s["verdict"] == ("No artifact is within the accuracy budget, so the most accurate ships "
+                            "(structured:onnxruntime-int8-dynamic): see the budget verdicts.")
+    # a recorded alternative that is not among the rows (an edited bench manifest) falls back to the profile's build
+    s = against_quantized_teacher(rows, structured, PROFILE, None, True, 1.0, "unpruned:openvino-int8-static")
+    assert s["quantized_teacher"]["artifact"] == "unpruned:onnxruntime-int8-dynamic"
+
+
+def test_rounds_without_a_longest_reading_are_judged_at_the_profiles_length_alone():
+    structured = row("structured", "openvino-int8-static", 89.2, 5.0)
+    measure, _ = timings({"structured": [(5.0, 9.0), 5.0, (5.0, 9.0)], "unpruned": [(12.0, 20.0), 12.0, (12.0, 20.0)]})
+    c = confirm(structured, BASE_OV, measure)
+    assert c["measurable"] and c["faster_rounds"] == 3 and len(c["longest_speedups"]) == 2
+    assert sentence(c) == ("faster in all 3 paired rounds against unpruned:openvino-int8-static (2.40x to 2.40x, median 2.40x; "
+                           "at 64 tokens 2.22x to 2.22x)")

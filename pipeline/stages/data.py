@@ -38,8 +38,8 @@ class DataStageConfig(Frozen):
         return source_digest(self.data.unlabeled) if self.data.unlabeled else None
 
     @computed_field  # held-out texts are left out of data.unlabeled (data.without_held_out): only runs that give
-    @property        # unlabeled text rerun for it, since only their cached files may hold held-out texts
-    def unlabeled_rule(self) -> str | None:
+    @property        # unlabeled text rerun for it (their data stage, and distillation after it, once), since only
+    def unlabeled_rule(self) -> str | None:  # their cached files may hold held-out texts
         return "without held-out texts" if self.data.unlabeled else None
 
     added_defaults: ClassVar[dict[str, Any]] = {"unlabeled_rule": None}

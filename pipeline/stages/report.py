@@ -14,7 +14,7 @@ from ..confirm import alternative, sentence
 from ..data import held_out_texts, same_text
 from ..registry import stage
 from ..tasks import get as get_task
-from .bundle import budget_figures
+from .bundle import HARDWARE_BUDGETS, budget_figures
 from .common import read_rows
 
 MB = 2**20
@@ -56,7 +56,8 @@ def profile_summary(bench: dict[str, Any], bundle: dict[str, Any], profile: dict
                     "size_mb": teacher["bytes"] / MB, "peak_memory_mb": t_lat.get("peak_rss_mb")},
     }
     row |= against_quantized_teacher(bench["rows"], chosen, profile, bundle.get("speedup_confirmation"),
-                                     bool(bundle.get("meets_profile_budgets")), budget, bundle.get("alternative", ...))
+                                     bool(bundle.get("meets_profile_budgets")), budget, bundle.get("alternative", ...),
+                                     within_budget=bundle.get("within_budget", True), kept=bundle.get("budgets_kept"))
     row |= {"budgets_kept": bundle.get("budgets_kept"), "meets_profile_budgets": bundle.get("meets_profile_budgets"),
             "left_out_for_budgets": bundle.get("left_out_for_budgets", [])}
     if "verdict" in row and budget_note(bundle):
@@ -120,8 +121,9 @@ def reference(rows: list[dict[str, Any]], profile: dict[str, Any], budget: float
     used another (the fastest of the profile's quantized builds, or one the size budget had excluded), it could quote
     a speed-up over a build that could not ship. When there is none (None), or no budget is given: the fastest of
     the profile's quantized teacher builds. A bundle from before the stage recorded it (`...`): recomputed over all rows."""
-    if isinstance(chosen_alt, str):
-        return next(r for r in rows if f"{r['branch']}:{r['artifact']}" == chosen_alt)
+    recorded = next((r for r in rows if f"{r['branch']}:{r['artifact']}" == chosen_alt), None)
+    if recorded is not None:
+        return recorded
     teacher = next((r for r in rows if r["branch"] == "teacher"), None)
     within = None
     if chosen_alt is ... and budget is not None and teacher is not None and "metric" in teacher["quality"]:
@@ -136,12 +138,14 @@ def _plain(row: dict[str, Any], profile: dict[str, Any]) -> str:
 
 def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any], profile: dict[str, Any],
                               confirmation: dict[str, Any] | None = None, meets_budgets: bool = False,
-                              budget: float | None = None, chosen_alt: Any = ...) -> dict[str, Any]:
+                              budget: float | None = None, chosen_alt: Any = ..., *, within_budget: bool = True,
+                              kept: list[str] | None = None) -> dict[str, Any]:
     """The bundle against the teacher unpruned (`reference`): speed-up, quality change (points, + is better) and one
     sentence. `confirmation`: the bundle stage's paired rounds (edgesmith.confirm); their median speed-up is the
     figure given when they were run against the same build. `meets_budgets`: the choice kept to the profile's size,
     memory and p90 budgets as well (the bundle stage's `meets_profile_budgets`). `chosen_alt`: the bundle stage's
-    `alternative` (see `reference`)."""
+    `alternative` (see `reference`). `within_budget`: some artifact was within the accuracy budget (else the most
+    accurate shipped); `kept`: the profile's budgets the choice kept to (`budgets_kept`)."""
     ref = reference(rows, profile, budget, chosen_alt)
     if ref is None:
         return {}
@@ -150,16 +154,20 @@ def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any]
     if confirmation and confirmation["measurable"] and confirmation["against"] == name:
         speedup = confirmation["speedup"]
     change = chosen["quality"]["metric"] - ref["quality"]["metric"] if "metric" in chosen["quality"] and "metric" in ref["quality"] else None
-    paid = chosen["branch"] != UNPRUNED
-    within = "within the accuracy budget" + (" and the profile's budgets" if meets_budgets else "")
+    paid: bool | None = chosen["branch"] != UNPRUNED
+    within = "within the accuracy budget" + _kept_words(kept, meets_budgets)
+    shipped = f"{chosen['branch']}:{chosen['artifact']}"
     if "p50_ms" not in lat:  # the profile's hardware is absent: bundle.choose took the smallest file
+        paid = None  # not judged
         verdict = (f"Not judged: this machine lacks the profile's hardware ({lat.get('not_measured', 'not measured')}), so "
-                   f"the smallest artifact within the accuracy budget ships ({chosen['branch']}:{chosen['artifact']}); "
-                   f"measure it against {name} on the device.")
-    elif paid and chosen_alt is None:  # every unpruned build broke the accuracy budget or the budgets the choice kept to
+                   f"the smallest {'artifact within the accuracy budget' if within_budget else 'of the most accurate artifacts'} "
+                   f"ships ({shipped}); measure it against {name} on the device.")
+    elif not within_budget:  # bundle.choose: nothing within the accuracy budget, the most accurate ships
+        verdict = f"No artifact is within the accuracy budget, so the most accurate ships ({shipped}): see the budget verdicts."
+    elif paid and chosen_alt is None:  # no unpruned build was measured within the accuracy budget and the budgets kept to
         against = "" if speedup is None else (f"; against {_plain(ref, profile)} ({name}), which could not ship, one reading "
                                               f"(no paired rounds) gave {speedup:.2f}x")
-        verdict = (f"A pruned build ships because no unpruned build is {within}{against}.")
+        verdict = (f"A pruned build ships because no unpruned build was measured {within}{against}.")
     elif not paid and confirmation:
         verdict = (f"Pruning did not pay measurably: {sentence(confirmation)}, so {_plain(chosen, profile)} "
                    f"({confirmation['against']}) ships.")  # the bundle stage shipped the build the rounds ran against
@@ -177,6 +185,13 @@ def against_quantized_teacher(rows: list[dict[str, Any]], chosen: dict[str, Any]
                                   "p90_ms": ref_lat.get("p90_ms"), "size_mb": ref["bytes"] / MB},
             "speedup_p50_vs_quantized_teacher": speedup, "quality_change_vs_quantized_teacher": change,
             "pruning_paid": paid, "verdict": verdict, "speedup_confirmation": confirmation}
+
+
+def _kept_words(kept: list[str] | None, meets_budgets: bool) -> str:
+    """The profile budgets the bundle choice kept to, as the end of "within the accuracy budget ..."."""
+    if meets_budgets or (kept is not None and set(kept) >= set(HARDWARE_BUDGETS)):
+        return " and the profile's budgets"
+    return f" and the profile's {' and '.join(kept)} budget{'s' if len(kept) > 1 else ''}" if kept else ""
 
 
 def against_majority(teacher: dict[str, Any]) -> dict[str, Any]:
