@@ -220,8 +220,8 @@ def data_notes(data: Any) -> list[str]:
     repeats = [r for r in train if any(same_text(t) in seen for t in r["text"])]
     if repeats:
         notes.append(f"{len(repeats)} of {len(train)} training rows repeat a held-out text (e.g. {repeats[0]['text'][0][:60]!r}): "
-                     "the teacher and the students were trained on them, so the held-out scores are somewhat optimistic; "
-                     "remove them from the training data if that matters.")
+                     "the students distil on them (and a new head is fine-tuned on them), so the held-out scores are "
+                     "somewhat optimistic; remove them from the training data if that matters.")
     return notes
 
 
