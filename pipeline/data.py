@@ -443,6 +443,10 @@ def label_ids(labels: list[str], head: list[str] | None, declared: list[str] | N
     fix = "relabel the data, or set teacher.reinit_head: true to train a new head on the data's labels"
     by_name = {name: i for i, name in enumerate(head)}
     if set(labels) <= set(by_name):  # by name, exactly; head classes no row has stay, and the report names them
+        twice = next((label for label in labels if head.count(label) > 1), None)
+        require(twice is None, f"the model's classification head names two classes {twice!r} (ids "
+                f"{[i for i, n in enumerate(head) if n == twice]}), so the data's {twice!r} cannot be matched by name; "
+                "fix id2label in the model's config.json, or set teacher.reinit_head: true to train a new head")
         return {label: by_name[label] for label in labels}
     require(len(head) == len(labels), f"the model's classification head has {len(head)} labels {head} but the data "
             f"has {len(labels)} {labels}; {fix}")

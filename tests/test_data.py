@@ -62,6 +62,15 @@ def test_a_new_head_is_numbered_in_data_label_order():
     assert label_ids(["entail", "neutral"], None) == {"entail": 0, "neutral": 1}
 
 
+def test_a_head_that_names_two_classes_alike_is_not_matched_by_that_name():
+    """Break-it case: a 3-class head whose id2label repeats 'a' took the data's 'a' to the last of them, silently
+    (before data subsets were matched by name, the count mismatch had refused it)."""
+    with pytest.raises(EdgesmithError) as err:
+        label_ids(["a", "b"], ["a", "a", "b"])
+    assert "names two classes 'a' (ids [0, 1])" in str(err.value) and "reinit_head" in str(err.value), str(err.value)
+    assert label_ids(["b", "c"], ["a", "a", "b", "c"]) == {"b": 2, "c": 3}  # the repeated name is not the data's
+
+
 @pytest.mark.parametrize("labels, head, needles", [
     (["bad", "good"], ["positive", "negative"], ["['bad', 'good']", "['positive', 'negative']"]),
     (["1", "2"], ["LABEL_0", "LABEL_1"], ["['1', '2']", "['LABEL_0', 'LABEL_1']"]),
