@@ -301,13 +301,19 @@ def held_out_texts(evals: list[dict[str, Any]]) -> set[str]:
     return {same_text(t) for r in evals for t in r["text"]}
 
 
+def split_held_out(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the rows none of whose texts is a held-out text, the rows holding one), each in the rows' order."""
+    seen = held_out_texts(evals)
+    holds = [any(same_text(t) in seen for t in r["text"]) for r in rows]
+    return [r for r, h in zip(rows, holds) if not h], [r for r, h in zip(rows, holds) if h]
+
+
 def without_held_out(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     """(the rows none of whose texts is a held-out text, how many were left out). Unlabeled text is distilled on, and
     augmented: a held-out sentence in it (the eval file given again as data.unlabeled, or a source holding both)
     would be scored after the student learned the teacher's answer on it."""
-    seen = held_out_texts(evals)
-    kept = [r for r in rows if not any(same_text(t) in seen for t in r["text"])]
-    return kept, len(rows) - len(kept)
+    kept, left_out = split_held_out(rows, evals)
+    return kept, len(left_out)
 
 
 def _check_score_column(d: DataConfig, first: dict[str, Any], columns: tuple[str, ...], where: str) -> None:

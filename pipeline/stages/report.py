@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import UNPRUNED, Branch, Budgets, Frozen, Task
 from ..confirm import alternative, sentence
-from ..data import held_out_texts, same_text
+from ..data import split_held_out
 from ..registry import stage
 from ..tasks import get as get_task
 from .bundle import HARDWARE_BUDGETS, budget_figures
@@ -215,9 +215,8 @@ def data_notes(data: Any) -> list[str]:
     if data.facts.get("unlabeled_held_out"):
         notes.append(f"{data.facts['unlabeled_held_out']} row(s) of data.unlabeled hold a held-out text and were left out "
                      "of distillation, so that no student is scored on text it was taught.")
-    seen = held_out_texts(read_rows(data.path / "eval.jsonl"))
     train = read_rows(data.path / "train.jsonl")
-    repeats = [r for r in train if any(same_text(t) in seen for t in r["text"])]
+    repeats = split_held_out(train, read_rows(data.path / "eval.jsonl"))[1]  # the data stage's rule, for kept rows
     if repeats:
         notes.append(f"{len(repeats)} of {len(train)} training rows repeat a held-out text (e.g. {repeats[0]['text'][0][:60]!r}): "
                      "the students distil on them (and a new head is fine-tuned on them), so the held-out scores are "
