@@ -19,19 +19,32 @@ ROLES = ("query", "key", "value")
 
 @dataclass(frozen=True)
 class LayerMap:
-    layers: tuple[int, ...]  # teacher layer of each student layer
+    layers: tuple[int, ...]  # teacher layer of each student layer (its weights and heads come from there)
     heads: tuple[tuple[int, ...], ...]  # teacher head ids of each student layer's heads, in the student's order
+    hidden: tuple[int, ...] = ()  # teacher layer whose output each student layer's output learns; () = `layers`
 
     @classmethod
-    def from_plan(cls, plan: list[dict[str, Any]]) -> "LayerMap":
-        """From a keep-plan in the unpruned model's ids (dropped layers have no student layer)."""
+    def from_plan(cls, plan: list[dict[str, Any]], hidden_targets: str = "kept") -> "LayerMap":
+        """From a keep-plan in the unpruned model's ids (dropped layers have no student layer).
+
+        hidden_targets "block_end": a student layer's output learns the output of the last teacher layer before the
+        next kept one (the last student layer: the teacher's last), as TinyBERT maps a student layer to the end of
+        its block of teacher layers. With "kept" a kept layer followed by dropped ones is held to its own teacher
+        output, which pulls it away from doing the dropped layers' work."""
         kept = [(i, p) for i, p in enumerate(plan) if not p.get("dropped")]
-        return cls(tuple(i for i, _ in kept), tuple(tuple(p["heads"]) for _, p in kept))
+        layers = tuple(i for i, _ in kept)
+        block_ends = tuple(i - 1 for i in layers[1:]) + (len(plan) - 1,)
+        hidden = block_ends if hidden_targets == "block_end" else ()
+        return cls(layers, tuple(tuple(p["heads"]) for _, p in kept), hidden)
 
     @classmethod
     def identity(cls, config: Any) -> "LayerMap":
         d = dims(config)
         return cls(tuple(range(d["layers"])), tuple(tuple(range(d["heads"])) for _ in range(d["layers"])))
+
+    @property
+    def hidden_layers(self) -> tuple[int, ...]:
+        return self.hidden or self.layers
 
 
 class Capture:

@@ -255,7 +255,12 @@ class DistillConfig(Frozen):
         "under bf16 autocast where the device computes bf16 natively (CPUs with AVX512-BF16 or AMX, GPUs with bf16), "
         "else in fp32; the distill stage records which ran (sst2-fast: each step 1.27x faster on 2 AMD EPYC cores)")
 
-    added_defaults: ClassVar[dict[str, Any]] = {"teacher_precision": "fp32"}  # came after distill caches were written
+    hidden_targets: Literal["kept", "block_end"] = Field(
+        "kept", description="with whole layers pruned, the teacher output each student layer's output learns: kept = "
+        "the output of the teacher layer it was cut from; block_end = the output of the last teacher layer before the "
+        "next kept one (TinyBERT's map), so a kept layer followed by dropped ones learns to do their work too")
+
+    added_defaults: ClassVar[dict[str, Any]] = {"teacher_precision": "fp32", "hidden_targets": "kept"}  # came after distill caches were written
 
 
 class ExportConfig(Frozen):

@@ -74,7 +74,8 @@ def finetune(model: Any, tokenizer: Any, items: list[dict[str, Any]], args: Any,
 def distill(student: Any, teacher: Any, tokenizer: Any, items: list[dict[str, Any]], args: Any, task: str, cfg: DistillConfig,
             lmap: LayerMap | None = None) -> dict[str, float]:
     """Train the student against the teacher's outputs, hidden states and (attention_weight > 0) attention, student
-    layer j against teacher layer lmap.layers[j] (the same layer when None: width pruning or sparse)."""
+    layer j's attention against teacher layer lmap.layers[j]'s and its output against lmap.hidden_layers[j]'s (the
+    same layer when None: width pruning or sparse)."""
     trainer = _distill_trainer_class()(
         model=student.train(), args=args, train_dataset=items, data_collator=get_task(task).collator(tokenizer),
         callbacks=[progress_callback()],
@@ -107,7 +108,7 @@ def distill_gradual(student: Any, teacher: Any, tokenizer: Any, items: list[dict
         current = plan
         share = items[i * len(items) // len(steps): (i + 1) * len(items) // len(steps)]
         args = training_args(out, cfg, cfg.epochs, cfg.learning_rate)
-        stats = distill(student, teacher, tokenizer, share, args, task, cfg, LayerMap.from_plan(plan))
+        stats = distill(student, teacher, tokenizer, share, args, task, cfg, LayerMap.from_plan(plan, cfg.hidden_targets))
         losses.append(stats["train_loss"])
         total += stats["steps"]
     return {"train_loss": losses[-1], "steps": total, "step_losses": losses, "teacher_precision": stats["teacher_precision"]}
@@ -191,7 +192,7 @@ def _distill_trainer_class() -> Any:
             s = model(**inputs, output_hidden_states=True)
             mask = inputs["attention_mask"]
             tokens = tokens_per_process(mask, self.accelerator)
-            loss = kd_loss(s, t, mask, task, cfg, labels, lmap.layers, tokens)
+            loss = kd_loss(s, t, mask, task, cfg, labels, lmap.hidden_layers, tokens)
             if self.captures:
                 s_cap, t_cap = self.captures
                 loss = loss + cfg.attention_weight * attention_loss(s_cap, t_cap, lmap, mask, dims(teacher.config)["head_size"], tokens)

@@ -192,7 +192,8 @@ def test_every_field_added_after_caches_were_written_stays_out_of_the_key_at_its
     added = {cls: fields for cls in subclasses(Frozen)
              if (fields := {k: v for k, v in cls.added_defaults.items() if k not in cls.model_computed_fields})}
     assert {DataConfig, StructuredConfig, DistillConfig, PruneStageConfig} <= set(added)
-    set_to = {"min_words": 5, "fit_speedup": 2.0, "layers": (0, 2), "teacher_precision": "bf16", "fit_longest": 64}
+    set_to = {"min_words": 5, "fit_speedup": 2.0, "layers": (0, 2), "teacher_precision": "bf16", "fit_longest": 64,
+              "hidden_targets": "block_end"}
     for cls, fields in added.items():
         base = {DataConfig: {"source": "x"}, PruneStageConfig: {"branch": "structured", "structured": StructuredConfig(),
                                                                "task": "classification", "max_length": 32}}.get(cls, {})

@@ -135,6 +135,44 @@ def test_hidden_states_are_matched_through_the_layer_map():
         kd_loss(s, t, batch["attention_mask"], "classification", cfg, layers=(0, 1, 2))
 
 
+KEEP, DROP = {"heads": [0, 1, 2, 3], "ffn": list(range(64))}, {"heads": [], "ffn": [], "dropped": True}
+
+
+def test_block_end_targets_map_each_kept_layer_to_the_end_of_its_block():
+    plan = [KEEP, DROP, KEEP, KEEP]
+    assert LayerMap.from_plan(plan).hidden_layers == (0, 2, 3)  # the default: the layer it was cut from
+    block_end = LayerMap.from_plan(plan, "block_end")
+    assert block_end.hidden_layers == (1, 2, 3) and block_end.layers == (0, 2, 3)  # attention still from its own layer
+    assert LayerMap.from_plan([DROP, KEEP, KEEP, DROP], "block_end").hidden_layers == (1, 3)  # the last: the teacher's last
+    assert LayerMap.from_plan([KEEP] * 4, "block_end").hidden_layers == (0, 1, 2, 3)  # nothing dropped: nothing moves
+
+
+def test_the_distill_stage_matches_hidden_states_by_the_recipes_targets(tmp_path, monkeypatch):
+    from edgesmith import training
+    from edgesmith.modeling import load_tokenizer
+
+    teacher = four_layers(seed=5)
+    tokenizer = load_tokenizer(make_model_dir(tmp_path / "tok"))
+    rows = [{"text": f"good movie w{i} not bad", "label": i % 2} for i in range(8)]
+    items = training.tokenize(rows, tokenizer, 32, labels=False, task="classification")
+    seen = []
+
+    def recording(*args, **kwargs):
+        seen.append(args[6])  # the teacher layers the student's hidden states are matched to
+        return real(*args, **kwargs)
+
+    real = training.kd_loss
+    monkeypatch.setattr(training, "kd_loss", recording)
+    for targets in ("kept", "block_end"):
+        cfg = DistillConfig(max_steps=1, batch_size=8, hidden_targets=targets, attention_weight=1.0)
+        stats = training.distill_gradual(copy.deepcopy(teacher), teacher, tokenizer, items, [[KEEP, DROP, DROP, KEEP]],
+                                         tmp_path / targets, "classification", cfg)
+        assert stats["steps"] == 1 and torch.isfinite(torch.tensor(stats["train_loss"]))
+    assert seen == [(0, 3), (2, 3)]
+    with pytest.raises(ValueError):
+        DistillConfig(hidden_targets="middle")
+
+
 def test_an_all_unlabelled_batch_adds_no_label_loss():
     teacher = four_layers(seed=4)
     batch = feeds(1)[0]
