@@ -4,9 +4,10 @@ processes (ONNX Runtime INT8, 2 threads, AMD EPYC), so one reading can crown a p
 at all: a 50%-sparse model, the same dense graph as the teacher's, came out 1.42x "faster" (docs/reliability.md).
 
 So before a pruned artifact ships in place of the teacher quantized alone, the two are measured again in ROUNDS
-paired rounds, each a fresh process per artifact, the two back to back. The pruned one ships only if it was faster in
-every round (at the profile's length and at the longest input the bundle takes); otherwise the quantized teacher ships (it is within the budget too, and is the teacher's own quality)
-and the report says pruning's speed-up was not measurable."""
+paired rounds, each a fresh process per artifact, the two back to back. The pruned one ships only if it was at least
+bench.min_speedup faster in every round (at the profile's length and at the longest input the bundle takes);
+otherwise the quantized teacher ships (it is within the budget too, and is the teacher's own quality) and the report
+says pruning's speed-up was not measurable."""
 
 from __future__ import annotations
 
@@ -36,24 +37,29 @@ def needed(chosen: dict[str, Any], alt: dict[str, Any] | None) -> bool:
     return alt is not None and chosen["branch"] != UNPRUNED and "p50_ms" in chosen["latency"]
 
 
-def confirm(chosen: dict[str, Any], alt: dict[str, Any], measure: Measure, rounds: int = ROUNDS) -> dict[str, Any]:
+def confirm(chosen: dict[str, Any], alt: dict[str, Any], measure: Measure, rounds: int = ROUNDS,
+            min_speedup: float = 1.0) -> dict[str, Any]:
     """ROUNDS paired rounds, each artifact in a fresh process, the order swapped every round (whatever the first of a
-    pair gains or loses, both get it); measurable only when the chosen artifact was faster in every round, at the
-    profile's length and, where the bundle takes longer inputs, at the longest of them too (a bundle must not be
-    slower than the quantized teacher at any length it accepts). speedup: the median of the rounds' ratios at the
-    profile's length."""
+    pair gains or loses, both get it); measurable only when the chosen artifact was faster by at least min_speedup (1.0:
+    faster at all) in every round, at the profile's length and, where the bundle takes longer inputs, at the longest
+    of them too (a bundle must not be slower than the quantized teacher at any length it accepts). speedup: the median
+    of the rounds' ratios at the profile's length."""
     pairs = [_pair(chosen, alt, measure, swap=i % 2 == 1) for i in range(rounds)]
     ratios = [a["p50_ms"] / c["p50_ms"] for c, a in pairs]
     at_longest = [a["longest_p50_ms"] / c["longest_p50_ms"] if "longest_p50_ms" in c and "longest_p50_ms" in a else None
                   for c, a in pairs]  # per round; None where a process did not time that length
     longest = [r for r in at_longest if r is not None]
-    faster = [r > 1 and (lr is None or lr > 1) for r, lr in zip(ratios, at_longest)]
+    faster = [_gains(r, min_speedup) and (lr is None or _gains(lr, min_speedup)) for r, lr in zip(ratios, at_longest)]
     out = {"artifact": f"{chosen['branch']}:{chosen['artifact']}", "against": f"{alt['branch']}:{alt['artifact']}",
            "rounds": [_round(c, a) for c, a in pairs], "speedups": ratios, "speedup": statistics.median(ratios),
-           "faster_rounds": sum(faster), "measurable": all(faster)}
+           "faster_rounds": sum(faster), "measurable": all(faster), "min_speedup": min_speedup}
     if longest:
         out |= {"longest_len": pairs[0][0]["longest_len"], "longest_speedups": longest}
     return out
+
+
+def _gains(ratio: float, min_speedup: float) -> bool:
+    return ratio >= min_speedup if min_speedup > 1 else ratio > 1
 
 
 def _round(c: dict[str, float], a: dict[str, float]) -> dict[str, float]:
@@ -75,10 +81,12 @@ def sentence(c: dict[str, Any]) -> str:
     longest = f"; at {c['longest_len']} tokens {_span(c['longest_speedups'])}" if "longest_speedups" in c else ""
     span = _span(c["speedups"]) + longest
     n = len(c["speedups"])
+    least = c.get("min_speedup", 1.0)  # absent from bundles made before bench.min_speedup
+    by = f"at least {least:.2f}x " if least > 1 else ""
     if c["measurable"]:
-        return f"faster in all {n} paired rounds against {c['against']} ({_span(c['speedups'])}, median {c['speedup']:.2f}x{longest})"
-    return (f"{c['artifact']} was faster than {c['against']} in {c['faster_rounds']} of {n} paired rounds only ({span}): "
-            "its speed-up is not measurable on this machine")
+        return f"{by}faster in all {n} paired rounds against {c['against']} ({_span(c['speedups'])}, median {c['speedup']:.2f}x{longest})"
+    return (f"{c['artifact']} was {by}faster than {c['against']} in {c['faster_rounds']} of {n} paired rounds only ({span}): "
+            "its speed-up is not measurable on this machine" + (" (bench.min_speedup)" if least > 1 else ""))
 
 
 def _span(ratios: list[float]) -> str:

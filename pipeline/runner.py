@@ -181,7 +181,7 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     per_profile: dict[str, Artifact] = {}
     for p in profiles:
         bench = node("bench", f"07-bench-{p.name}", BenchStageConfig(
-            bench=recipe.bench, profile=p.measurement(), task=task, max_length=max_len, branches=candidates),
+            bench=recipe.bench.measurement(), profile=p.measurement(), task=task, max_length=max_len, branches=candidates),
             base | branch_arts | quants)
         bundle = node("bundle", f"08-bundle-{p.name}", BundleStageConfig(
             profile=p, task=task, max_length=max_len, budget=recipe.quantize.accuracy_budget, bench=recipe.bench,

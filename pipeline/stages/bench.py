@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import BenchConfig, Frozen, Measurement, Task
+from ..config import BenchMeasurement, Frozen, Measurement, Task
 from ..evaluate import first_rows, outputs, quality
 from ..latency import effective_threads, measure
 from ..modeling import load_tokenizer
@@ -24,7 +24,7 @@ from .teacher import labelled_rows
 
 
 class BenchStageConfig(Frozen):
-    bench: BenchConfig
+    bench: BenchMeasurement
     profile: Measurement  # where and how the profile runs models; not its budgets, which only the bundle reads
     task: Task
     max_length: int

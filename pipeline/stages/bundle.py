@@ -41,7 +41,7 @@ class BundleStageConfig(Frozen):
     task: Task
     max_length: int
     budget: float
-    bench: BenchConfig  # warm-up and iterations of the paired rounds that confirm a pruned bundle's speed-up
+    bench: BenchConfig  # warm-up, iterations and least speed-up of the paired rounds that confirm a pruned bundle
     recipe_json: str  # the resolved recipe, recorded in the manifest: any recipe edit rightly rebuilds the bundle
     signing: SigningKey | None = None  # `run --sign KEY`: the key's path and public half, never the private key
 
@@ -123,7 +123,7 @@ def left_out(rows: list[dict[str, Any]], chosen: dict[str, Any], teacher_metric:
 
 # 10: the profile's size, memory and p90 budgets narrow the choice (`eligible`)
 # 9: a pruned artifact ships only if faster than the quantized teacher in every paired round (edgesmith.confirm)
-@stage("bundle", BundleStageConfig, version=13)  # 13: the paired rounds time the longest input too, `alternative` recorded; 12: token entities by whitespace words, as scored; bench.py times the longest input too; 11: predict.py refuses text that is not UTF-8; 8: token entities by the tokenizer's words; 7: files named for HF tools
+@stage("bundle", BundleStageConfig, version=14)  # 14: at least bench.min_speedup faster in every round; 13: the paired rounds time the longest input too, `alternative` recorded; 12: token entities by whitespace words, as scored; bench.py times the longest input too; 11: predict.py refuses text that is not UTF-8; 8: token entities by the tokenizer's words; 7: files named for HF tools
 def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     bench, teacher = inputs["bench"], inputs["teacher"]
     metric = teacher.facts["quality"]["metric"]
@@ -131,7 +131,8 @@ def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     row, within = choose(rows, metric, cfg.budget)
     alt, confirmation = alternative(rows, metric, cfg.budget), None
     if needed(row, alt):
-        confirmation = confirm(row, alt, _remeasure(cfg, bench.facts["threads"], load_tokenizer(teacher.path / "model").vocab_size))
+        confirmation = confirm(row, alt, _remeasure(cfg, bench.facts["threads"], load_tokenizer(teacher.path / "model").vocab_size),
+                               min_speedup=cfg.bench.min_speedup)
         row = row if confirmation["measurable"] else alt
     folder = out / f"edgesmith-{cfg.profile.name}"
     folder.mkdir()
