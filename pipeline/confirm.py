@@ -85,7 +85,8 @@ def sentence(c: dict[str, Any]) -> str:
     by = f"at least {least:.2f}x " if least > 1 else ""
     if c["measurable"]:
         return f"{by}faster in all {n} paired rounds against {c['against']} ({_span(c['speedups'])}, median {c['speedup']:.2f}x{longest})"
-    return (f"{c['artifact']} was {by}faster than {c['against']} in {c['faster_rounds']} of {n} paired rounds only ({span}): "
+    rounds = f"{c['faster_rounds']} of {n} paired rounds only" if c["faster_rounds"] else f"none of {n} paired rounds"
+    return (f"{c['artifact']} was {by}faster than {c['against']} in {rounds} ({span}): "
             "its speed-up is not measurable on this machine" + (" (bench.min_speedup)" if least > 1 else ""))
 
 
