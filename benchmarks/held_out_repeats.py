@@ -1,5 +1,5 @@
 """How many training rows of a dataset repeat a held-out text, counted as the report counts them
-(`edgesmith.stages.report.data_notes`: every text of a row, case and spacing aside), with the most repeated ones.
+(`edgesmith.stages.notes.data_notes`: every text of a row, case and spacing aside), with the most repeated ones.
 docs/reliability.md quotes it for CoNLL-2003. Reads the data through edgesmith's own loader.
 
     .venv/bin/python benchmarks/held_out_repeats.py [SOURCE] [TASK]   # default: ../shared/data/conll2003 token-classification

@@ -3,7 +3,7 @@ noisy bench reading must not crown a model that is not faster (edgesmith.confirm
 
 import pytest
 from edgesmith.confirm import alternative, confirm, needed, sentence
-from edgesmith.stages.report import against_quantized_teacher
+from edgesmith.stages.verdict import against_quantized_teacher
 
 
 def row(branch, artifact, metric, p50):

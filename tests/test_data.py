@@ -216,7 +216,7 @@ def test_held_out_labels_no_training_row_holds_are_named_when_a_new_head_learns(
     """A new head gets a class for a label only the held-out rows hold (a typo there, or a rare class the training
     cap cut), which no row teaches it: the report names those labels instead of letting the score fall silently."""
     from edgesmith.stages.common import write_rows
-    from edgesmith.stages.report import label_notes
+    from edgesmith.stages.notes import label_notes
 
     write_rows(tmp_path / "train.jsonl", [{"text": ["a"], "label": label} for label in train])
     write_rows(tmp_path / "eval.jsonl", [{"text": ["a"], "label": label} for label in held_out])

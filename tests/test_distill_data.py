@@ -53,7 +53,7 @@ def test_unlabeled_rows_are_counted_distilled_on_and_kept_from_teacher_and_eval(
 def test_held_out_text_given_as_unlabeled_text_is_left_out_counted_and_named_in_the_report(tmp_path, tiny_data):
     """Seen by a red-team probe: the eval file given again as data.unlabeled was distilled on, every held-out sentence
     of it, and nothing said so. Matched as a tokenizer sees text: case and spacing aside."""
-    from edgesmith.stages.report import data_notes
+    from edgesmith.stages.notes import data_notes
 
     held_out = [line.split("\t")[0] for line in (tiny_data / "dev.tsv").read_text().splitlines()[1:3]]
     text = tmp_path / "in-domain.txt"
@@ -72,7 +72,7 @@ def test_held_out_text_given_as_unlabeled_text_is_left_out_counted_and_named_in_
 
 
 def test_training_rows_that_repeat_a_held_out_text_are_kept_and_named_in_the_report(tmp_path):
-    from edgesmith.stages.report import data_notes
+    from edgesmith.stages.notes import data_notes
 
     (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"film number {i}\t{i % 2}\n" for i in range(20))
                                         + "LONDON 1996-08-30\t1\n")

@@ -103,7 +103,7 @@ def test_a_head_with_another_label_count_is_refused_unless_reinit_head(tmp_path,
 def test_a_trained_head_with_more_named_classes_than_the_data_keeps_them_all_and_the_report_names_the_unused(tmp_path):
     """A 3-class sentiment head scored on data with two of its class names: matched by name, the third class kept
     (the bundle can answer it) and named in the report, not refused with advice to throw the trained head away."""
-    from edgesmith.stages.report import label_notes
+    from edgesmith.stages.notes import label_notes
 
     model = _three_label_model(tmp_path / "m3")
     config = json.loads((model / "config.json").read_text())
@@ -177,7 +177,7 @@ def test_the_choice_keeps_to_the_profile_budgets_when_an_artifact_within_the_acc
     when none meets even that, the old choice stands, flagged."""
     from edgesmith.config import Budgets
     from edgesmith.stages.bundle import HARDWARE_BUDGETS, MB, choose, eligible, left_out, missed_budgets
-    from edgesmith.stages.report import budget_note
+    from edgesmith.stages.verdict import budget_note
 
     def row(branch, artifact, metric, p50, mb, peak=100.0):
         return {"branch": branch, "artifact": artifact, "bytes": int(mb * MB), "quality": {"metric": metric},
@@ -222,7 +222,7 @@ def test_the_p90_and_memory_budgets_hold_at_the_longest_input_the_bundle_accepts
     names the setting that would make the budget hold."""
     from edgesmith.config import Budgets
     from edgesmith.stages.bundle import HARDWARE_BUDGETS, MB, choose, eligible, missed_budgets
-    from edgesmith.stages.report import profile_summary
+    from edgesmith.stages.verdict import profile_summary
 
     def row(branch, artifact, metric, p50, at_128):
         return {"branch": branch, "artifact": artifact, "bytes": int(10 * MB), "quality": {"metric": metric},
@@ -252,7 +252,7 @@ def test_the_p90_and_memory_budgets_hold_at_the_longest_input_the_bundle_accepts
 
 def test_quantized_teacher_ships_when_pruning_does_not_pay_and_the_summary_says_so():
     from edgesmith.stages.bundle import choose
-    from edgesmith.stages.report import against_quantized_teacher
+    from edgesmith.stages.verdict import against_quantized_teacher
 
     def row(branch, artifact, metric, p50):
         return {"branch": branch, "artifact": artifact, "bytes": 1, "quality": {"metric": metric}, "latency": {"p50_ms": p50}}

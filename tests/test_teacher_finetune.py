@@ -15,7 +15,7 @@ from edgesmith.artifacts import run_stage
 from edgesmith.config import DataConfig, TeacherConfig
 from edgesmith.finetune import MAX_EPOCHS, STEP_BUDGET, FinetuneConfig, _best_weights_class, hold_out, schedule
 from edgesmith.stages.data import DataStageConfig
-from edgesmith.stages.report import against_majority
+from edgesmith.stages.notes import against_majority
 from edgesmith.stages.teacher import TeacherStageConfig
 from edgesmith.tasks import get as get_task
 
