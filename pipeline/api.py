@@ -106,7 +106,8 @@ def preflight(recipe: Any, profiles: list[Any]) -> Any:
         if size is not None and size < embed_mb:
             raise EdgesmithError(f"profile {p.name}: budgets.size_mb={size} is impossible: the word embedding alone is "
                                  f"{embed_mb:.1f} MB at INT8; raise the budget or pick a smaller-vocabulary model")
-        _check_buildable(p, list(p.runtimes), recipe, max_tokens(config), "profile")
+        _check_formats(p, recipe, "profile")
+        _check_seq_len(p, max_tokens(config), "profile")
     if "structured" in recipe.prune.branches and structured.fit_profile is not None:  # the prune stage walks to it
         from edgesmith import profiles as profile_store
 
@@ -116,7 +117,7 @@ def preflight(recipe: Any, profiles: list[Any]) -> Any:
         refused = refuse_profile(fit, structured)
         if refused:
             raise EdgesmithError(refused)
-        _check_buildable(fit, [], recipe, max_tokens(config), "prune.structured.fit_profile")  # the walk exports its own ONNX
+        _check_seq_len(fit, max_tokens(config), "prune.structured.fit_profile")  # not formats: the walk exports its own ONNX
     if "max_length" not in recipe.data.model_fields_set and recipe.data.max_length > max_tokens(config):
         recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"max_length": max_tokens(config)})})
     if recipe.data.max_length > max_tokens(config):  # the teacher stage had failed on a size mismatch, after the data stage
@@ -130,14 +131,18 @@ def _stages(force: str | Iterable[str]) -> set[str]:
     return {force} if isinstance(force, str) else set(force)
 
 
-def _check_buildable(p: Any, runtimes: list[str], recipe: Any, positions: int, what: str) -> None:
-    """The recipe can build and measure what profile `p` runs on `runtimes`: their export formats, its sequence length."""
+def _check_formats(p: Any, recipe: Any, what: str) -> None:
+    """The recipe exports what each of profile `p`'s runtimes is built from."""
     from .runtimes import RUNTIMES
 
-    lacking = [r for r in runtimes if RUNTIMES[r].export_format not in recipe.export.formats]  # what it is built from
+    lacking = [r for r in p.runtimes if RUNTIMES[r].export_format not in recipe.export.formats]
     if lacking:
         raise EdgesmithError(f"{what} {p.name} runs {lacking} but the recipe's export.formats is {list(recipe.export.formats)}; "
                              f"add {[RUNTIMES[r].export_format for r in lacking]} to export.formats or drop the runtime from the profile")
+
+
+def _check_seq_len(p: Any, positions: int, what: str) -> None:
+    """Profile `p` measures at a length the model can take."""
     if p.seq_len > positions:
         raise EdgesmithError(f"{what} {p.name}: seq_len {p.seq_len} exceeds the model's {positions} positions; lower seq_len")
 
