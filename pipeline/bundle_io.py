@@ -15,6 +15,11 @@ import numpy as np
 from .errors import require
 from .runtimes import RUNTIMES, Session
 
+# reference.json: the bundle stage writes at most this many sentences, each cut to this many characters, and
+# verify refuses more: it tokenizes and runs every one (80,000 sentences had taken 4.2 GB on a tiny model)
+REFERENCE_ROWS = 8
+REFERENCE_CHARS = 2000
+
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The bundle's manifest.json, once its session is checked to be one edgesmith makes: it is applied as is."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -19,6 +20,7 @@ from .config import Frozen
 from .errors import EdgesmithError, require
 
 SIGNATURE = "manifest.sig"
+MAX_SIGNATURE = 4096  # bytes: sign_folder writes about 200
 
 
 class SigningKey(Frozen):
@@ -108,12 +110,18 @@ def fingerprint(raw_public: bytes) -> str:
 
 
 def _read_signature(path: Path) -> tuple[str, bytes]:
-    """(key fingerprint the signer claims, signature bytes)."""
+    """(key fingerprint the signer claims, signature bytes), refused unread when larger than any `sign_folder` writes
+    and refused unless shaped as it writes them (the fingerprint is printed in errors)."""
+    require(path.stat().st_size <= MAX_SIGNATURE, f"{SIGNATURE} is {path.stat().st_size:,} bytes, and edgesmith writes "
+            f"about 200; re-copy the bundle")
     try:
-        sig = json.loads(path.read_text())
-        return str(sig["key"]), bytes.fromhex(sig["signature"])
+        sig = json.loads(path.read_bytes())
+        key, signature = sig["key"], bytes.fromhex(sig["signature"])
+        ok = isinstance(key, str) and re.fullmatch("[0-9a-f]{16}", key) is not None and len(signature) == 64
     except (ValueError, KeyError, TypeError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise EdgesmithError(f"{SIGNATURE} is unreadable; re-copy the bundle") from None
+        ok = False
+    require(ok, f"{SIGNATURE} is not an ed25519 signature as edgesmith writes one; re-copy the bundle")
+    return key, signature
 
 
 def _raw_public(public: Ed25519PublicKey) -> bytes:

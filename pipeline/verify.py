@@ -19,6 +19,7 @@ A bundle from elsewhere is untrusted data: verify never imports or runs a file o
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tarfile
@@ -32,6 +33,7 @@ import numpy as np
 from . import signing
 from .artifacts import sha256_file
 from .bundle_code import TEMPLATE_FILES, bundle_code, hf_files
+from .bundle_io import REFERENCE_CHARS, REFERENCE_ROWS
 from .errors import EdgesmithError, require
 from .runtimes import RUNTIMES
 from .tasks import get as get_task
@@ -41,6 +43,11 @@ CODE = TEMPLATE_FILES  # code every bundle carries, copied from bundle_code.TEMP
 MAX_UNPACKED = 4 * 2**30  # a bundle of a BERT-family encoder is far smaller; refuses decompression bombs before extracting
 MAX_MEMBERS = 1000  # a bundle holds a few dozen files; empty entries weigh nothing against MAX_UNPACKED
 MAX_JSON = 16 * 2**20  # manifest.json and the tokenizer's metadata are a few KB (tokenizer.json is a model file)
+MAX_NAME = 1024  # bytes of one entry's path: edgesmith's are under 100
+# GNU long-name and PAX headers: tarfile reads each whole into memory before any entry is seen, so a 131 KB archive
+# holding a 128 MB name took 8.8 GB and a minute; a bundle's entries need none over a few hundred bytes
+MAX_EXTENSION_HEADER = 64 * 2**10
+EXTENSION_HEADERS = (b"L", b"K", b"x", b"g")
 # Tokenizer metadata keys that name files or code: transformers lets tokenizer_config.json's "tokenizer_file" win over
 # the bundle's own tokenizer.json, so a bundle could make AutoTokenizer read a file outside it. edgesmith writes none.
 TOKENIZER_METADATA = ("tokenizer_config.json", "special_tokens_map.json")
@@ -77,14 +84,36 @@ def _verify_folder(folder: Path, key: Path | None) -> list[str]:
 def _extract(archive: Path, dest: Path) -> Path:
     """The bundle folder inside a .tar.gz, extracted under dest once every entry is checked."""
     try:
+        _scan_headers(archive)
         with tarfile.open(archive, "r:gz") as tar:
             members = _first_members(tar)
             top = _check_members(members)
             tar.extractall(dest, members=members, filter="data")  # the members were checked; the data filter is a second guard
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+    except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as err:
         raise EdgesmithError(f"not a readable .tar.gz ({_first_line(err)}); pass a bundle folder or .tar.gz made by edgesmith") from None
     require((dest / top).is_dir(), f"the archive holds a file {top!r}, not a bundle folder; pass a .tar.gz made by edgesmith")
     return dest / top
+
+
+def _scan_headers(archive: Path) -> None:
+    """Walks the raw 512-byte tar headers of the decompressed stream, holding none of them: refuses extension headers
+    (long names, PAX records) larger than MAX_EXTENSION_HEADER, more than MAX_MEMBERS entries and more than
+    MAX_UNPACKED bytes, before tarfile reads anything whole."""
+    entries = total = 0
+    with gzip.open(archive, "rb") as stream:
+        while len(header := stream.read(512)) == 512 and header != bytes(512):
+            size = tarfile.nti(header[124:136])  # octal or base-256; ValueError (InvalidHeaderError) on garbage
+            require(size >= 0, "an archive entry has a negative size; pass a .tar.gz made by edgesmith")
+            if header[156:157] in EXTENSION_HEADERS:
+                require(size <= MAX_EXTENSION_HEADER, f"an archive entry carries a {size:,}-byte name or extended header, "
+                        "and a bundle's names are short; refusing to extract it")
+            else:
+                entries, total = entries + 1, total + size
+                require(entries <= MAX_MEMBERS, f"the archive holds over {MAX_MEMBERS} entries, and a bundle a few dozen "
+                        "files; refusing to extract it")
+                require(total <= MAX_UNPACKED, f"the archive unpacks to over {MAX_UNPACKED / 2**30:.0f} GiB, verify's limit "
+                        "for a bundle; refusing to extract it")
+            stream.seek(-(-size // 512) * 512, os.SEEK_CUR)  # over the entry's data, decompressed but not kept
 
 
 def _first_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
@@ -102,21 +131,30 @@ def _check_members(members: list[tarfile.TarInfo]) -> str:
     """The archive's one top-level name; refuses links, special files and names that leave the folder."""
     require(bool(members), "the archive is empty; pass a .tar.gz made by edgesmith")
     for m in members:
-        require(_safe_name(m.name), f"archive entry {m.name!r} leaves the bundle folder; refusing to extract it")
-        require(not (m.issym() or m.islnk()), f"archive entry {m.name!r} is a link; a bundle holds only regular files")
-        require(m.isfile() or m.isdir(), f"archive entry {m.name!r} is not a regular file; a bundle holds only regular files")
+        require(_safe_name(m.name), f"archive entry {shown(m.name)} leaves the bundle folder or is not a plain printable name "
+                "(ASCII, no ':' or '\\'); refusing to extract it")
+        require(not (m.issym() or m.islnk()), f"archive entry {shown(m.name)} is a link; a bundle holds only regular files")
+        require(m.isfile() or m.isdir(), f"archive entry {shown(m.name)} is not a regular file; a bundle holds only regular files")
     total = sum(m.size for m in members)
     require(total <= MAX_UNPACKED, f"the archive unpacks to {total / 2**30:.1f} GiB, over verify's {MAX_UNPACKED / 2**30:.0f} GiB "
             "limit for a bundle; refusing to extract it")
     tops = sorted({PurePosixPath(m.name).parts[0] for m in members})
-    require(len(tops) == 1, f"the archive holds {len(tops)} top-level entries ({', '.join(tops[:3])}); a bundle archive holds one folder")
+    require(len(tops) == 1, f"the archive holds {len(tops)} top-level entries ({', '.join(map(shown, tops[:3]))}); a bundle archive holds one folder")
     return tops[0]
 
 
 def _safe_name(name: str) -> bool:
-    """A plain relative path that stays inside its folder (no '..', no absolute or Windows-style path)."""
+    """A plain relative path that stays inside its folder (no '..', no absolute or Windows-style path), short, and
+    printable ASCII: verify prints the names it checked, and a newline, a terminal escape or a look-alike colon
+    (U+A789) in one could forge a line of its output. edgesmith names every file in ASCII."""
     p = PurePosixPath(name)
-    return bool(p.parts) and not p.is_absolute() and ".." not in p.parts and "\\" not in name and ":" not in name
+    return (bool(p.parts) and not p.is_absolute() and ".." not in p.parts and "\\" not in name and ":" not in name
+            and name.isascii() and name.isprintable() and len(name.encode()) <= MAX_NAME)
+
+
+def shown(name: str) -> str:
+    """A name from the bundle as an error may print it: escaped, and clipped."""
+    return ascii(name[:80]) + ("..." if len(name) > 80 else "")
 
 
 def _regular_files(folder: Path) -> set[str]:
@@ -126,6 +164,8 @@ def _regular_files(folder: Path) -> set[str]:
         for name in dirs + files:
             p = Path(root) / name
             rel = p.relative_to(folder).as_posix()
+            require(_safe_name(rel), f"{shown(rel)} is not a plain printable file name (ASCII, no ':' or '\\'); a bundle's "
+                    "files are named by edgesmith, remove it")
             require(not p.is_symlink(), f"{rel} is a symbolic link; a bundle holds only regular files, copy it without links")
             if name in files:
                 require(p.is_file(), f"{rel} is not a regular file; a bundle holds only regular files")
@@ -148,7 +188,8 @@ def _read_manifest(folder: Path, present: set[str]) -> dict[str, Any]:
             "manifest.json has no `files` table of sha256 digests; re-copy the bundle or rebuild it")
     for name in files:
         require(_safe_name(name) and PurePosixPath(name).as_posix() == name,
-                f"manifest.json lists {name!r}, a path outside the bundle folder; the manifest was tampered with")
+                f"manifest.json lists {shown(name)}, a path outside the bundle folder or not a plain printable name; "
+                "the manifest was tampered with")
     for field in ("task", "model_file"):
         require(isinstance(manifest.get(field), str), f"manifest.json has no {field!r}; rebuild the bundle")
     for name in (*CODE, "tokenizer.json", "reference.json", manifest["model_file"]):
@@ -168,7 +209,7 @@ def _small_json(folder: Path, name: str, fix: str) -> Any:
 
 def _hashes(folder: Path, files: dict[str, str], present: set[str]) -> list[str]:
     extra = sorted(present - set(files) - set(UNLISTED))
-    require(not extra, f"{', '.join(extra)}: not listed in manifest.json; a bundle carries only the files it was built with, remove them")
+    require(not extra, f"{', '.join(map(shown, extra[:5]))}: not listed in manifest.json; a bundle carries only the files it was built with, remove them")
     for name in sorted(files):
         require(name in present, f"{name} is missing; re-copy the bundle")
         require(sha256_file(folder / name) == files[name], f"{name} does not match its sha256; re-copy the bundle")
@@ -275,13 +316,19 @@ def _outputs(folder: Path, task: str) -> list[str]:
 
 
 def _reference(folder: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """reference.json's sentences and outputs, refused when it holds more or longer sentences than the bundle stage
+    writes (verify tokenizes and runs every one) or is larger than any it writes."""
+    ref = _small_json(folder, "reference.json", "rebuild the bundle")
     try:
-        ref = json.loads((folder / "reference.json").read_bytes())
+        texts, pairs = ref["texts"], ref["pairs"]
+        sentences = texts + (pairs or []) if isinstance(texts, list) and isinstance(pairs, (list, type(None))) else None
+        ok = (bool(texts) and len(texts) <= REFERENCE_ROWS and (pairs is None or len(pairs) == len(texts))
+              and all(isinstance(t, str) and len(t) <= REFERENCE_CHARS for t in sentences))
         expected, torch_out = np.asarray(ref["expected"], dtype=np.float32), np.asarray(ref["pytorch"], dtype=np.float32)
-        ok = all(isinstance(t, str) for t in ref["texts"]) and (ref["pairs"] is None or all(isinstance(t, str) for t in ref["pairs"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         ok = False
-    require(ok, "reference.json is missing or malformed; rebuild the bundle")
+    require(ok, f"reference.json is malformed (edgesmith writes 1 to {REFERENCE_ROWS} sentences of at most {REFERENCE_CHARS} "
+            "characters with their outputs); rebuild the bundle")
     return ref, expected, torch_out
 
 

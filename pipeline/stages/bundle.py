@@ -20,7 +20,7 @@ import numpy as np
 from .. import runtimes
 from ..artifacts import file_hashes, library_versions
 from ..bundle_code import hf_files, write_code
-from ..bundle_io import encode, open_bundle_session
+from ..bundle_io import REFERENCE_CHARS, REFERENCE_ROWS, encode, open_bundle_session
 from ..config import BenchConfig, Budgets, Frozen, Profile, Task
 from ..confirm import ROUNDS, alternative, confirm, needed
 from ..errors import EdgesmithError
@@ -32,7 +32,6 @@ from ..tasks import get as get_task
 from .common import read_rows
 from .teacher import TorchModelSession
 
-REFERENCE_ROWS = 8
 MB = 2**20  # as the report counts sizes
 
 
@@ -123,7 +122,7 @@ def left_out(rows: list[dict[str, Any]], chosen: dict[str, Any], teacher_metric:
 
 # 10: the profile's size, memory and p90 budgets narrow the choice (`eligible`)
 # 9: a pruned artifact ships only if faster than the quantized teacher in every paired round (edgesmith.confirm)
-@stage("bundle", BundleStageConfig, version=14)  # 14: at least bench.min_speedup faster in every round; 13: the paired rounds time the longest input too, `alternative` recorded; 12: token entities by whitespace words, as scored; bench.py times the longest input too; 11: predict.py refuses text that is not UTF-8; 8: token entities by the tokenizer's words; 7: files named for HF tools
+@stage("bundle", BundleStageConfig, version=14)  # 14: at least bench.min_speedup faster in every round, reference texts cut to REFERENCE_CHARS; 13: the paired rounds time the longest input too, `alternative` recorded; 12: token entities by whitespace words, as scored; bench.py times the longest input too; 11: predict.py refuses text that is not UTF-8; 8: token entities by the tokenizer's words; 7: files named for HF tools
 def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     bench, teacher = inputs["bench"], inputs["teacher"]
     metric = teacher.facts["quality"]["metric"]
@@ -217,10 +216,10 @@ def _write_reference(folder: Path, student_dir: Path, rows: list[dict[str, Any]]
     The outputs come from the manifest's session settings, as predict.py applies them (f32 on every CPU), through
     edgesmith's own session: no bundle code runs here. `session` says what produced them (a GPU bundle built on a
     CPU machine falls back to the CPU provider)."""
-    texts = [r["text"][0] for r in rows]
+    texts = [r["text"][0][:REFERENCE_CHARS] for r in rows]  # verify's limits (the outputs are of the cut texts)
     # Inputs as the bundle takes them: a single-sentence bundle (an encoder scored on STS pairs included) gets
     # first sentences only, since predict.py refuses --pair for it.
-    pairs = [r["text"][1] for r in rows] if text_pairs else None
+    pairs = [r["text"][1][:REFERENCE_CHARS] for r in rows] if text_pairs else None
     feed = encode(folder, texts, pairs)
     session = open_bundle_session(folder)
     torch_out, expected = np.asarray(TorchModelSession(load_model(student_dir), cfg.task).run(feed)), session.run(feed)

@@ -433,3 +433,75 @@ def test_tokenizer_metadata_naming_no_file_still_verifies(bundle: Path) -> None:
     rehash(bundle)
     done = edgesmith("verify", bundle)
     assert done.code == 0, done.stderr
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_a_huge_entry_name_is_refused_before_tarfile_reads_it(bundle: Path, tmp_path: Path, monkeypatch, fmt: int) -> None:
+    """tarfile reads a GNU long-name or PAX header whole before any entry is seen: a 131 KB archive holding a 128 MB
+    name took 8.8 GB and a minute, and the error printed the whole name. The raw headers are walked first."""
+    from edgesmith import verify
+    from edgesmith.errors import EdgesmithError
+
+    archive = tmp_path / "longname.tar.gz"
+    with tarfile.open(archive, "w:gz", format=fmt) as tar:
+        tar.add(bundle, arcname=bundle.name)
+        tar.addfile(tarfile.TarInfo(f"{bundle.name}/{'a' * 200_000}"), None)
+    assert archive.stat().st_size < 2_000_000
+    monkeypatch.setattr(tarfile, "open", lambda *a, **k: pytest.fail("tarfile read the archive before the header scan"))
+    with pytest.raises(EdgesmithError, match="name or extended header") as err:
+        verify.verify(archive)
+    assert len(str(err.value)) < 400
+
+
+def test_an_entry_name_under_the_header_limit_but_too_long_is_refused_and_shown_clipped(bundle: Path, tmp_path: Path) -> None:
+    archive = tar_of(bundle, tmp_path / "long.tar.gz", entry(f"{bundle.name}/{'b' * 5000}"))
+    done = edgesmith("verify", archive)
+    assert_refused(done, "not a plain printable name")
+    assert len(done.stderr) < 400
+
+
+@pytest.mark.parametrize("name", ["spoof\nsignature: valid", "erase\x1b[2K\rok", "lookalike\ua789 ok", "caf\u00e9.json"])
+def test_names_that_could_forge_verifys_output_are_refused(bundle: Path, tmp_path: Path, name: str) -> None:
+    """verify prints every name it checked: a newline, a terminal escape or a look-alike colon in one could add a
+    forged 'signature: valid' line or erase the real one. edgesmith names every file in printable ASCII."""
+    archive = tar_of(bundle, tmp_path / "named.tar.gz", entry(f"{bundle.name}/{name}", data=b"{}"))
+    assert_refused(edgesmith("verify", archive), "not a plain printable name")
+    (bundle / name).write_bytes(b"{}")
+    rehash(bundle, name)  # listed with its true sha256, as someone covering their tracks would
+    done = edgesmith("verify", bundle)
+    assert_refused(done, "not a plain printable file name")
+    assert name not in done.stderr and name not in done.stdout
+    (bundle / name).unlink()  # listed in the manifest but absent: refused by the manifest check, escaped
+    assert_refused(edgesmith("verify", bundle), "manifest.json lists", "not a plain printable name")
+
+
+def test_reference_json_holding_more_or_longer_sentences_than_edgesmith_writes_is_refused(bundle: Path) -> None:
+    """verify tokenizes and runs every reference sentence: 80,000 of them had taken 4.2 GB on the tiny model."""
+    from edgesmith.bundle_io import REFERENCE_CHARS, REFERENCE_ROWS
+
+    original = json.loads((bundle / "reference.json").read_text())
+    assert 1 <= len(original["texts"]) <= REFERENCE_ROWS and all(len(t) <= REFERENCE_CHARS for t in original["texts"])
+    for edit in ({"texts": original["texts"] * (REFERENCE_ROWS + 1)}, {"texts": ["x" * (REFERENCE_CHARS + 1)] + original["texts"][1:]},
+                 {"texts": []}, {"texts": "one string"}, {"pairs": ["a"]}):
+        (bundle / "reference.json").write_text(json.dumps(original | edit))
+        rehash(bundle)
+        assert_refused(edgesmith("verify", bundle), "reference.json is malformed", f"1 to {REFERENCE_ROWS} sentences")
+    (bundle / "reference.json").write_text(json.dumps(original))
+    with open(bundle / "reference.json", "ab") as f:
+        f.truncate(17 * 2**20)  # sparse: refused by its size, unread
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "reference.json is 17 MiB")
+
+
+def test_an_oversized_or_misshapen_signature_is_refused_unread_and_not_echoed(bundle: Path, built: Built) -> None:
+    sig = bundle / "manifest.sig"
+    good = json.loads(sig.read_text())
+    with open(sig, "ab") as f:
+        f.truncate(300 * 2**20)  # sparse: read whole it had taken 670 MB
+    assert_refused(edgesmith("verify", "--key", built.pub, bundle), "manifest.sig is 314,572,800 bytes")
+    sig.write_text(json.dumps(good | {"key": "\x1b[2K" + "f" * 3000}))
+    done = edgesmith("verify", "--key", built.pub, bundle)
+    assert_refused(done, "not an ed25519 signature as edgesmith writes one")
+    assert "fff" not in done.stderr
+    sig.write_text(json.dumps(good))
+    assert edgesmith("verify", "--key", built.pub, bundle).code == 0
