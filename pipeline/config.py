@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import copy
 import json
+import reprlib
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
-                      model_validator, StrictInt)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from .errors import EdgesmithError, require
+from .errors import EdgesmithError
 from .runfolder import check_name
 
 
@@ -62,6 +72,10 @@ Precision = Annotated[str, AfterValidator(_known_precision)]  # one a runtime de
 ExportFormat = Annotated[str, AfterValidator(_known_format)]  # a runtime's export_format
 
 
+def _takes_bool(annotation: Any) -> bool:
+    return annotation in (bool, Any, object) or any(_takes_bool(a) for a in get_args(annotation))
+
+
 class Frozen(BaseModel):
     # allow_inf_nan: `.inf` is valid YAML for a float, and no setting has a use for it (keep_heads: .inf had
     # raised an OverflowError traceback; epochs: .inf failed only after pruning and export)
@@ -77,6 +91,16 @@ class Frozen(BaseModel):
             if getattr(self, name) == default:
                 data.pop(name, None)
         return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_yes_no_for_other_values(cls, value: Any, info: Any) -> Any:
+        """YAML reads yes/no/on/off/true/false as booleans, and pydantic reads a boolean as 1 or 0 where a number goes:
+        `accuracy_budget: no` had become a budget of 0 and `keep_heads: yes` kept every head, silently."""
+        if isinstance(value, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{str(value).lower()} is a yes/no value (YAML reads yes, no, on, off, true and false as "
+                             "booleans), and this setting takes a number or a name")
+        return value
 
     def canonical_json(self) -> str:
         """Stable JSON used for cache keys and manifests."""
@@ -388,7 +412,7 @@ def _format_error(err: ValidationError, what: str) -> str:
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"{what}: unknown key {where!r}; remove it or fix its spelling"
-    return f"{what}: {where}: {first['msg']}; fix that value"
+    return f"{what}: {where}: {first['msg'].removeprefix('Value error, ')}; fix that value"
 
 
 def parse(cls: type[Frozen], data: Any, what: str) -> Any:
@@ -447,9 +471,10 @@ def load_recipe(path: Path | dict[str, Any] | None, overrides: dict[str, Any]) -
             if node.get(p) is None:  # absent, or an empty section (`distill:` alone reads as None)
                 node[p] = {}
             node = node[p]
-            section = ".".join(parents[: i + 1])
-            require(isinstance(node, dict), f"{path or 'recipe'}: {section} is {type(node).__name__} {str(node)[:40]!r}, "
-                    f"not a section, so {dotted} cannot be set; write {section} as a mapping of settings")
+            if not isinstance(node, dict):  # the message built only then, and from a glimpse: str() of a YAML alias
+                section = ".".join(parents[: i + 1])  # bomb's section expands 10^9 items
+                raise EdgesmithError(f"{path or 'recipe'}: {section} is {type(node).__name__} {reprlib.repr(node)[:40]}, "
+                                     f"not a section, so {dotted} cannot be set; write {section} as a mapping of settings")
         # a mapping sets the settings it names and keeps the section's others ({"distill": {"max_steps": 3}} had
         # dropped the recipe's other distill settings for their defaults); to replace a whole section, edit the recipe
         node[leaf] = _merged(node[leaf], value) if isinstance(value, dict) and isinstance(node.get(leaf), dict) else value

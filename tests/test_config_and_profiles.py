@@ -105,3 +105,63 @@ def test_a_mapping_override_sets_what_it_names_and_keeps_the_sections_other_sett
     assert (r.data.augment.copies, r.data.augment.seed) == (2, 1)
     assert base["distill"] == {"batch_size": 8, "temperature": 3.0}  # the caller's dict is never edited
     assert load_recipe(base, {"distill.max_steps": 4}).distill.batch_size == 8
+
+
+@pytest.mark.parametrize("setting, yaml_value", [("quantize.accuracy_budget", "no"), ("prune.structured.keep_heads", "yes"),
+                                                 ("prune.structured.keep_layers", "yes"), ("distill.epochs", "on"),
+                                                 ("distill.hidden_weight", "off"), ("distill.seed", "true"), ("teacher.model", "yes")])
+def test_a_yes_no_value_where_a_number_or_name_goes_is_refused(tmp_path, setting, yaml_value):
+    """YAML reads yes/no/on/off/true/false as booleans and pydantic read them as 1 or 0: `accuracy_budget: no` had
+    become a budget of 0 points and `keep_heads: yes` kept every head, silently."""
+    section, *rest = setting.split(".")
+    inner = yaml_value
+    for key in reversed(rest):
+        inner = f"{{{key}: {inner}}}"
+    base = {"teacher": "{model: x}", "data": "{source: y}"}
+    if section in base and section == "teacher":
+        base.pop("teacher")
+    path = tmp_path / "r.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in base.items()) + f"{section}: {inner}\n")
+    with pytest.raises(EdgesmithError, match=rf"{setting}: \w+ is a yes/no value .* takes a number or a name; fix that value"):
+        load_recipe(path, {})
+
+
+def test_yes_no_settings_still_take_yes_and_no_and_profiles_refuse_them_for_numbers(tmp_path):
+    from edgesmith.config import parse, read_yaml
+
+    path = tmp_path / "r.yaml"
+    path.write_text("teacher: {model: x, reinit_head: yes, allow_pickle: no}\ndata: {source: y}\n"
+                    "prune: {structured: {reconstruct: on}}\n")
+    recipe = load_recipe(path, {})
+    assert recipe.teacher.reinit_head is True and recipe.teacher.allow_pickle is False and recipe.prune.structured.reconstruct
+    good = {"name": "p", "description": "d", "device": "cpu", "runtimes": "{onnxruntime: [int8-dynamic]}", "threads": "1",
+            "batch": "1", "seq_len": "64", "budgets": "{p90_ms: 20}"}
+    p = tmp_path / "p.yaml"
+    p.write_text("".join(f"{k}: {v}\n" for k, v in good.items()))
+    assert parse(Profile, read_yaml(p), str(p)).threads == 1
+    for field, key, value in (("threads", "threads", "yes"), ("batch", "batch", "on"), ("budgets.p90_ms", "budgets", "{p90_ms: yes}")):
+        p.write_text("".join(f"{k}: {value if k == key else v}\n" for k, v in good.items()))
+        with pytest.raises(EdgesmithError, match=rf"{field}: true is a yes/no value"):
+            parse(Profile, read_yaml(p), str(p))
+
+
+def test_an_override_through_a_yaml_alias_bomb_fails_fast(tmp_path):
+    """A 1 KB recipe whose distill section is 10^8 aliased items: an override walking through it built its error
+    message from str() of the whole section (3.6 GB and rising after a minute)."""
+    import signal
+
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"] + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 8)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("x_anchors:\n" + "".join(f"  {line}\n" for line in lines) + "teacher: {model: x}\ndata: {source: y}\ndistill: *l7\n")
+
+    def too_slow(*_):
+        raise TimeoutError("the override expanded the alias bomb")
+
+    old = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(20)
+    try:
+        with pytest.raises(EdgesmithError, match=r"distill is list \[.{0,40}, not a section, so distill.epochs cannot be set"):
+            load_recipe(path, {"distill.epochs": 2.0})
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
