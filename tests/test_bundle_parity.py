@@ -216,6 +216,25 @@ def test_bench_py_opens_the_manifest_session(bundles):
     assert not (folder / "__pycache__").exists()  # verify would refuse the unlisted .pyc
 
 
+@pytest.mark.parametrize("script, args, says", [
+    ("bench.py", ["--iterations", "0"], "--iterations: 0 is outside 1 to"),
+    ("bench.py", ["--seq", "5000"], "--seq: 5000 is outside 1 to 32 (the longest input the bundle accepts)"),
+    ("bench.py", ["--seq", "0"], "--seq: 0 is outside 1 to 32"),
+    ("bench.py", ["--batch", "0"], "--batch: 0 is outside 1 to"),
+    ("bench.py", ["--warmup", "-1"], "--warmup: -1 is outside 0 to"),
+    ("predict.py", ["--threads", "100000", "a good movie"], "--threads: 100000 is outside 1 to"),
+    ("predict.py", ["--threads", "-1", "a good movie"], "--threads: -1 is outside 1 to"),
+    ("predict.py", ["--threads", "two", "a good movie"], "--threads: 'two' is not a whole number"),
+])
+def test_the_bundle_scripts_refuse_values_they_cannot_use(bundles, script, args, says):
+    """--iterations 0 had raised an IndexError, --seq 5000 a runtime traceback, --batch 0 "succeeded" at 0
+    sequences/s, --seq 0 measured the profile's length unasked, and --threads 100000 hung with 3.8 GB."""
+    folder = bundles["onnxruntime-int8-dynamic"][0]
+    done = _run(folder, script, *args, check=False)
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr, done.stderr
+    assert says in done.stderr.splitlines()[-1]
+
+
 def test_bundle_io_runs_no_bundle_code(bundles, tmp_path):
     folder = shutil.copytree(bundles["openvino-fp32"][0], tmp_path / "b")
     for script in ("predict.py", "bench.py"):

@@ -18,23 +18,24 @@ import time
 import numpy as np
 
 sys.dont_write_bytecode = True  # no __pycache__/ in the bundle: `edgesmith verify` refuses files the manifest does not list
-from predict import Predictor, read_manifest  # noqa: E402
+from predict import THREADS, Predictor, count, read_manifest  # noqa: E402
 
 
 def main() -> None:
     manifest = read_manifest()
     prof, longest = manifest["profile"], manifest["inputs"]["max_length"]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, help="override only the thread count of manifest.json's session settings "
-                                                "(default: the count the benchmark measured with)")
-    p.add_argument("--batch", type=int, default=prof["batch"])
-    p.add_argument("--seq", type=int, help=f"default: the profile's {prof['seq_len']}, and {longest} (the longest input "
-                                           "the bundle accepts) as well where that is longer")
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--threads", type=THREADS, help="override only the thread count of manifest.json's session settings "
+                                                   "(default: the count the benchmark measured with)")
+    p.add_argument("--batch", type=count(1, 4096, "a batch of sentences"), default=prof["batch"])
+    p.add_argument("--seq", type=count(1, longest, "the longest input the bundle accepts"),
+                   help=f"default: the profile's {prof['seq_len']}, and {longest} (the longest input the bundle accepts) "
+                        "as well where that is longer")
+    p.add_argument("--warmup", type=count(0, 10**6, "warm-up runs"), default=10)
+    p.add_argument("--iterations", type=count(1, 10**7, "timed runs"), default=100)
     a = p.parse_args()
     model = Predictor(threads=a.threads)
-    seq = a.seq or prof["seq_len"]
+    seq = prof["seq_len"] if a.seq is None else a.seq
     times = _times(model, a.batch, seq, a.warmup, a.iterations)
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
     out = {"session": model.settings, "batch": a.batch, "seq": seq, "p50_ms": round(p50, 3), "p90_ms": round(p90, 3),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,24 @@ def split(p: argparse.ArgumentParser, texts: list[str], pair: bool, text_pairs: 
     return (texts[0::2], texts[1::2]) if pair else (texts, None)
 
 
+def count(low: int, high: int, why: str) -> Any:
+    """An argparse type: a whole number from low to high (`why` says where high comes from)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"{n} is outside {low} to {high} ({why})")
+        return n
+
+    return parse
+
+
+CORES = os.cpu_count() or 1
+THREADS = count(1, CORES, "this machine's cores: more threads than cores only wait on each other")
+
+
 def _utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -98,8 +117,8 @@ def main() -> None:
     p.add_argument("texts", nargs="+")
     p.add_argument("--pair", action="store_true",
                    help="texts are (first, second) pairs, interleaved; for sentence-pair bundles only")
-    p.add_argument("--threads", type=int, help="override only the thread count of manifest.json's session settings "
-                                                "(default: the count the benchmark measured with)")
+    p.add_argument("--threads", type=THREADS, help="override only the thread count of manifest.json's session settings "
+                                                   "(default: the count the benchmark measured with)")
     p.add_argument("--raw", action="store_true",
                    help="print the model's float32 outputs exactly instead of labels or rounded embeddings")
     a = p.parse_args()
