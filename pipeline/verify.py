@@ -276,9 +276,10 @@ def _tokenizer(folder: Path, manifest: dict[str, Any]) -> str:
         return "tokenizer: transformers not installed here, skipped AutoTokenizer check"
     from .bundle_io import encode
 
+    _fast_tokenizer_class(folder, manifest)
     ref = _reference(folder)[0]
     try:
-        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, use_fast=True)
         got = tok(ref["texts"], ref["pairs"], truncation=True, max_length=manifest["inputs"]["max_length"], padding="longest")["input_ids"]
         expected = encode(folder, ref["texts"], ref["pairs"])["input_ids"]
     except Exception as err:  # untrusted files: any failure of the library means a broken tokenizer
@@ -299,6 +300,20 @@ def _tokenizer_metadata(folder: Path, manifest: dict[str, Any]) -> None:
         named = sorted(k for k, v in data.items() if (k.endswith(("_file", "_files")) or k == "auto_map") and v is not None)
         require(not named, f"{name} sets {', '.join(named)}: a bundle's tokenizer files are found by name inside it, and "
                 "edgesmith never writes these keys; tampered bundle, rebuild it")
+
+
+def _fast_tokenizer_class(folder: Path, manifest: dict[str, Any]) -> None:
+    """tokenizer_config.json's tokenizer_class, if any, must have a fast (tokenizer.json) form: a class without one
+    loads its own vocabulary files, and some (TransfoXL's) unpickle them."""
+    import transformers
+
+    if "tokenizer_config.json" not in manifest["files"]:
+        return
+    named = _small_json(folder, "tokenizer_config.json", "rebuild the bundle").get("tokenizer_class")
+    require(named is None or (isinstance(named, str) and named.isidentifier()
+                              and hasattr(transformers, named.removesuffix("Fast") + "Fast")),
+            f"tokenizer_config.json names tokenizer_class {shown(str(named))}, which has no fast (tokenizer.json) form; "
+            "edgesmith bundles carry a fast tokenizer: tampered bundle, rebuild it")
 
 
 def _outputs(folder: Path, task: str) -> list[str]:

@@ -505,3 +505,20 @@ def test_an_oversized_or_misshapen_signature_is_refused_unread_and_not_echoed(bu
     assert "fff" not in done.stderr
     sig.write_text(json.dumps(good))
     assert edgesmith("verify", "--key", built.pub, bundle).code == 0
+
+
+@pytest.mark.parametrize("named", ["TransfoXLTokenizer", "os.system", 7])
+def test_a_tokenizer_class_without_a_fast_form_is_refused_before_transformers_loads_it(bundle: Path, monkeypatch, named) -> None:
+    """A slow tokenizer class loads its own vocabulary files by name, and TransfoXL's unpickles vocab.pkl: the bundle's
+    tokenizer is always a fast one (tokenizer.json)."""
+    import transformers
+
+    config = json.loads((bundle / "tokenizer_config.json").read_text())
+    (bundle / "tokenizer_config.json").write_text(json.dumps(config | {"tokenizer_class": named}))
+    rehash(bundle)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: pytest.fail("loaded before the check"))
+    from edgesmith import verify
+    from edgesmith.errors import EdgesmithError
+
+    with pytest.raises(EdgesmithError, match="has no fast .tokenizer.json. form"):
+        verify.verify(bundle)
