@@ -19,6 +19,7 @@ from .runtimes import RUNTIMES, Session
 # verify refuses more: it tokenizes and runs every one (80,000 sentences had taken 4.2 GB on a tiny model)
 REFERENCE_ROWS = 8
 REFERENCE_CHARS = 2000
+REFERENCE_BYTES = 16 * 2**20  # the whole file; the bundle stage writes fewer rows where a tagger's outputs need it
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -82,13 +82,16 @@ def sentence(c: dict[str, Any]) -> str:
     span = _span(c["speedups"]) + longest
     n = len(c["speedups"])
     least = c.get("min_speedup", 1.0)  # absent from bundles made before bench.min_speedup
-    by = f"at least {least:.2f}x " if least > 1 else ""
     if c["measurable"]:
+        by = f"at least {least:.2f}x " if least > 1 else ""
         return f"{by}faster in all {n} paired rounds against {c['against']} ({_span(c['speedups'])}, median {c['speedup']:.2f}x{longest})"
+    if least > 1:  # three decimals: a 1.046x round must not read as the 1.05x it fell short of
+        longest = f"; at {c['longest_len']} tokens {_span(c['longest_speedups'], 3)}" if "longest_speedups" in c else ""
+        return (f"{c['artifact']} was {_span(c['speedups'], 3)} as fast as {c['against']} in {n} paired rounds{longest}: "
+                f"below bench.min_speedup ({least:.2f}x) in {n - c['faster_rounds']} of them")
     rounds = f"{c['faster_rounds']} of {n} paired rounds only" if c["faster_rounds"] else f"none of {n} paired rounds"
-    return (f"{c['artifact']} was {by}faster than {c['against']} in {rounds} ({span}): "
-            "its speed-up is not measurable on this machine" + (" (bench.min_speedup)" if least > 1 else ""))
+    return f"{c['artifact']} was faster than {c['against']} in {rounds} ({span}): its speed-up is not measurable on this machine"
 
 
-def _span(ratios: list[float]) -> str:
-    return f"{min(ratios):.2f}x to {max(ratios):.2f}x"
+def _span(ratios: list[float], places: int = 2) -> str:
+    return f"{min(ratios):.{places}f}x to {max(ratios):.{places}f}x"

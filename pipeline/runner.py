@@ -164,9 +164,8 @@ def _graph(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], 
     fit = profile_store.load(fit_name) if fit_name else None
     for b in recipe.prune.branches:
         prune = node("prune", f"02-prune-{b}", PruneStageConfig.of(b, recipe.prune, task, max_len, fit), base)
-        distill = node("distill", f"03-distill-{b}", DistillStageConfig(
-            branch=b, distill=recipe.distill, task=task, max_length=max_len, augment=recipe.data.augment),
-            base | {"data": everything, "prune": prune})
+        distill = node("distill", f"03-distill-{b}", DistillStageConfig.of(b, recipe.distill, task, max_len, recipe.data.augment),
+                       base | {"data": everything, "prune": prune})
         shrink = node("shrink", f"04-shrink-{b}", ShrinkStageConfig(branch=b), {"teacher": teacher, "distill": distill})
         export = node("export", f"05-export-{b}", ExportStageConfig(export=recipe.export, task=task, max_length=max_len),
                       {"data": data, "shrink": shrink})

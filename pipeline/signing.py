@@ -118,7 +118,7 @@ def _read_signature(path: Path) -> tuple[str, bytes]:
         sig = json.loads(path.read_bytes())
         key, signature = sig["key"], bytes.fromhex(sig["signature"])
         ok = isinstance(key, str) and re.fullmatch("[0-9a-f]{16}", key) is not None and len(signature) == 64
-    except (ValueError, KeyError, TypeError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (ValueError, KeyError, TypeError, RecursionError):  # ValueError: UnicodeDecodeError, JSONDecodeError; RecursionError: [[[[...
         ok = False
     require(ok, f"{SIGNATURE} is not an ed25519 signature as edgesmith writes one; re-copy the bundle")
     return key, signature

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import tarfile
 import tempfile
 import zlib
@@ -33,7 +34,7 @@ import numpy as np
 from . import signing
 from .artifacts import sha256_file
 from .bundle_code import TEMPLATE_FILES, bundle_code, hf_files
-from .bundle_io import REFERENCE_CHARS, REFERENCE_ROWS
+from .bundle_io import REFERENCE_BYTES, REFERENCE_CHARS, REFERENCE_ROWS
 from .errors import EdgesmithError, require
 from .runtimes import RUNTIMES
 from .tasks import get as get_task
@@ -47,7 +48,13 @@ MAX_NAME = 1024  # bytes of one entry's path: edgesmith's are under 100
 # GNU long-name and PAX headers: tarfile reads each whole into memory before any entry is seen, so a 131 KB archive
 # holding a 128 MB name took 8.8 GB and a minute; a bundle's entries need none over a few hundred bytes
 MAX_EXTENSION_HEADER = 64 * 2**10
-EXTENSION_HEADERS = (b"L", b"K", b"x", b"g")
+EXTENSION_HEADERS = (b"L", b"K", b"x", b"g")  # GNU long name and link, PAX per-entry and global records
+# Entry kinds the walk lets through to tarfile: files, folders, and the links and devices refused later by name.
+# Sparse (S, and PAX GNU.sparse records), Solaris X, multi-volume M and V entries make tarfile read maps or sizes
+# the raw headers do not show, so the walk and tarfile would part ways: none is in a bundle.
+ENTRY_KINDS = (b"0", b"\0", b"1", b"2", b"3", b"4", b"5", b"6", b"7")
+# PAX records that change an entry's size or layout away from its raw header (tarfile writes `size` only past 8 GiB)
+PAX_REFUSED = re.compile(rb"(?:^|\n)\d+ (size|GNU\.sparse[^=]*)=")
 # Tokenizer metadata keys that name files or code: transformers lets tokenizer_config.json's "tokenizer_file" win over
 # the bundle's own tokenizer.json, so a bundle could make AutoTokenizer read a file outside it. edgesmith writes none.
 TOKENIZER_METADATA = ("tokenizer_config.json", "special_tokens_map.json")
@@ -89,26 +96,36 @@ def _extract(archive: Path, dest: Path) -> Path:
             members = _first_members(tar)
             top = _check_members(members)
             tar.extractall(dest, members=members, filter="data")  # the members were checked; the data filter is a second guard
-    except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as err:
+    except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, RecursionError) as err:
         raise EdgesmithError(f"not a readable .tar.gz ({_first_line(err)}); pass a bundle folder or .tar.gz made by edgesmith") from None
     require((dest / top).is_dir(), f"the archive holds a file {top!r}, not a bundle folder; pass a .tar.gz made by edgesmith")
     return dest / top
 
 
 def _scan_headers(archive: Path) -> None:
-    """Walks the raw 512-byte tar headers of the decompressed stream, holding none of them: refuses extension headers
-    (long names, PAX records) larger than MAX_EXTENSION_HEADER, more than MAX_MEMBERS entries and more than
-    MAX_UNPACKED bytes, before tarfile reads anything whole."""
-    entries = total = 0
+    """Walks the raw 512-byte tar headers of the decompressed stream, holding none but PAX records: refuses entry
+    kinds and PAX records that would make tarfile read what the raw headers do not show, extension headers (long
+    names, PAX records) larger than MAX_EXTENSION_HEADER or chained past what tarfile writes, more than MAX_MEMBERS
+    entries and more than MAX_UNPACKED bytes, before tarfile reads anything whole."""
+    entries = total = chained = 0
     with gzip.open(archive, "rb") as stream:
         while len(header := stream.read(512)) == 512 and header != bytes(512):
-            size = tarfile.nti(header[124:136])  # octal or base-256; ValueError (InvalidHeaderError) on garbage
+            size, kind = tarfile.nti(header[124:136]), header[156:157]  # nti: octal or base-256; a TarError on garbage
             require(size >= 0, "an archive entry has a negative size; pass a .tar.gz made by edgesmith")
-            if header[156:157] in EXTENSION_HEADERS:
-                require(size <= MAX_EXTENSION_HEADER, f"an archive entry carries a {size:,}-byte name or extended header, "
-                        "and a bundle's names are short; refusing to extract it")
+            require(kind in EXTENSION_HEADERS or kind in ENTRY_KINDS, f"an archive entry is of tar type {ascii(kind)}, which "
+                    "no bundle holds (sparse, multi-volume or vendor entries); refusing to extract it")
+            if kind in EXTENSION_HEADERS:
+                chained += 1
+                require(size <= MAX_EXTENSION_HEADER and chained <= 3, f"an archive entry carries a {size:,}-byte name or "
+                        f"extended header ({chained} in a row), and a bundle's names are short; refusing to extract it")
+                if kind in (b"x", b"g"):
+                    records = stream.read(size)
+                    require(not PAX_REFUSED.search(records), "an archive entry's PAX records set its size or a sparse "
+                            "layout, which no bundle needs; refusing to extract it")
+                    stream.seek(-len(records) % 512, os.SEEK_CUR)  # read already: only the padding is left
+                    continue
             else:
-                entries, total = entries + 1, total + size
+                chained, entries, total = 0, entries + 1, total + size
                 require(entries <= MAX_MEMBERS, f"the archive holds over {MAX_MEMBERS} entries, and a bundle a few dozen "
                         "files; refusing to extract it")
                 require(total <= MAX_UNPACKED, f"the archive unpacks to over {MAX_UNPACKED / 2**30:.0f} GiB, verify's limit "
@@ -132,7 +149,7 @@ def _check_members(members: list[tarfile.TarInfo]) -> str:
     require(bool(members), "the archive is empty; pass a .tar.gz made by edgesmith")
     for m in members:
         require(_safe_name(m.name), f"archive entry {shown(m.name)} leaves the bundle folder or is not a plain printable name "
-                "(ASCII, no ':' or '\\'); refusing to extract it")
+                f"(ASCII, no ':' or '\\', at most {MAX_NAME} bytes); refusing to extract it")
         require(not (m.issym() or m.islnk()), f"archive entry {shown(m.name)} is a link; a bundle holds only regular files")
         require(m.isfile() or m.isdir(), f"archive entry {shown(m.name)} is not a regular file; a bundle holds only regular files")
     total = sum(m.size for m in members)
@@ -164,7 +181,8 @@ def _regular_files(folder: Path) -> set[str]:
         for name in dirs + files:
             p = Path(root) / name
             rel = p.relative_to(folder).as_posix()
-            require(_safe_name(rel), f"{shown(rel)} is not a plain printable file name (ASCII, no ':' or '\\'); a bundle's "
+            require(_safe_name(rel), f"{shown(rel)} is not a plain printable file name (ASCII, no ':' or '\\', at most "
+                    f"{MAX_NAME} bytes); a bundle's "
                     "files are named by edgesmith, remove it")
             require(not p.is_symlink(), f"{rel} is a symbolic link; a bundle holds only regular files, copy it without links")
             if name in files:
@@ -197,13 +215,13 @@ def _read_manifest(folder: Path, present: set[str]) -> dict[str, Any]:
     return manifest
 
 
-def _small_json(folder: Path, name: str, fix: str) -> Any:
+def _small_json(folder: Path, name: str, fix: str, limit: int = MAX_JSON) -> Any:
     """A metadata file of the bundle as JSON, refused unread when it is larger than any edgesmith writes."""
     size = (folder / name).stat().st_size
-    require(size <= MAX_JSON, f"{name} is {size / 2**20:.0f} MiB, and edgesmith writes a few KB; {fix}")
+    require(size <= limit, f"{name} is {size / 2**20:.0f} MiB, over the {limit / 2**20:.0f} MiB edgesmith writes at most; {fix}")
     try:
         return json.loads((folder / name).read_bytes())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a few KB of nested brackets
         raise EdgesmithError(f"{name} is not valid JSON; {fix}") from None
 
 
@@ -243,7 +261,7 @@ def _hf_files(folder: Path, manifest: dict[str, Any]) -> str:
         require(isinstance(config, dict) and "auto_map" not in config, "config.json is not a plain transformers config "
                 "(remote code, auto_map, is never in one edgesmith writes); tampered bundle, rebuild it")
         expected = hf_files(manifest, config)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise EdgesmithError("config.json or the manifest's labels and inputs are not what edgesmith writes; "
                              "tampered bundle, rebuild it") from None
     for name, data in expected.items():
@@ -303,17 +321,23 @@ def _tokenizer_metadata(folder: Path, manifest: dict[str, Any]) -> None:
 
 
 def _fast_tokenizer_class(folder: Path, manifest: dict[str, Any]) -> None:
-    """tokenizer_config.json's tokenizer_class, if any, must have a fast (tokenizer.json) form: a class without one
-    loads its own vocabulary files, and some (TransfoXL's) unpickle them."""
+    """The class AutoTokenizer would pick must have a fast (tokenizer.json) form: a class without one loads its own
+    vocabulary files, and some (TransfoXL's) unpickle them. AutoTokenizer takes tokenizer_config.json's
+    tokenizer_class, else config.json's, else the one of config.json's model_type: each is checked."""
     import transformers
 
-    if "tokenizer_config.json" not in manifest["files"]:
-        return
-    named = _small_json(folder, "tokenizer_config.json", "rebuild the bundle").get("tokenizer_class")
-    require(named is None or (isinstance(named, str) and named.isidentifier()
-                              and hasattr(transformers, named.removesuffix("Fast") + "Fast")),
-            f"tokenizer_config.json names tokenizer_class {shown(str(named))}, which has no fast (tokenizer.json) form; "
-            "edgesmith bundles carry a fast tokenizer: tampered bundle, rebuild it")
+    from .arch import ARCHITECTURES
+
+    config = _small_json(folder, "config.json", "rebuild the bundle")
+    require(isinstance(config, dict) and config.get("model_type") in ARCHITECTURES, "config.json's model_type is not a "
+            f"BERT-family type edgesmith builds ({', '.join(sorted(ARCHITECTURES))}); tampered bundle, rebuild it")
+    metadata = _small_json(folder, "tokenizer_config.json", "rebuild the bundle") if "tokenizer_config.json" in manifest["files"] else {}
+    for where, data in (("tokenizer_config.json", metadata), ("config.json", config)):
+        named = data.get("tokenizer_class")
+        require(named is None or (isinstance(named, str) and named.isidentifier()
+                                  and hasattr(transformers, named.removesuffix("Fast") + "Fast")),
+                f"{where} names tokenizer_class {shown(str(named))}, which has no fast (tokenizer.json) form; "
+                "edgesmith bundles carry a fast tokenizer: tampered bundle, rebuild it")
 
 
 def _outputs(folder: Path, task: str) -> list[str]:
@@ -333,7 +357,7 @@ def _outputs(folder: Path, task: str) -> list[str]:
 def _reference(folder: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """reference.json's sentences and outputs, refused when it holds more or longer sentences than the bundle stage
     writes (verify tokenizes and runs every one) or is larger than any it writes."""
-    ref = _small_json(folder, "reference.json", "rebuild the bundle")
+    ref = _small_json(folder, "reference.json", "rebuild the bundle", REFERENCE_BYTES)
     try:
         texts, pairs = ref["texts"], ref["pairs"]
         sentences = texts + (pairs or []) if isinstance(texts, list) and isinstance(pairs, (list, type(None))) else None

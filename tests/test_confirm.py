@@ -156,13 +156,16 @@ def test_a_gain_within_the_noise_of_the_rounds_does_not_ship_a_pruned_build():
     measure, _ = timings({k: list(v) for k, v in table.items()})
     strict = confirm(structured, BASE_ORT, measure, min_speedup=1.05)
     assert not strict["measurable"] and strict["faster_rounds"] == 1 and strict["min_speedup"] == 1.05
-    assert sentence(strict).endswith("1 of 3 paired rounds only (1.00x to 1.07x): its speed-up is not measurable on this "
-                                     "machine (bench.min_speedup)") and "at least 1.05x faster than" in sentence(strict)
+    assert sentence(strict) == ("structured:openvino-int8-static was 1.001x to 1.066x as fast as unpruned:onnxruntime-int8-dynamic "
+                                "in 3 paired rounds: below bench.min_speedup (1.05x) in 2 of them")  # 1.046 is not "1.05x"
+    s = against_quantized_teacher([TEACHER, BASE_ORT, structured], BASE_ORT, PROFILE, strict)
+    assert not s["pruning_paid"] and "in 2 of them, so the teacher quantized alone" in s["verdict"]
     measure, _ = timings({k: list(v) for k, v in table.items()})
     assert confirm(structured, BASE_ORT, measure, min_speedup=1.0)["measurable"]  # 1.0: faster at all, as before
     measure, _ = timings({"structured": [(5.0, 9.0)] * 3, "unpruned": [(6.0, 9.2)] * 3})  # 1.2x, but 1.02x at 64 tokens
     never = confirm(structured, BASE_ORT, measure, min_speedup=1.05)
-    assert not never["measurable"] and "in none of 3 paired rounds (1.20x to 1.20x; at 64 tokens 1.02x" in sentence(never)
+    assert not never["measurable"] and sentence(never).endswith("in 3 paired rounds; at 64 tokens 1.022x to 1.022x: below "
+                                                                 "bench.min_speedup (1.05x) in 3 of them")
     measure, _ = timings({"structured": [(5.0, 9.0)] * 3, "unpruned": [(6.0, 9.5)] * 3})  # 1.06x there: enough
     assert sentence(confirm(structured, BASE_ORT, measure, min_speedup=1.05)).startswith("at least 1.05x faster in all 3")
 

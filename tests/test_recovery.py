@@ -239,3 +239,15 @@ def _tok(tmp_path):
     from conftest import write_vocab
 
     return BertTokenizerFast(vocab_file=str(write_vocab(tmp_path / "tok")))
+
+
+def test_hidden_targets_reach_only_the_branch_that_drops_layers():
+    """Setting distill.hidden_targets must not re-distil the sparse branch, whose layer map is the identity."""
+    from edgesmith.stages.distill import DistillStageConfig
+
+    def key(branch, **distill):
+        return DistillStageConfig.of(branch, DistillConfig(**distill), "classification", 32, None).canonical_json()
+
+    assert key("sparse", hidden_targets="block_end") == key("sparse")
+    assert key("structured", hidden_targets="block_end") != key("structured")
+    assert DistillStageConfig.of("structured", DistillConfig(hidden_targets="block_end"), "classification", 32, None).distill.hidden_targets == "block_end"

@@ -27,6 +27,15 @@ class DistillStageConfig(Frozen):
     max_length: int
     augment: AugmentConfig | None = None  # data.augment: this stage makes the copies, so it is in this key, not the data's
 
+    @classmethod
+    def of(cls, branch: str, distill: DistillConfig, task: str, max_length: int, augment: AugmentConfig | None) -> "DistillStageConfig":
+        """The branch's distill config. Only structured pruning drops whole layers: elsewhere the layer map is the
+        identity and distill.hidden_targets changes nothing, so it is left at its default (setting it must not
+        re-distil the sparse branch)."""
+        if branch != "structured":
+            distill = distill.model_copy(update={"hidden_targets": DistillConfig.model_fields["hidden_targets"].default})
+        return cls(branch=branch, distill=distill, task=task, max_length=max_length, augment=augment)
+
 
 @stage("distill", DistillStageConfig, version=2, distributed=True)
 def run(cfg: DistillStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:

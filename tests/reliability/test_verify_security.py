@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -522,3 +523,69 @@ def test_a_tokenizer_class_without_a_fast_form_is_refused_before_transformers_lo
 
     with pytest.raises(EdgesmithError, match="has no fast .tokenizer.json. form"):
         verify.verify(bundle)
+
+
+def _raw_entry(kind: bytes, data: bytes, name: str = "././@LongLink") -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, len(data)
+    return info.tobuf(format=tarfile.USTAR_FORMAT) + data + bytes(-len(data) % 512)
+
+
+def _pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n"
+    n = len(body) + 1
+    n = len(f"{n}{body}") if len(f"{n}{body}") != n else n
+    return f"{n}{body}".encode()
+
+
+@pytest.mark.parametrize("case, prefix, says", [
+    ("solaris X header", _raw_entry(b"X", b"9 a=bcde\n" * 1000), "tar type b'X'"),
+    ("old GNU sparse", _raw_entry(b"S", b"", "sparse"), "tar type b'S'"),
+    ("PAX size record", _raw_entry(b"x", _pax_record("size", "0")), "PAX records set its size"),
+    ("PAX sparse map", _raw_entry(b"x", _pax_record("GNU.sparse.major", "1")), "PAX records set its size or a sparse layout"),
+    ("chained long names", b"".join(_raw_entry(b"L", b"n" * 500) for _ in range(10)), "(4 in a row)"),
+])
+def test_archive_entries_that_would_make_tarfile_read_past_the_header_walk_are_refused(
+        bundle: Path, tmp_path: Path, monkeypatch, case: str, prefix: bytes, says: str) -> None:
+    """tarfile honours more than the raw headers show: a Solaris X header is read as PAX, a PAX `size` record moves
+    the next entry's size, a sparse map is parsed from the data, 400 chained long-name headers recurse. A review
+    hid an 8 MiB name from the first header walk so: each is refused before tarfile opens the archive."""
+    from edgesmith import verify
+    from edgesmith.errors import EdgesmithError
+
+    plain = tmp_path / "plain.tar"
+    with tarfile.open(plain, "w") as tar:
+        tar.add(bundle, arcname=bundle.name)
+    archive = tmp_path / "odd.tar.gz"
+    archive.write_bytes(gzip.compress(prefix + plain.read_bytes()))
+    monkeypatch.setattr(tarfile, "open", lambda *a, **k: pytest.fail("tarfile read the archive before the header walk"))
+    with pytest.raises(EdgesmithError, match=re.escape(says)):
+        verify.verify(archive)
+
+
+def test_a_tokenizer_class_or_model_type_in_config_json_is_held_to_the_same_rule(bundle: Path, monkeypatch) -> None:
+    """AutoTokenizer falls back to config.json's tokenizer_class, then to its model_type's class."""
+    import transformers
+
+    from edgesmith import verify
+    from edgesmith.errors import EdgesmithError
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: pytest.fail("loaded before the check"))
+    config = json.loads((bundle / "config.json").read_text())
+    for edit, says in (({"tokenizer_class": "TransfoXLTokenizer"}, "config.json names tokenizer_class 'TransfoXLTokenizer'"),
+                       ({"model_type": "transfo-xl"}, "config.json's model_type is not a BERT-family type")):
+        monkeypatch.setattr(verify, "_hf_files", lambda folder, manifest: "skipped: config.json as the bundle has it")
+        (bundle / "config.json").write_text(json.dumps(config | edit))
+        rehash(bundle)
+        with pytest.raises(EdgesmithError, match=re.escape(says)):
+            verify.verify(bundle)
+
+
+def test_deeply_nested_json_is_refused_in_one_line(bundle: Path, built: Built) -> None:
+    """A few KB of brackets make json.loads raise RecursionError, which had come out as a traceback."""
+    (bundle / "manifest.sig").write_text("[" * 4000)
+    assert_refused(edgesmith("verify", "--key", built.pub, bundle), "manifest.sig is not an ed25519 signature")
+    (bundle / "manifest.sig").unlink()
+    (bundle / "reference.json").write_text("[" * 100_000)
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "reference.json is not valid JSON")
