@@ -125,6 +125,12 @@ def _scan_headers(archive: Path) -> None:
                     stream.seek(-len(records) % 512, os.SEEK_CUR)  # read already: only the padding is left
                     continue
             else:
+                # tarfile skips data only after a file (for the others it reads the next block as a header, whatever
+                # the size field says), and reads a \0 entry named with a trailing '/' as a folder
+                name = header[:100].split(b"\0", 1)[0]
+                holds_data = kind in (b"0", b"7") or (kind == b"\0" and not name.endswith(b"/"))
+                require(holds_data or size == 0, "an archive entry that is not a file (a folder, link or device) declares "
+                        f"{size:,} bytes of data; refusing to extract it")
                 chained, entries, total = 0, entries + 1, total + size
                 require(entries <= MAX_MEMBERS, f"the archive holds over {MAX_MEMBERS} entries, and a bundle a few dozen "
                         "files; refusing to extract it")

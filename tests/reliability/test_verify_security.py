@@ -544,6 +544,10 @@ def _pax_record(key: str, value: str) -> bytes:
     ("PAX size record", _raw_entry(b"x", _pax_record("size", "0")), "PAX records set its size"),
     ("PAX sparse map", _raw_entry(b"x", _pax_record("GNU.sparse.major", "1")), "PAX records set its size or a sparse layout"),
     ("chained long names", b"".join(_raw_entry(b"L", b"n" * 500) for _ in range(10)), "(4 in a row)"),
+    # tarfile reads the block after a folder entry as the next header whatever its size says: a walk that skipped
+    # 2 MiB there would miss the 1 MiB long name tarfile reads next
+    ("folder declaring data", _raw_entry(b"5", _raw_entry(b"L", b"n" * 2**20) + bytes(2**20), "dir"), "declares 2,097,664 bytes"),
+    ("V7 folder declaring data", _raw_entry(b"\0", bytes(1024), "dir/"), "declares 1,024 bytes"),
 ])
 def test_archive_entries_that_would_make_tarfile_read_past_the_header_walk_are_refused(
         bundle: Path, tmp_path: Path, monkeypatch, case: str, prefix: bytes, says: str) -> None:
