@@ -24,6 +24,7 @@ from edgesmith.cli import main
 from edgesmith.errors import EdgesmithError
 from edgesmith.registry import STAGES
 from edgesmith.runtimes import open_session, session_settings
+from edgesmith.stages.bench import model_path
 from edgesmith.stages.bundle import BundleStageConfig
 from edgesmith.stages.data import without_unlabeled
 
@@ -102,10 +103,10 @@ def _raw(stdout: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", SHIPPABLE)
-def test_predict_py_reproduces_the_benchmark_session_bit_for_bit(bundles, name):
+def test_predict_py_reproduces_the_benchmark_session_bit_for_bit(bundles, run_out, name):
     folder, row = bundles[name]
     got = _raw(_run(folder, "predict.py", "--raw", *TEXTS).stdout)
-    measured = open_session(row["runtime"], Path(row["path"]), settings=row["session"]["settings"])
+    measured = open_session(row["runtime"], model_path(row, run_out), settings=row["session"]["settings"])
     want = measured.run(encode(folder, TEXTS))
     assert want.dtype == np.float32 and got.shape == want.shape == (len(TEXTS), 2)
     assert np.array_equal(got, want)
@@ -182,12 +183,12 @@ def test_text_that_is_not_utf8_is_a_usage_error(bundles):
     assert done.stderr.startswith("predict.py: error: text 2 is not valid UTF-8")
 
 
-def test_pair_bundle_predicts_each_pair_as_measured(bundles, tmp_path):
+def test_pair_bundle_predicts_each_pair_as_measured(bundles, run_out, tmp_path):
     folder = _pairs(bundles, tmp_path, True)
     done = _run(folder, "predict.py", "--pair", "--raw", "a good movie", "an awful film", "superb", "dull")
     assert [json.loads(x)["text"] for x in done.stdout.splitlines()] == ["a good movie", "superb"]
     row = bundles["onnxruntime-int8-dynamic"][1]
-    measured = open_session(row["runtime"], Path(row["path"]), settings=row["session"]["settings"])
+    measured = open_session(row["runtime"], model_path(row, run_out), settings=row["session"]["settings"])
     assert np.array_equal(_raw(done.stdout), measured.run(encode(folder, ["a good movie", "superb"], ["an awful film", "dull"])))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..config import BenchMeasurement, Frozen, Measurement, Task
+from ..errors import require
 from ..evaluate import first_rows, outputs, quality
 from ..latency import effective_threads, measure
 from ..modeling import load_tokenizer
@@ -36,31 +37,50 @@ def hardware_gap(profile: Measurement) -> str | None:
     return next(filter(None, (RUNTIMES[r].hardware_gap(profile) for r in profile.runtimes)), None)
 
 
+def model_path(row: dict[str, Any], run: Path) -> Path:
+    """A bench row's model file, in the run folder `run`. Rows record it relative to the run folder: they had held the
+    path as given to --out, so a copied run folder (or one run again from another directory) whose bench stage was
+    reused shipped the model out of the original folder, measured or not."""
+    recorded = Path(row["path"])
+    require(not recorded.is_absolute() and ".." not in recorded.parts,
+            f"a bench row's model path {row['path']!r} is not inside the run folder; rerun with --force bench")
+    return run / recorded
+
+
 # 5: its profile's pairs of a quantize stage shared by every profile; 6: also at data.max_length when that is longer
-# than the profile's sequence length (longest_*), the length the budgets hold the bundle to
-@stage("bench", BenchStageConfig, version=6)
+# than the profile's sequence length (longest_*), the length the budgets hold the bundle to; 7: rows' model paths
+# relative to the run folder (model_path)
+@stage("bench", BenchStageConfig, version=7)
 def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     threads, clamp = effective_threads(cfg.profile)
-    vocab = load_tokenizer(inputs["teacher"].path / "model").vocab_size
+    teacher = inputs["teacher"]
+    run_folder = teacher.path.parent  # every input is a stage folder of this run
+
+    def row(branch: str, name: str, runtime: str, path: Path, q: dict[str, Any], facts: dict[str, Any] | None) -> dict[str, Any]:
+        return _row(branch, name, runtime, path, run_folder, q, facts)
+
+    vocab = load_tokenizer(teacher.path / "model").vocab_size
     gap = hardware_gap(cfg.profile)
-    rows = [_row("teacher", "pytorch-fp32", REFERENCE.name, inputs["teacher"].path / "model", inputs["teacher"].facts["quality"], None)]
+    rows = [row("teacher", "pytorch-fp32", REFERENCE.name, teacher.path / "model", teacher.facts["quality"], None)]
     for b in cfg.branches:
         export, quant = inputs[f"export-{b}"], inputs[f"quantize-{b}"]
         for runtime in cfg.profile.runtimes:
             fp32 = export.path / export.facts["files"][runtime]
-            rows.append(_row(b, f"{runtime}-fp32", runtime, fp32, _fp32_quality(cfg, runtime, fp32, inputs, b), export.facts))
+            rows.append(row(b, f"{runtime}-fp32", runtime, fp32, _fp32_quality(cfg, runtime, fp32, inputs, b), export.facts))
         for c in (c for c in quant.facts["candidates"] if (c["runtime"], c["precision"]) in cfg.profile.candidates()):
-            rows.append(_row(b, f"{c['runtime']}-{c['precision']}", c["runtime"], quant.path / c["file"], c["quality"], c))
+            rows.append(row(b, f"{c['runtime']}-{c['precision']}", c["runtime"], quant.path / c["file"], c["quality"], c))
     for i, r in enumerate(rows):
         progress(i, len(rows))  # one benchmark process per row: the terminal's bar and ETA
-        r["latency"], settings = _measure(r, cfg, threads, vocab, gap)
+        r["latency"], settings = _measure(r, run_folder, cfg, threads, vocab, gap)
         r["session"] = {"runtime": r["runtime"], "settings": settings}
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     return {"rows": rows, "threads": threads, "thread_clamp": clamp, "not_measured": gap, "cpu": _cpu_name()}
 
 
-def _row(branch: str, name: str, runtime: str, path: Path, q: dict[str, Any], facts: dict[str, Any] | None) -> dict[str, Any]:
-    row = {"branch": branch, "artifact": name, "runtime": runtime, "path": str(path), "bytes": get(runtime).bytes(path), "quality": q}
+def _row(branch: str, name: str, runtime: str, path: Path, run_folder: Path, q: dict[str, Any],
+         facts: dict[str, Any] | None) -> dict[str, Any]:
+    row = {"branch": branch, "artifact": name, "runtime": runtime, "path": str(path.relative_to(run_folder)),
+           "bytes": get(runtime).bytes(path), "quality": q}
     return row | {k: facts[k] for k in ("quantizer", "widened_intervals") if facts and k in facts}  # how the quantize stage built it
 
 
@@ -73,13 +93,13 @@ def _fp32_quality(cfg: BenchStageConfig, runtime: str, path: Path, inputs: dict[
     return quality(out, evals, cfg.task, reference, inputs["teacher"].facts["label_names"])
 
 
-def _measure(row: dict[str, Any], cfg: BenchStageConfig, threads: int, vocab: int,
+def _measure(row: dict[str, Any], run_folder: Path, cfg: BenchStageConfig, threads: int, vocab: int,
              gap: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(latency figures, the session settings the benchmark process applied). Without the profile's hardware:
     not measured, and the settings that hardware would be opened with."""
     if gap:
         return {"not_measured": gap}, session_settings(row["runtime"], threads, cfg.profile.execution_providers)
-    lat = measure(row["runtime"], Path(row["path"]), cfg.profile, threads, vocab, cfg.bench.warmup, cfg.bench.iterations,
+    lat = measure(row["runtime"], model_path(row, run_folder), cfg.profile, threads, vocab, cfg.bench.warmup, cfg.bench.iterations,
                   get_task(cfg.task).output_name, longest=cfg.max_length)
     return lat, lat.pop("session")
 

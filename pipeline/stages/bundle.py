@@ -29,6 +29,7 @@ from ..modeling import load_model, load_tokenizer
 from ..registry import stage
 from ..signing import SigningKey, sign_folder
 from ..tasks import get as get_task
+from .bench import model_path
 from .common import read_rows
 from .teacher import TorchModelSession
 
@@ -125,18 +126,20 @@ def left_out(rows: list[dict[str, Any]], chosen: dict[str, Any], teacher_metric:
 @stage("bundle", BundleStageConfig, version=14)  # 14: at least bench.min_speedup faster in every round, reference texts cut to REFERENCE_CHARS; 13: the paired rounds time the longest input too, `alternative` recorded; 12: token entities by whitespace words, as scored; bench.py times the longest input too; 11: predict.py refuses text that is not UTF-8; 8: token entities by the tokenizer's words; 7: files named for HF tools
 def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     bench, teacher = inputs["bench"], inputs["teacher"]
+    run_folder = bench.path.parent  # bench rows name their models relative to it (bench.model_path)
     metric = teacher.facts["quality"]["metric"]
     rows, kept = eligible(bench.facts["rows"], metric, cfg.budget, cfg.profile.budgets)
     row, within = choose(rows, metric, cfg.budget)
     alt, confirmation = alternative(rows, metric, cfg.budget), None
     if needed(row, alt):
-        confirmation = confirm(row, alt, _remeasure(cfg, bench.facts["threads"], load_tokenizer(teacher.path / "model").vocab_size),
+        confirmation = confirm(row, alt, _remeasure(cfg, run_folder, bench.facts["threads"], load_tokenizer(teacher.path / "model").vocab_size),
                                min_speedup=cfg.bench.min_speedup)
         row = row if confirmation["measurable"] else alt
     folder = out / f"edgesmith-{cfg.profile.name}"
     folder.mkdir()
     runtime = runtimes.RUNTIMES[row["runtime"]]
-    model_file = _copy_model(runtime.files(Path(row["path"])), folder, runtime.bundle_file)
+    model = model_path(row, run_folder)
+    model_file = _copy_model(runtime.files(model), folder, runtime.bundle_file)
     student_dir = inputs[f"shrink-{row['branch']}"].path / "model"
     tokenizer = load_tokenizer(student_dir)
     tokenizer.model_max_length = cfg.max_length  # transformers pipelines' truncation=True then cuts where predict.py does
@@ -144,7 +147,8 @@ def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
     labels = teacher.facts["label_names"]
     (folder / "labels.json").write_text(json.dumps(labels))
     text_pairs = len(inputs["data"].facts["text_columns"]) == 2
-    manifest = _manifest(cfg, row, within, model_file, tokenizer, labels, bench.facts, teacher.facts, text_pairs)
+    names = _input_names(model, row["runtime"], get_task(cfg.task).output_name)
+    manifest = _manifest(cfg, row, within, model_file, names, tokenizer, labels, bench.facts, teacher.facts, text_pairs)
     write_code(folder, manifest)
     _write_hf_files(folder, manifest, student_dir)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -164,12 +168,12 @@ def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, 
             "left_out_for_budgets": left_out(bench.facts["rows"], row, metric, cfg.budget, cfg.profile.budgets, kept)}
 
 
-def _remeasure(cfg: BundleStageConfig, threads: int, vocab: int) -> Any:
+def _remeasure(cfg: BundleStageConfig, run_folder: Path, threads: int, vocab: int) -> Any:
     """A row's p50 measured again in a fresh process, as the bench stage measured it (a share of its iterations), at
     the profile's length and, where the bundle takes longer inputs, at data.max_length."""
     iterations = max(5, cfg.bench.iterations // ROUNDS)
     output = get_task(cfg.task).output_name
-    return lambda row: measure(row["runtime"], Path(row["path"]), cfg.profile.measurement(), threads, vocab, cfg.bench.warmup,
+    return lambda row: measure(row["runtime"], model_path(row, run_folder), cfg.profile.measurement(), threads, vocab, cfg.bench.warmup,
                                iterations, output, longest=cfg.max_length)
 
 
@@ -188,13 +192,13 @@ def _write_hf_files(folder: Path, manifest: dict[str, Any], student_dir: Path) -
         (folder / name).write_bytes(data)
 
 
-def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_file: str, tokenizer: Any, labels: list[str], bench: dict[str, Any], teacher: dict[str, Any],
-              text_pairs: bool) -> dict[str, Any]:
+def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_file: str, input_names: list[str], tokenizer: Any,
+              labels: list[str], bench: dict[str, Any], teacher: dict[str, Any], text_pairs: bool) -> dict[str, Any]:
     teacher_row = next(r for r in bench["rows"] if r["branch"] == "teacher")
     return {
         "format": "edgesmith-bundle/2", "task": cfg.task, "runtime": row["runtime"], "model_file": model_file,
         "artifact": row["artifact"], "branch": row["branch"], "labels": labels, "session": row["session"],
-        "inputs": {"names": _input_names(row, get_task(cfg.task).output_name), "max_length": cfg.max_length,
+        "inputs": {"names": input_names, "max_length": cfg.max_length,
                    "dynamic_axes": ["batch", "sequence"],
                    "pad_token": tokenizer.pad_token, "pad_token_id": tokenizer.pad_token_id, "text_pairs": text_pairs},
         "output": get_task(cfg.task).output_name,
@@ -206,8 +210,8 @@ def _manifest(cfg: BundleStageConfig, row: dict[str, Any], within: bool, model_f
     }
 
 
-def _input_names(row: dict[str, Any], output: str) -> list[str]:
-    return runtimes.open_session(row["runtime"], Path(row["path"]), threads=1, output=output).input_names
+def _input_names(path: Path, runtime: str, output: str) -> list[str]:
+    return runtimes.open_session(runtime, path, threads=1, output=output).input_names
 
 
 def _write_reference(folder: Path, student_dir: Path, rows: list[dict[str, Any]], cfg: BundleStageConfig, text_pairs: bool) -> None:

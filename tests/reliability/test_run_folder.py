@@ -75,7 +75,7 @@ def assert_bundle_ships_a_built_candidate(run: Path) -> None:
     row = next(r for r in rows if (r["branch"], r["artifact"]) == (branch, artifact))
     folder = run / "08-bundle-tiny" / "edgesmith-tiny"
     shipped = json.loads((folder / "manifest.json").read_text())["model_file"]
-    assert sha256_file(folder / shipped) == sha256_file(Path(row["path"]))
+    assert sha256_file(folder / shipped) == sha256_file(run / row["path"])
 
 
 def bundle_fingerprint(run: Path) -> dict[str, str]:
@@ -167,6 +167,25 @@ def test_a_bundle_verify_would_refuse_is_never_written(clean_run: Path, inputs: 
     assert "(0% class agreement with PyTorch), so edgesmith verify would refuse the bundle" in capsys.readouterr().err
     assert not (out / "08-bundle-tiny").exists() and not list(out.glob(".*.tmp"))
     assert sha256_file(out / "07-bench-tiny" / MANIFEST) == bench
+
+
+def test_a_copied_run_folder_ships_its_own_files_with_the_original_gone(clean_run: Path, inputs: Path, tmp_path: Path) -> None:
+    """Bench rows name their models relative to the run folder. They had held the path as given to --out, so a copied
+    folder whose bench stage was reused shipped the model out of the original folder (or crashed, run from another
+    directory): here the original is deleted and the copy is run again from elsewhere with a setting only the bundle
+    stage reads changed."""
+    original = tmp_path / "original"
+    shutil.copytree(clean_run, original)
+    assert all(not Path(r["path"]).is_absolute() for r in json.loads((original / "07-bench-tiny" / "results.json").read_text()))
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(original, copy)
+    shutil.rmtree(original)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((inputs / "recipe.yaml").read_text().replace("iterations: 5}", "iterations: 5, min_speedup: 1.0}"))
+    done = edgesmith("run", recipe, "--out", "copy", cwd=copy.parent)
+    assert done.code == 0, done.stderr
+    assert "[07-bench-tiny] skipped" in done.stderr and "[08-bundle-tiny] skipped" not in done.stderr
+    assert_bundle_ships_a_built_candidate(copy)
 
 
 def test_failed_rerun_keeps_the_recipe_json_that_describes_the_stages(clean_run: Path, inputs: Path, tmp_path: Path) -> None:
