@@ -51,7 +51,8 @@ def _read_text(path: Path) -> str:
 
 def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" alone: str.splitlines() also breaks at U+2028, U+0085 and others, which JSON strings may hold raw
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -61,8 +62,19 @@ def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
                                  "fix that line") from None
         require(isinstance(row, dict), f"{path}: line {number} is {JSON_TYPES.get(type(row), 'not an object')}, not an object; "
                 'write one object per line, like {"text": "...", "label": "..."}')
+        require(_encodable(row), f"{path}: line {number} holds a lone surrogate escape (like \\ud800), which is no "
+                "character; fix that line's text")
         rows.append(row)
     return rows
+
+
+def _encodable(row: dict[str, Any]) -> bool:
+    """Whether a JSON row's strings are text: an escaped lone surrogate (\\ud800) parses, then fails every UTF-8 write."""
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _one_of_each(pairs: list[tuple[str, Any]], where: str) -> dict[str, Any]:
@@ -228,6 +240,9 @@ def _label(value: Any, where: str) -> str | None:
     # JSON true would read as "True", a class apart from 1 in the same column: a 2-class task shipped as 4
     require(not isinstance(value, bool), f"{where}: label {value!r} is a JSON boolean; write it as text (\"true\") or "
             "as a class id (1), the same way in every row")
+    # JSON's NaN and Infinity (json.dumps writes a pandas blank so) would have become a class "nan" of its own
+    require(not (isinstance(value, float) and not math.isfinite(value)), f"{where}: label {value!r} is not a class "
+            "(JSON NaN or Infinity, often a missing value); write the row's label, or leave the row out")
     text = "" if value is None else str(value).strip()
     return text or None
 
@@ -379,7 +394,7 @@ def read_unlabeled(source: str, columns: tuple[str, ...], task: str) -> list[dic
     if path.suffix == ".txt":
         require(len(columns) == 1, f"{where}: a .txt file holds single texts, one per line, but the task's rows are "
                 f"pairs ({', '.join(columns)}); give a TSV/CSV/JSONL file with those two columns")
-        lines = [line.strip() for line in _read_text(path).splitlines()]
+        lines = [line.strip() for line in _read_text(path).split("\n")]  # "\n" alone, as _json_lines
         rows = [{"text": [line], "label": None} for line in lines if line]
         require(len(rows) > 0, f"{where}: no text; write one in-domain text per line, or remove data.unlabeled")
         return rows

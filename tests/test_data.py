@@ -3,8 +3,10 @@ import json
 import pytest
 
 from edgesmith.config import DataConfig
-from edgesmith.data import encode_labels, label_ids, load_splits, normalize, pydoc_sentences, read_table, read_task_data
+from edgesmith.data import (encode_labels, label_ids, load_splits, normalize, pydoc_sentences, read_table, read_task_data,
+                            read_unlabeled)
 from edgesmith.errors import EdgesmithError
+from edgesmith.stages.common import read_rows, write_rows
 
 
 def test_folder_with_train_and_dev_tsv(tiny_data):
@@ -239,3 +241,21 @@ def test_label_names_in_the_markdown_report_cannot_open_html_or_split_a_table_ro
                          ("", (["label", "n"], [[evil, "1"], ["a\nb", "2"]]))], [])
     assert "<img" not in md and "&lt;img src=x onerror=alert(1)>" in md
     assert "| &lt;img src=x onerror=alert(1)>\\|col | 1 |" in md and "| a b | 2 |" in md
+
+
+SEPARATORS = "\u2028\u2029\u0085\x0b\x0c\x1c"  # str.splitlines() breaks at each of these; a JSON line may hold them raw
+
+
+def test_texts_with_unicode_line_separators_stay_whole(tmp_path):
+    """U+2028 and its kin are text inside a JSON string: they had split train.jsonl's rows (the teacher stage then
+    crashed on half a row) and made a valid user JSONL line "not valid JSON"."""
+    texts = [f"a film{c}with a twist {i}" for i, c in enumerate(SEPARATORS)]
+    write_rows(tmp_path / "rows.jsonl", [{"text": [t], "label": 1} for t in texts])
+    assert [r["text"][0] for r in read_rows(tmp_path / "rows.jsonl")] == texts
+    lines = [json.dumps({"text": t, "label": i % 2}, ensure_ascii=False) for i, t in enumerate(texts * 4)]
+    assert any(c in "".join(lines) for c in SEPARATORS)  # written raw, not escaped
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\r\n", encoding="utf-8")
+    assert [r["text"] for r in read_table(tmp_path / "d.jsonl")] == texts * 4
+    (tmp_path / "more.txt").write_text("one\u2028text\r\nanother\n", encoding="utf-8")
+    rows = read_unlabeled(str(tmp_path / "more.txt"), ("sentence",), "classification")
+    assert [r["text"] for r in rows] == [["one\u2028text"], ["another"]]

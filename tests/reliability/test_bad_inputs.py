@@ -227,6 +227,10 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "jsonl-broken-line": (("line 7", "not valid JSON"), bad_file("d.jsonl", jsonl('{"text": oops}', 7))),
     "jsonl-label-not-a-value": (("label [1]", "not a string or a number"),
                                 bad_file("d.jsonl", jsonl('{"text": "a film", "label": [1]}', 3))),
+    # JSON NaN (what json.dumps writes for a pandas blank) had become a third class "nan", in the bundle's labels
+    "jsonl-label-nan": (("label nan", "not a class", "missing value"), bad_file("d.jsonl", jsonl('{"text": "a film", "label": NaN}', 3))),
+    "jsonl-label-infinity": (("label -inf", "not a class"), bad_file("d.jsonl", jsonl('{"text": "a film", "label": -Infinity}', 5))),
+    "jsonl-lone-surrogate": (("line 6", "lone surrogate"), bad_file("d.jsonl", jsonl('{"text": "a \\ud800 film", "label": 1}', 6))),
     "csv-ragged-row": (("line 5 has 3 fields", "header has 2"),
                        bad_file("d.csv", "text,label\n" + "a film,1\n" * 3 + "a film,0,extra\n" + "b,0\n" * 40)),
     "tsv-missing-field": (("train.tsv: line 3 has 1 fields",), bad_train("sentence\tlabel\na good film\t1\nno label field\n")),
