@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="re-check bundles (folders or .tar.gz) without running their code")
     v.add_argument("bundles", nargs="+", type=Path)
     v.add_argument("--key", type=Path, metavar="PUB", help="ed25519 public key (.pub from keygen): require the bundle's signature")
+    v.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS", help="longest the checks that run the bundle's "
+                   "tokenizer and model (in a child process) may take (default 120; a genuine bundle takes seconds)")
     k = sub.add_parser("keygen", help="write an ed25519 key pair for signing bundles: OUT_PREFIX.key (mode 0600) and OUT_PREFIX.pub")
     k.add_argument("prefix", type=Path, metavar="OUT_PREFIX")
     return p
@@ -76,11 +78,21 @@ def cmd_profiles(a: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 1 to 86400")
+    return value
+
+
 def cmd_verify(a: argparse.Namespace) -> int:
-    from .verify import verify
+    from .verify import TIMEOUT_S, verify
 
     for bundle in a.bundles:
-        for line in verify(bundle, a.key):
+        for line in verify(bundle, a.key, a.timeout or TIMEOUT_S):
             print(f"{bundle}: ok: {line}")
     return 0
 

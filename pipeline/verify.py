@@ -12,9 +12,11 @@ A bundle from elsewhere is untrusted data: verify never imports or runs a file o
    modules' configs) is what edgesmith writes for the manifest's task, labels and max length (bundle_code.hf_files);
 5. the session settings in the manifest are ones edgesmith makes (they are applied to the runtime);
 6. the tokenizer metadata names no files or code, and AutoTokenizer (when transformers is installed) loads the
-   bundle's own files and tokenizes the reference sentences as predict.py does;
+   bundle's own files and tokenizes the reference sentences and probes as predict.py does;
 7. edgesmith's own runtime, on the bundle's model file, reproduces the outputs recorded at build time;
 8. those outputs still agree with the PyTorch student (class agreement or cosine).
+What makes a library interpret the tokenizer or the model (AutoTokenizer and tokenizer.json in 6, then 7 and 8) runs
+in a child process under a memory limit and a timeout (verify_run.py); everything else first, in this one.
 """
 
 from __future__ import annotations
@@ -63,19 +65,23 @@ CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pyd", ".so", ".dll", ".dylib",
 UNLISTED = ("manifest.json", signing.SIGNATURE)  # the manifest cannot list itself, nor its signature
 
 
-def verify(path: Path, key: Path | None = None) -> list[str]:
-    """Returns the checks passed; raises EdgesmithError (naming `path`) on the first failure."""
+TIMEOUT_S = 120.0  # steps 6 to 8 on 8 sentences: seconds for a genuine bundle (MiniLM: 5 s on 2 cores, libraries loaded)
+
+
+def verify(path: Path, key: Path | None = None, timeout: float = TIMEOUT_S) -> list[str]:
+    """Returns the checks passed; raises EdgesmithError (naming `path`) on the first failure. `timeout`: seconds the
+    checks that run the bundle's tokenizer and model may take (they run in a child process, verify_run.py)."""
     try:
         if path.is_dir():
-            return _verify_folder(path, key)
+            return _verify_folder(path, key, timeout)
         require(path.is_file(), "no such bundle; pass a bundle folder or .tar.gz made by edgesmith")
         with tempfile.TemporaryDirectory() as tmp:
-            return _verify_folder(_extract(path, Path(tmp)), key)
+            return _verify_folder(_extract(path, Path(tmp)), key, timeout)
     except EdgesmithError as err:
         raise EdgesmithError(f"{path}: {err}") from None
 
 
-def _verify_folder(folder: Path, key: Path | None) -> list[str]:
+def _verify_folder(folder: Path, key: Path | None, timeout: float) -> list[str]:
     present = _regular_files(folder)
     manifest = _read_manifest(folder, present)
     passed = [signing.check(folder, key)]
@@ -83,9 +89,39 @@ def _verify_folder(folder: Path, key: Path | None) -> list[str]:
     passed.append(_code(folder, manifest))
     passed.append(_hf_files(folder, manifest))
     passed.append(_session(manifest))
-    passed.append(_tokenizer(folder, manifest))
-    passed += _outputs(folder, manifest["task"])
-    return passed
+    _tokenizer_metadata(folder, manifest)  # what AutoTokenizer would read by name: refused before any of it is read
+    _fast_tokenizer_class(folder, manifest)
+    _reference(folder)
+    return passed + _sandboxed(folder, timeout)
+
+
+def sandboxed_checks(folder: Path) -> list[str]:
+    """Steps 6 to 8, which run the bundle's tokenizer and model: called in verify_run's child process alone, after
+    the parent passed steps 1 to 5 on this folder."""
+    manifest = json.loads((folder / "manifest.json").read_bytes())
+    return [_tokenizer(folder, manifest)] + _outputs(folder, manifest["task"])
+
+
+def _sandboxed(folder: Path, timeout: float) -> list[str]:
+    """sandboxed_checks in a child process (verify_run.py) under its memory limit, waited for `timeout` seconds."""
+    import subprocess
+    import sys
+
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with tempfile.TemporaryDirectory() as scratch:
+        result = Path(scratch) / "result.json"
+        try:  # -P: the working directory stays off sys.path; the result goes to a file no library output can forge
+            done = subprocess.run([sys.executable, "-P", "-m", "edgesmith.verify_run", str(folder.resolve()), str(result)],
+                                  cwd=scratch, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise EdgesmithError(f"its tokenizer and model did not get through the reference sentences in {timeout:g} s (a "
+                                 "genuine bundle takes seconds); tampered bundle, or give a slow machine more with --timeout") from None
+        if not result.is_file():
+            how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
+            raise EdgesmithError(f"its tokenizer or model crashed the process running them ({how}); tampered or broken bundle, rebuild it")
+        verdict = json.loads(result.read_text())
+    require("error" not in verdict, verdict.get("error", ""))
+    return verdict["passed"]
 
 
 def _extract(archive: Path, dest: Path) -> Path:
@@ -221,6 +257,11 @@ def _read_manifest(folder: Path, present: set[str]) -> dict[str, Any]:
     return manifest
 
 
+def _same_bytes(path: Path, data: bytes) -> bool:
+    """Whether a file holds exactly `data`, its size compared before anything is read (a planted file may be huge)."""
+    return path.stat().st_size == len(data) and path.read_bytes() == data
+
+
 def _small_json(folder: Path, name: str, fix: str, limit: int = MAX_JSON) -> Any:
     """A metadata file of the bundle as JSON, refused unread when it is larger than any edgesmith writes."""
     size = (folder / name).stat().st_size
@@ -252,7 +293,7 @@ def _code(folder: Path, manifest: dict[str, Any]) -> str:
     for name, data in expected.items():
         require(name in manifest["files"], f"manifest.json does not list {name}, which every edgesmith bundle has; tampered bundle, rebuild it")
         what = "template" if name in CODE else f"generated {manifest['session']['runtime']} module"
-        require((folder / name).read_bytes() == data,
+        require(_same_bytes(folder / name, data),
                 f"{name} differs from edgesmith {version('edgesmith')}'s {what}; tampered bundle (or another edgesmith version: rebuild it)")
     return f"{', '.join(expected)} byte-identical to what edgesmith {version('edgesmith')} ships for this bundle (not run)"
 
@@ -262,8 +303,8 @@ def _hf_files(folder: Path, manifest: dict[str, Any]) -> str:
     the classes modules.json names, and transformers pipelines print config.json's label names."""
     require("config.json" in manifest["files"],
             "manifest.json does not list config.json, which every edgesmith bundle has; tampered bundle, rebuild it")
+    config = _small_json(folder, "config.json", "rebuild the bundle")  # capped: a 1 GiB config.json had cost 3.2 GB
     try:
-        config = json.loads((folder / "config.json").read_bytes())
         require(isinstance(config, dict) and "auto_map" not in config, "config.json is not a plain transformers config "
                 "(remote code, auto_map, is never in one edgesmith writes); tampered bundle, rebuild it")
         expected = hf_files(manifest, config)
@@ -273,7 +314,7 @@ def _hf_files(folder: Path, manifest: dict[str, Any]) -> str:
     for name, data in expected.items():
         require(name in manifest["files"],
                 f"manifest.json does not list {name}, which every edgesmith {manifest['task']} bundle has; tampered bundle, rebuild it")
-        require((folder / name).read_bytes() == data, f"{name} differs from what edgesmith writes for this bundle's task, "
+        require(_same_bytes(folder / name, data), f"{name} differs from what edgesmith writes for this bundle's task, "
                 "labels and max length; tampered bundle (or another edgesmith version: rebuild it)")
     return f"{', '.join(expected)}: what edgesmith writes for this bundle (Hugging Face tools read them; not run)"
 
@@ -291,27 +332,37 @@ def _session(manifest: dict[str, Any]) -> str:
 
 
 def _tokenizer(folder: Path, manifest: dict[str, Any]) -> str:
-    """AutoTokenizer loads the bundle's tokenizer from its own files only, and gives the reference sentences the ids
-    that predict.py (and the measurement) gives them: Optimum, sentence-transformers and pipelines load it this way."""
-    _tokenizer_metadata(folder, manifest)
+    """AutoTokenizer loads the bundle's tokenizer from its own files only, and gives the reference sentences and
+    probes the ids that predict.py (and the measurement) gives them, called as a transformers pipeline calls it
+    (truncation=True, no max_length: tokenizer_config.json's model_max_length decides): Optimum, sentence-transformers
+    and pipelines load it this way. The probes hold what the reference sentences may not: a text longer than the
+    bundle's max length, capitals, accents and CJK, rows of different lengths; tokenizer_config.json's
+    truncation_side, padding_side, do_lower_case or model_max_length, edited, had passed on the reference alone."""
     try:
         from transformers import AutoTokenizer
     except ImportError:
         return "tokenizer: transformers not installed here, skipped AutoTokenizer check"
     from .bundle_io import encode
 
-    _fast_tokenizer_class(folder, manifest)
     ref = _reference(folder)[0]
+    texts, pairs = _probes(ref["texts"], ref["pairs"], manifest["inputs"]["max_length"])
     try:
         tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, use_fast=True)
-        got = tok(ref["texts"], ref["pairs"], truncation=True, max_length=manifest["inputs"]["max_length"], padding="longest")["input_ids"]
-        expected = encode(folder, ref["texts"], ref["pairs"])["input_ids"]
+        got = tok(texts, pairs, truncation=True, padding="longest")["input_ids"]
+        expected = encode(folder, texts, pairs)["input_ids"]
     except Exception as err:  # untrusted files: any failure of the library means a broken tokenizer
         raise EdgesmithError(f"tokenizer does not load with AutoTokenizer ({_first_line(err)}); re-copy or rebuild the bundle") from None
-    require(np.array_equal(np.asarray(got), expected), "AutoTokenizer gives the reference sentences other token ids than the "
-            "bundle's tokenizer.json (what predict.py runs and what was measured); tampered bundle, rebuild it")
+    require(np.array_equal(np.asarray(got), expected), "AutoTokenizer gives the reference sentences or probes other token ids "
+            "than the bundle's tokenizer.json (what predict.py runs and what was measured); tampered bundle, rebuild it")
     return (f"AutoTokenizer.from_pretrained (trust_remote_code=False) tokenizes the {len(ref['texts'])} reference "
-            "sentences as predict.py does, from the bundle's own files")
+            f"sentences and {len(texts) - len(ref['texts'])} probes as predict.py does, from the bundle's own files")
+
+
+def _probes(texts: list[str], pairs: list[str] | None, max_length: int) -> tuple[list[str], list[str] | None]:
+    """The reference sentences, then probes of what changes a tokenizer's ids: a text past max_length, capitals,
+    accents and CJK, and a short row beside long ones (padding)."""
+    probes = [" ".join(["Superb"] * max_length + ["awful", "ending"]), "Great Movie, SUPERB Actor: Café Crème 電影 naïve", "ok"]
+    return texts + probes, None if pairs is None else pairs + probes[::-1]
 
 
 def _tokenizer_metadata(folder: Path, manifest: dict[str, Any]) -> None:
@@ -329,8 +380,12 @@ def _tokenizer_metadata(folder: Path, manifest: dict[str, Any]) -> None:
 def _fast_tokenizer_class(folder: Path, manifest: dict[str, Any]) -> None:
     """The class AutoTokenizer would pick must have a fast (tokenizer.json) form: a class without one loads its own
     vocabulary files, and some (TransfoXL's) unpickle them. AutoTokenizer takes tokenizer_config.json's
-    tokenizer_class, else config.json's, else the one of config.json's model_type: each is checked."""
-    import transformers
+    tokenizer_class, else config.json's, else the one of config.json's model_type: each is checked. (Without
+    transformers there is no AutoTokenizer to check.)"""
+    try:
+        import transformers
+    except ImportError:
+        return
 
     from .arch import ARCHITECTURES
 

@@ -363,6 +363,7 @@ def test_tokenizer_metadata_is_checked_before_transformers_reads_a_path(bundle: 
     (bundle / "tokenizer_config.json").write_text(json.dumps(cfg | {"tokenizer_file": "/dev/zero"}))
     rehash(bundle)
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: pytest.fail("read before the check"))
+    monkeypatch.setattr(verify, "_sandboxed", lambda *a: pytest.fail("the tokenizer ran before the check"))
     with pytest.raises(EdgesmithError, match="tokenizer_file"):
         verify.verify(bundle)
 
@@ -376,7 +377,18 @@ def test_autotokenizer_must_tokenize_as_the_bundle_does(bundle: Path) -> None:
     ref = json.loads((bundle / "reference.json").read_text())
     (bundle / "reference.json").write_text(json.dumps(ref | {"texts": [t.upper() for t in ref["texts"]]}))
     rehash(bundle)
-    assert_refused(edgesmith("verify", bundle), "AutoTokenizer gives the reference sentences other token ids")
+    assert_refused(edgesmith("verify", bundle), "AutoTokenizer gives the reference sentences or probes other token ids")
+
+
+@pytest.mark.parametrize("edit", [{"do_lower_case": False}, {"truncation_side": "left"}, {"model_max_length": 8},
+                                  {"padding_side": "left"}])
+def test_tokenizer_config_edits_that_change_autotokenizer_are_caught_on_the_probes(bundle: Path, edit: dict) -> None:
+    """The reference sentences alone (short, lower-case, called with an explicit max_length) had let these through:
+    Hugging Face tools would then cut, pad or case texts unlike predict.py and the measurement (red-team 6)."""
+    cfg = json.loads((bundle / "tokenizer_config.json").read_text())
+    (bundle / "tokenizer_config.json").write_text(json.dumps(cfg | edit))
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "AutoTokenizer gives the reference sentences or probes other token ids")
 
 
 def test_archive_with_too_many_entries_is_refused_before_extraction(bundle: Path, tmp_path: Path, monkeypatch) -> None:
@@ -521,6 +533,8 @@ def test_a_tokenizer_class_without_a_fast_form_is_refused_before_transformers_lo
     from edgesmith import verify
     from edgesmith.errors import EdgesmithError
 
+    monkeypatch.setattr(verify, "_sandboxed", lambda *a: pytest.fail("the tokenizer ran before the check"))
+
     with pytest.raises(EdgesmithError, match="has no fast .tokenizer.json. form"):
         verify.verify(bundle)
 
@@ -575,6 +589,7 @@ def test_a_tokenizer_class_or_model_type_in_config_json_is_held_to_the_same_rule
     from edgesmith.errors import EdgesmithError
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: pytest.fail("loaded before the check"))
+    monkeypatch.setattr(verify, "_sandboxed", lambda *a: pytest.fail("the tokenizer ran before the check"))
     config = json.loads((bundle / "config.json").read_text())
     for edit, says in (({"tokenizer_class": "TransfoXLTokenizer"}, "config.json names tokenizer_class 'TransfoXLTokenizer'"),
                        ({"model_type": "transfo-xl"}, "config.json's model_type is not a BERT-family type")):
@@ -593,3 +608,71 @@ def test_deeply_nested_json_is_refused_in_one_line(bundle: Path, built: Built) -
     (bundle / "reference.json").write_text("[" * 100_000)
     rehash(bundle)
     assert_refused(edgesmith("verify", bundle), "reference.json is not valid JSON")
+
+
+def _endless_loop_model(path: Path) -> None:
+    """An ONNX classifier of the bundle's inputs whose logits wait on a Loop of 10^15 iterations (747 bytes)."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    body = h.make_graph([h.make_node("Identity", ["cond_in"], ["cond_out"]), h.make_node("Identity", ["v_in"], ["v_out"])], "body",
+                        [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("cond_in", T.BOOL, []),
+                         h.make_tensor_value_info("v_in", T.FLOAT, [])],
+                        [h.make_tensor_value_info("cond_out", T.BOOL, []), h.make_tensor_value_info("v_out", T.FLOAT, [])])
+    const = lambda name, kind, dims, value: h.make_node("Constant", [], [name], value=h.make_tensor(name + "_t", kind, dims, value))  # noqa: E731
+    nodes = [const("trip", T.INT64, [], [10**15]), const("cond", T.BOOL, [], [True]), const("v0", T.FLOAT, [], [0.0]),
+             h.make_node("Loop", ["trip", "cond", "v0"], ["v"], body=body), h.make_node("Shape", ["input_ids"], ["shape"]),
+             const("zero", T.INT64, [1], [0]), const("one", T.INT64, [1], [1]), h.make_node("Slice", ["shape", "zero", "one"], ["b"]),
+             const("two", T.INT64, [1], [2]), h.make_node("Concat", ["b", "two"], ["out_shape"], axis=0),
+             h.make_node("Expand", ["v", "out_shape"], ["logits"])]
+    inputs = [h.make_tensor_value_info(n, T.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask", "token_type_ids")]
+    graph = h.make_graph(nodes, "g", inputs, [h.make_tensor_value_info("logits", T.FLOAT, ["batch", 2])])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+
+
+def test_a_model_that_never_finishes_is_refused_after_the_timeout(bundle: Path) -> None:
+    """verify runs the bundle's model in a child process it waits for at most --timeout seconds: a 747-byte ONNX Loop
+    had kept it running for ever (red-team 6)."""
+    _endless_loop_model(bundle / "model.onnx")
+    rehash(bundle)
+    assert_refused(edgesmith("verify", "--timeout", "5", bundle, timeout=120), "did not get through the reference sentences in 5 s")
+
+
+def test_a_tokenizer_whose_regex_panics_is_refused_in_one_line(bundle: Path) -> None:
+    """A Rust panic in `tokenizers` (Oniguruma's retry limit) is pyo3's PanicException, a BaseException that no
+    `except Exception` caught: verify had ended in a 160-line traceback."""
+    tokenizer = json.loads((bundle / "tokenizer.json").read_text())
+    tokenizer["pre_tokenizer"] = {"type": "Split", "pattern": {"Regex": "(a+)+b"}, "behavior": "Isolated", "invert": False}
+    (bundle / "tokenizer.json").write_text(json.dumps(tokenizer))
+    ref = json.loads((bundle / "reference.json").read_text())
+    (bundle / "reference.json").write_text(json.dumps(ref | {"texts": ["a" * 40 + "!"] + ref["texts"][1:]}))
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "the library reading its tokenizer or model failed", "PanicException")
+
+
+def test_the_checks_that_run_the_bundle_start_in_a_child_process_under_a_memory_limit(bundle: Path, monkeypatch) -> None:
+    """The tokenizer and model run in verify_run's process, under its address-space limit, never in verify's own."""
+    import subprocess
+
+    from edgesmith import verify, verify_run
+
+    started = []
+    real = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: started.append(cmd) or real(cmd, **kw))
+    assert verify.verify(bundle)[-1].startswith("100% class agreement")
+    assert len(started) == 1 and started[0][1:4] == ["-P", "-m", "edgesmith.verify_run"]
+    assert 1 * 2**30 <= verify_run.MEMORY_LIMIT <= 16 * 2**30
+
+
+def test_an_oversized_config_json_is_refused_unread(bundle: Path, monkeypatch) -> None:
+    """config.json was read whole before any size check: a 1.37 MB archive holding a 1 GiB one took 3.2 GB."""
+    from edgesmith import verify
+    from edgesmith.errors import EdgesmithError
+
+    (bundle / "config.json").write_text(json.dumps({"pad": "x" * (verify.MAX_JSON + 2**20)}))
+    rehash(bundle)
+    real = json.loads
+    monkeypatch.setattr(json, "loads", lambda text, *a, **k: pytest.fail("read whole") if len(text) > verify.MAX_JSON else real(text, *a, **k))
+    with pytest.raises(EdgesmithError, match="config.json is 17 MiB, over the 16 MiB edgesmith writes at most"):
+        verify.verify(bundle)
