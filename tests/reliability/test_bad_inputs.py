@@ -274,6 +274,8 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     # recipe against profile
     "profile-runtime-not-exported": (("export.formats", "['openvino']"),
                                      same("export: {formats: [onnx]}\n", args=("--profile", "embedded"))),
+    "profile-batch-beyond-any-device": (("batch", "4096"),
+                                        bad_profile("description: p\nruntimes: {onnxruntime: [fp32]}\nthreads: 1\nbatch: 2000000\nseq_len: 16\n")),
     "openvino-int8-dynamic-would-be-static": (("int8-dynamic", "int8-static"),
                                               bad_profile("description: p\nruntimes: {openvino: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n")),
     "profile-name-leaves-the-run-folder": (("not a safe name",),
