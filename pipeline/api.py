@@ -13,10 +13,11 @@ which names the stage's log file. `import edgesmith` stays cheap: the package lo
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .errors import EdgesmithError
+from .errors import EdgesmithError, require
 
 if TYPE_CHECKING:
     from .config import Profile, Recipe
@@ -57,12 +58,15 @@ def plan(recipe: RecipeSource = None, *, out: str | Path | None = None, profiles
     return dryrun.plan(loaded, chosen, folder, _stages(force), sign_key=_path(sign_key))
 
 
-def verify_bundle(bundle: str | Path, *, key: str | Path | None = None) -> list[str]:
+def verify_bundle(bundle: str | Path, *, key: str | Path | None = None, timeout: float | None = None) -> list[str]:
     """`edgesmith verify`: re-check a bundle folder or .tar.gz without running its code; returns the checks it
-    passed, raises EdgesmithError at the first that fails. key: the signer's public key (.pub) to require."""
-    from .verify import verify
+    passed, raises EdgesmithError at the first that fails. key: the signer's public key (.pub) to require; timeout:
+    seconds the checks that run its tokenizer and model may take (default verify.TIMEOUT_S)."""
+    from .verify import TIMEOUT_S, verify
 
-    return verify(Path(bundle), _path(key))
+    require(timeout is None or (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 1 <= timeout <= 86400),
+            f"timeout={timeout!r}: give seconds from 1 to 86400, or None for {TIMEOUT_S:g}")
+    return verify(Path(bundle), _path(key), TIMEOUT_S if timeout is None else float(timeout))
 
 
 def prepare(recipe: RecipeSource, out: str | Path | None, profiles: list[str | Path] | None, overrides: dict[str, Any] | None,
@@ -76,7 +80,7 @@ def prepare(recipe: RecipeSource, out: str | Path | None, profiles: list[str | P
 
     source = Path(recipe) if isinstance(recipe, str) else recipe
     named = {"profiles": [str(p) for p in profiles]} if profiles else {}  # a Path names a YAML file as a str does
-    loaded = load_recipe(QUICKSTART if source is None else source, (overrides or {}) | named)
+    loaded = load_recipe(QUICKSTART if source is None else source, _overrides(overrides) | named)
     unknown = _stages(force) - set(STAGES)
     if unknown:
         raise EdgesmithError(f"--force {sorted(unknown)}: unknown stage; use one of {sorted(STAGES)}")
@@ -84,6 +88,13 @@ def prepare(recipe: RecipeSource, out: str | Path | None, profiles: list[str | P
     _one_name_each(loaded.profiles, chosen)
     loaded = preflight(loaded, chosen)
     return loaded, chosen, Path(out) if out is not None else Path("runs") / loaded.name
+
+
+def _overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Dotted recipe fields as a dict; a Path value (data.source, teacher.model) counts as its str, as `out` does."""
+    require(overrides is None or isinstance(overrides, dict), f"overrides={reprlib.repr(overrides)}: give a dict of dotted "
+            'recipe fields, like {"data.max_train_samples": 500}')
+    return {k: str(v) if isinstance(v, Path) else v for k, v in (overrides or {}).items()}
 
 
 def preflight(recipe: Any, profiles: list[Any]) -> Any:

@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 import edgesmith
 from edgesmith import terminal
 from edgesmith.artifacts import MANIFEST
 from edgesmith.cli import main
+from edgesmith.errors import EdgesmithError
 
 # The quickstart's graph (both branches, two CPU profiles: 19 stages) on the tiny model
 RECIPE = """name: tiny
@@ -140,6 +142,14 @@ def test_the_python_api_takes_profile_paths_one_forced_stage_and_section_overrid
     plan = edgesmith.plan(recipe, out=out, overrides={"distill": {"max_steps": 3}})
     why = {s.folder: s.why for s in plan.stages}
     assert "distill.max_steps" in why["03-distill-structured"] and "batch_size" not in why["03-distill-structured"], why
+    # red-team 6: a Path value was refused as "not a valid string", overrides given as a list raised a bare TypeError
+    source = yaml.safe_load(Path(recipe).read_text())["data"]["source"]
+    plan = edgesmith.plan(recipe, out=out, overrides={"data.source": Path(source)})
+    assert {s.action for s in plan.stages if s.folder in ("00-data", "01-teacher")} == {"skip"}
+    with pytest.raises(EdgesmithError, match="overrides=.*give a dict of dotted recipe fields"):
+        edgesmith.plan(recipe, out=out, overrides=[("distill.max_steps", 3)])
+    with pytest.raises(EdgesmithError, match="timeout=0: give seconds from 1 to 86400"):
+        edgesmith.verify_bundle(out, timeout=0)
 
 
 def test_a_fresh_dry_run_counts_the_paired_rounds_a_pruned_bundle_may_need(tmp_path, tiny_bert, tiny_data, tiny_profiles):
@@ -162,8 +172,6 @@ def test_verbose_streams_library_output(quiet_run):
 
 
 def test_python_api_returns_the_summary_and_verifies_a_bundle(quiet_run, tiny_bert, tiny_data, tiny_profiles):
-    import yaml
-
     recipe, out, _ = quiet_run
     summary = edgesmith.run(yaml.safe_load(recipe.read_text()), out=out)  # a dict; the finished run: every stage skipped
     assert set(summary.profiles) == {"tiny-ort", "tiny-ov"} and summary.metric == "accuracy"
