@@ -38,7 +38,8 @@ class Artifact:
     def without(self, files: tuple[str, ...], facts: tuple[str, ...]) -> "Artifact":
         """This artifact as a stage sees it that reads neither these files nor these facts. Its digest covers only
         the rest of its content, so a change confined to what is left out (the data stage's unlabeled rows, which only
-        distillation reads) does not rerun that stage. A placeholder (a dry run's stage that would rerun) stays one."""
+        distillation reads) does not rerun that stage. A placeholder without files (a dry run's stage that would
+        rerun, dryrun._placeholder) stays one."""
         if not self.files:
             return self
         kept_files = {k: v for k, v in self.files.items() if k not in files}

@@ -97,7 +97,7 @@ class Planner(Lines):
         if seconds is None:
             seconds, basis = self._rough(stage_name, cfg, out), "estimated"
         self.stages.append(PlannedStage(out.name, stage_name, _folders(inputs), "run", why, seconds, basis))
-        return Artifact(out, PENDING, {})
+        return _placeholder(stage_name, cfg, out)
 
     def _last(self, stage_name: str, cfg: Any, out: Path) -> float | None:
         """The stage's duration in its previous manifest here (distillation's scaled to the new step count)."""
@@ -156,6 +156,25 @@ def plan(recipe: Recipe, profiles: list[Profile], out: Path, force: set[str], si
     planner = Planner(recipe)
     runner.plan(recipe, profiles, out, force, planner, sign_key)
     return Plan(out, planner.stages)
+
+
+def _placeholder(stage_name: str, cfg: Frozen, out: Path) -> Artifact:
+    """What a stage that would rerun hands downstream: digest PENDING. The data stage's, when only fields that
+    distillation alone reads changed (stages.data.DISTILL_ONLY_FIELDS: data.unlabeled), also carries its previous files
+    and facts, so that every other stage's view of it (without_unlabeled) is the previous one, as the run will find:
+    the dry run had promised to rerun the teacher, pruning and the unpruned baseline, which the run then skipped."""
+    from .artifacts import changed_leaves
+    from .registry import STAGES
+    from .stages.data import DISTILL_ONLY_FIELDS
+
+    try:
+        old = json.loads((out / MANIFEST).read_text()) if stage_name == "data" else None
+        changed = [leaf.split(" ", 1)[0] for leaf in changed_leaves(old["config"], json.loads(cfg.canonical_json()))] if old else []
+        if old and old.get("stage_version") == STAGES[stage_name].version and changed and set(changed) <= set(DISTILL_ONLY_FIELDS):
+            return Artifact(out, PENDING, old["facts"], old["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return Artifact(out, PENDING, {})
 
 
 def _folders(inputs: dict[str, Artifact]) -> tuple[str, ...]:

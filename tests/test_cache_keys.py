@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+import edgesmith
+
 from conftest import make_model_dir
 from edgesmith.artifacts import Artifact, run_stage
 from edgesmith.cli import main
@@ -39,13 +41,15 @@ def keys_run(tmp_path_factory, tiny_bert, tiny_data):
     recipe, out = root / "keys.yaml", root / "out"
 
     def rerun(capsys, *args: str, temperature: float = 2.0, sparsity: float = 0.7, p90: int = 1000,
-              augment: str = "", unlabeled: str = "", seed: int = 0, batch: int = 8) -> dict[str, str]:
+              augment: str = "", unlabeled: str = "", seed: int = 0, batch: int = 8, dry: bool = False) -> dict[str, str]:
         profile.write_text("description: one ORT candidate\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\nseq_len: 16\n"
                            f"budgets: {{p90_ms: {p90}}}\n")
         recipe.write_text(RECIPE.format(model=tiny_bert, data=tiny_data, profile=profile, temperature=temperature,
                                         seed=seed, batch=batch,
                                         sparsity=sparsity, augment=augment and f", augment: {augment}",
                                         unlabeled=unlabeled and f", unlabeled: {unlabeled}"))
+        if dry:  # the dry run's decisions instead: folder -> "skip" or "run"
+            return {s.folder: s.action for s in edgesmith.plan(recipe, out=out).stages}
         capsys.readouterr()
         assert main(["run", str(recipe), "--out", str(out), *args]) == 0
         lines = re.findall(r"\[([0-9]{2}-[\w-]+)\] (skipped|running.*)", capsys.readouterr().err)
@@ -87,11 +91,13 @@ def test_unlabeled_text_reruns_distillation_not_the_teacher_pruning_or_the_basel
     more = tmp_path / "more.txt"
     more.write_text("a quiet film\nthe plot drags\n")
     edited = dict(temperature=3.0, sparsity=0.6, p90=900, augment="{copies: 1}", unlabeled=str(more))
+    planned = keys_run(capsys, dry=True, **edited)  # the dry run had said the teacher and everything after it would rerun
     log = keys_run(capsys, **edited)
     assert log["00-data"].startswith("running (config field") and "data.unlabeled" in log["00-data"], log["00-data"]
     for folder in ("01-teacher", "02-prune-structured", "02-prune-sparse", "05-export-unpruned",
                    "06-quantize-unpruned"):
         assert log[folder] == "skipped", (folder, log[folder])
+    assert {f for f, action in planned.items() if action == "skip"} == {f for f, what in log.items() if what == "skipped"}
     assert log["03-distill-structured"] == "running (input data changed)"
     more.write_text("a quiet film\nthe plot drags\nwarm and funny\n")  # the same path, new content
     log = keys_run(capsys, **edited)

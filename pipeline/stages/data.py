@@ -59,6 +59,11 @@ def run(cfg: DataStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, An
             "unlabeled_rows": len(data.unlabeled)} | declared | held_out
 
 
+# The data stage's config fields that only distillation reads (through the data's unlabeled rows): a change confined
+# to them leaves every other stage's view of the data (without_unlabeled) as it was, which the dry run predicts.
+DISTILL_ONLY_FIELDS = ("data.unlabeled", "unlabeled_digest", "unlabeled_rule")
+
+
 def without_unlabeled(data: Artifact) -> Artifact:
     """The data as every stage but distill sees it: without the unlabeled rows, which only distillation reads, so that
     editing data.unlabeled reruns neither the teacher nor pruning nor the unpruned baseline (Artifact.without)."""
