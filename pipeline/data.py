@@ -17,6 +17,7 @@ import json
 import math
 import random
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -441,8 +442,10 @@ def sort_labels(values: Iterable[str]) -> list[str]:
 
 
 def _one_spelling_each(labels: set[str]) -> None:
-    """Refuse one number written two ways ("1" and "1.0", "01" and "1"): each would become a class of its own.
-    pandas writes 1.0 once a column has held a blank, so a file edited in two tools can mix them."""
+    """Refuse one label written two ways, each of which would become a class of its own: one number ("1" and "1.0",
+    "01" and "1"; pandas writes 1.0 once a column has held a blank, so a file edited in two tools can mix them), or
+    one text differing only in case, in how an accent is encoded (NFC "é" and NFD "e" + U+0301 look the same) or in
+    invisible characters (a zero-width space)."""
     by_value: dict[float, list[str]] = {}
     for label in labels:
         if _is_number(label):
@@ -450,6 +453,18 @@ def _one_spelling_each(labels: set[str]) -> None:
     same = next((sorted(by_value[k]) for k in sorted(by_value) if len(by_value[k]) > 1), None)
     require(same is None, f"the labels {' and '.join(map(repr, same or []))} are one number written two ways, so they "
             "would be two classes; write each label the same way in every row and file")
+    by_text: dict[str, list[str]] = {}
+    for label in labels:
+        by_text.setdefault(_label_key(label), []).append(label)
+    same = next((sorted(v) for k, v in sorted(by_text.items()) if len(v) > 1), None)
+    require(same is None, f"the labels {' and '.join(map(ascii, same or []))} differ only in case, accent encoding or "
+            "invisible characters, so they would be two classes; write each label the same way in every row and file")
+
+
+def _label_key(label: str) -> str:
+    """A label as a reader sees it: NFKC-normalised, without format characters (zero-width), case-folded."""
+    text = unicodedata.normalize("NFKC", label)
+    return "".join(c for c in text if unicodedata.category(c) != "Cf").casefold()
 
 
 def label_ids(labels: list[str], head: list[str] | None, declared: list[str] | None = None) -> dict[str, int]:

@@ -194,6 +194,11 @@ def latin1_profile(tmp: Path, model: Path) -> Setup:
 MIXED_SPELLINGS = "".join(json.dumps({"text": f"good film {i}", "label": [0, 1, 0.0, 1.0][i % 4]}) + "\n" for i in range(40))
 
 
+def spelled(*labels: str) -> str:
+    """JSON Lines whose labels take each of `labels` in turn, two spellings of one label among them."""
+    return "".join(json.dumps({"text": f"good film {i}", "label": labels[i % len(labels)]}) + "\n" for i in range(40))
+
+
 def bare_encoder_unlabelled_train(tmp: Path, model: Path) -> Setup:
     return {"model": make_model_dir(tmp / "enc", task="embedding"), "data": data_folder(tmp, UNLABELLED_TRAIN)}
 
@@ -218,6 +223,11 @@ CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], Setup]]] = {
     "one-class": (("every row has the label '1'", "two classes"), bad_file("d.tsv", "sentence\tlabel\n" + "a film\t1\n" * 40)),
     "new-head-without-labels": (("untrained", "no labels"), bare_encoder_unlabelled_train),
     "labels-one-number-written-two-ways": (("'0' and '0.0'", "one number written two ways"), bad_file("d.jsonl", MIXED_SPELLINGS)),
+    # red-team 6: these had become classes of their own, silently (a bare encoder numbers the data's labels)
+    "labels-differing-only-in-case": (("'Good' and 'good'", "differ only in case"), bad_file("d.jsonl", spelled("good", "Good"))),
+    "labels-nfc-and-nfd": (("'cafe\\u0301' and 'caf\\xe9'", "accent encoding"), bad_file("d.jsonl", spelled("caf\u00e9", "cafe\u0301"))),
+    "labels-with-a-zero-width-space": (("'good' and 'go\\u200bod'", "invisible characters"),
+                                       bad_file("d.jsonl", spelled("good", "go\u200bod"))),
     "labels-that-are-scores": (("'label'", "fractional numbers (0.4, 1.6", "scores, not classes", "task: embedding"),
                                bad_data(lambda t: relabelled(t, ("0.4", "1.6")))),
     "label-weight-without-labels": (("label_weight",), bad_train(UNLABELLED_TRAIN, "distill: {label_weight: 0.5}\n")),
