@@ -92,7 +92,7 @@ def _verify_folder(folder: Path, key: Path | None, timeout: float) -> list[str]:
     _tokenizer_metadata(folder, manifest)  # what AutoTokenizer would read by name: refused before any of it is read
     _fast_tokenizer_class(folder, manifest)
     _reference(folder)
-    return passed + _sandboxed(folder, timeout)
+    return passed + _sandboxed(folder, timeout, memory_limit=not _gpu_session(manifest))
 
 
 def sandboxed_checks(folder: Path) -> list[str]:
@@ -102,8 +102,21 @@ def sandboxed_checks(folder: Path) -> list[str]:
     return [_tokenizer(folder, manifest)] + _outputs(folder, manifest["task"])
 
 
-def _sandboxed(folder: Path, timeout: float) -> list[str]:
-    """sandboxed_checks in a child process (verify_run.py) under its memory limit, waited for `timeout` seconds."""
+def _gpu_session(manifest: dict[str, Any]) -> bool:
+    """Whether the bundle's session would run on a GPU of this machine: GPU execution providers reserve address space
+    far beyond the child's memory limit, which is then left off (the timeout still holds). A manifest naming GPU
+    providers on a machine without them runs on the CPU, under the limit, as predict.py would run it there."""
+    wanted = set(manifest["session"]["settings"].get("providers", ())) - {"CPUExecutionProvider"}
+    if not wanted:
+        return False
+    import onnxruntime as ort
+
+    return bool(wanted & set(ort.get_available_providers()))
+
+
+def _sandboxed(folder: Path, timeout: float, memory_limit: bool = True) -> list[str]:
+    """sandboxed_checks in a child process (verify_run.py), under its memory limit unless told not to, waited for
+    `timeout` seconds."""
     import subprocess
     import sys
 
@@ -111,7 +124,8 @@ def _sandboxed(folder: Path, timeout: float) -> list[str]:
     with tempfile.TemporaryDirectory() as scratch:
         result = Path(scratch) / "result.json"
         try:  # -P: the working directory stays off sys.path; the result goes to a file no library output can forge
-            done = subprocess.run([sys.executable, "-P", "-m", "edgesmith.verify_run", str(folder.resolve()), str(result)],
+            done = subprocess.run([sys.executable, "-P", "-m", "edgesmith.verify_run", str(folder.resolve()), str(result)]
+                                  + ([] if memory_limit else ["--no-memory-limit"]),
                                   cwd=scratch, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise EdgesmithError(f"its tokenizer and model did not get through the reference sentences in {timeout:g} s (a "

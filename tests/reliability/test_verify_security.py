@@ -663,6 +663,24 @@ def test_the_checks_that_run_the_bundle_start_in_a_child_process_under_a_memory_
     assert verify.verify(bundle)[-1].startswith("100% class agreement")
     assert len(started) == 1 and started[0][1:4] == ["-P", "-m", "edgesmith.verify_run"]
     assert 1 * 2**30 <= verify_run.MEMORY_LIMIT <= 16 * 2**30
+    assert "--no-memory-limit" not in started[0]
+
+
+def test_the_memory_limit_is_left_off_only_where_the_bundles_gpu_providers_exist(monkeypatch) -> None:
+    """CUDA reserves address space far beyond the child's limit, so a GPU session goes without it, but only on a
+    machine with that GPU provider: elsewhere the session runs on the CPU, and a manifest naming CUDA must not lift
+    the limit there."""
+    import onnxruntime as ort
+
+    from edgesmith import verify
+
+    gpu = {"session": {"settings": {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}}}
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert not verify._gpu_session(gpu)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert verify._gpu_session(gpu)
+    assert not verify._gpu_session({"session": {"settings": {"providers": ["CPUExecutionProvider"]}}})
+    assert not verify._gpu_session({"session": {"settings": {"inference_precision_hint": "f32"}}})  # OpenVINO's
 
 
 def test_an_oversized_config_json_is_refused_unread(bundle: Path, monkeypatch) -> None:
