@@ -91,10 +91,20 @@ def prepare(recipe: RecipeSource, out: str | Path | None, profiles: list[str | P
 
 
 def _overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """Dotted recipe fields as a dict; a Path value (data.source, teacher.model) counts as its str, as `out` does."""
+    """Dotted recipe fields as a dict of str keys; a Path value (data.source, teacher.model), at any depth, counts as
+    its str, as `out` does."""
     require(overrides is None or isinstance(overrides, dict), f"overrides={reprlib.repr(overrides)}: give a dict of dotted "
             'recipe fields, like {"data.max_train_samples": 500}')
-    return {k: str(v) if isinstance(v, Path) else v for k, v in (overrides or {}).items()}
+    return _plain(overrides or {})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str)]
+        require(not bad, f"overrides key {reprlib.repr(bad[0]) if bad else ''} is not a str; name recipe fields as "
+                'dotted strings, like "distill.max_steps"')
+        return {k: _plain(v) for k, v in value.items()}
+    return str(value) if isinstance(value, Path) else value
 
 
 def preflight(recipe: Any, profiles: list[Any]) -> Any:

@@ -52,8 +52,7 @@ def _read_text(path: Path) -> str:
 
 def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
     rows = []
-    # Lines end at "\n" alone: str.splitlines() also breaks at U+2028, U+0085 and others, which JSON strings may hold raw
-    for number, line in enumerate(text.split("\n"), 1):
+    for number, line in enumerate(_lines(text), 1):
         if not line.strip():
             continue
         try:
@@ -67,6 +66,12 @@ def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
                 "character; fix that line's text")
         rows.append(row)
     return rows
+
+
+def _lines(text: str) -> list[str]:
+    """A text file's lines, ended by \\n, \\r\\n or a lone \\r (old Mac files). Not str.splitlines(): it also breaks at
+    U+2028, U+0085 and others, which a JSON string or a sentence may hold raw (JSON forbids a raw \\r in a string)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def _encodable(row: dict[str, Any]) -> bool:
@@ -395,7 +400,7 @@ def read_unlabeled(source: str, columns: tuple[str, ...], task: str) -> list[dic
     if path.suffix == ".txt":
         require(len(columns) == 1, f"{where}: a .txt file holds single texts, one per line, but the task's rows are "
                 f"pairs ({', '.join(columns)}); give a TSV/CSV/JSONL file with those two columns")
-        lines = [line.strip() for line in _read_text(path).split("\n")]  # "\n" alone, as _json_lines
+        lines = [line.strip() for line in _lines(_read_text(path))]
         rows = [{"text": [line], "label": None} for line in lines if line]
         require(len(rows) > 0, f"{where}: no text; write one in-domain text per line, or remove data.unlabeled")
         return rows

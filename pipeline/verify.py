@@ -79,6 +79,9 @@ def verify(path: Path, key: Path | None = None, timeout: float = TIMEOUT_S) -> l
             return _verify_folder(_extract(path, Path(tmp)), key, timeout)
     except EdgesmithError as err:
         raise EdgesmithError(f"{path}: {err}") from None
+    except (TypeError, KeyError, AttributeError, ValueError, IndexError) as err:  # fail closed, in one line
+        raise EdgesmithError(f"{path}: its metadata is not shaped as edgesmith writes it ({type(err).__name__}: "
+                             f"{_first_line(err)[:200]}); tampered bundle, rebuild it") from None
 
 
 def _verify_folder(folder: Path, key: Path | None, timeout: float) -> list[str]:
@@ -106,7 +109,8 @@ def _gpu_session(manifest: dict[str, Any]) -> bool:
     """Whether the bundle's session would run on a GPU of this machine: GPU execution providers reserve address space
     far beyond the child's memory limit, which is then left off (the timeout still holds). A manifest naming GPU
     providers on a machine without them runs on the CPU, under the limit, as predict.py would run it there."""
-    wanted = set(manifest["session"]["settings"].get("providers", ())) - {"CPUExecutionProvider"}
+    providers = manifest["session"]["settings"].get("providers", ())
+    wanted = {p for p in providers if isinstance(p, str)} - {"CPUExecutionProvider"}
     if not wanted:
         return False
     import onnxruntime as ort
@@ -115,27 +119,48 @@ def _gpu_session(manifest: dict[str, Any]) -> bool:
 
 
 def _sandboxed(folder: Path, timeout: float, memory_limit: bool = True) -> list[str]:
-    """sandboxed_checks in a child process (verify_run.py), under its memory limit unless told not to, waited for
-    `timeout` seconds."""
+    """sandboxed_checks in a child process (verify_run.py: its fence), waited for `timeout` seconds, its whole process
+    group killed after that; its output goes to a capped file, of which an error quotes the last line."""
+    import signal
     import subprocess
     import sys
 
     env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as scratch:
-        result = Path(scratch) / "result.json"
-        try:  # -P: the working directory stays off sys.path; the result goes to a file no library output can forge
-            done = subprocess.run([sys.executable, "-P", "-m", "edgesmith.verify_run", str(folder.resolve()), str(result)]
-                                  + ([] if memory_limit else ["--no-memory-limit"]),
-                                  cwd=scratch, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise EdgesmithError(f"its tokenizer and model did not get through the reference sentences in {timeout:g} s (a "
-                                 "genuine bundle takes seconds); tampered bundle, or give a slow machine more with --timeout") from None
-        if not result.is_file():
-            how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
-            raise EdgesmithError(f"its tokenizer or model crashed the process running them ({how}); tampered or broken bundle, rebuild it")
-        verdict = json.loads(result.read_text())
-    require("error" not in verdict, verdict.get("error", ""))
+        result, log = Path(scratch) / "result.json", Path(scratch) / "output.log"
+        cmd = [sys.executable, "-P", "-m", "edgesmith.verify_run", str(folder.resolve()), str(result), str(timeout), str(os.getpid())]
+        # -P: the working directory stays off sys.path; the verdict comes in a file no library output can forge
+        with log.open("wb") as output:
+            child = subprocess.Popen(cmd + ([] if memory_limit else ["--no-memory-limit"]), cwd=scratch, env=env,
+                                     stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True)
+            try:
+                code = child.wait(timeout=timeout)
+            except BaseException:  # the timeout, or verify itself interrupted: nothing it started outlives it
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+                if not isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
+                    raise
+                raise EdgesmithError(f"its tokenizer and model did not get through the reference sentences in {timeout:g} s "
+                                     "(a genuine bundle takes seconds); tampered bundle, or give a slow machine more with --timeout") from None
+        try:
+            verdict = json.loads(result.read_text())
+        except (OSError, ValueError):
+            how = f"signal {-code}" if code < 0 else f"exit status {code}"
+            raise EdgesmithError(f"the process running its tokenizer and model ended without a verdict ({how}; its last "
+                                 f"output: {_last_line(log)}); a tampered or broken bundle, or out of memory here") from None
+    if "setup" in verdict:
+        raise EdgesmithError(f"could not fence the process that runs its tokenizer and model on this machine "
+                             f"({verdict['setup']}); nothing of the bundle was read there")
+    require("error" not in verdict, str(verdict.get("error", "")))
     return verdict["passed"]
+
+
+def _last_line(log: Path) -> str:
+    """The last non-empty line of the child's output file, shown escaped and clipped (its text is the libraries')."""
+    with log.open("rb") as f:
+        f.seek(max(0, log.stat().st_size - 4096))
+        lines = [line for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    return shown(lines[-1]) if lines else "none"
 
 
 def _extract(archive: Path, dest: Path) -> Path:
@@ -358,18 +383,34 @@ def _tokenizer(folder: Path, manifest: dict[str, Any]) -> str:
         return "tokenizer: transformers not installed here, skipped AutoTokenizer check"
     from .bundle_io import encode
 
+    _added_tokens(folder, manifest)
     ref = _reference(folder)[0]
     texts, pairs = _probes(ref["texts"], ref["pairs"], manifest["inputs"]["max_length"])
     try:
         tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, use_fast=True)
-        got = tok(texts, pairs, truncation=True, padding="longest")["input_ids"]
-        expected = encode(folder, texts, pairs)["input_ids"]
+        got = tok(texts, pairs, truncation=True, padding="longest", return_tensors="np")
+        expected = encode(folder, texts, pairs)
     except Exception as err:  # untrusted files: any failure of the library means a broken tokenizer
         raise EdgesmithError(f"tokenizer does not load with AutoTokenizer ({_first_line(err)}); re-copy or rebuild the bundle") from None
-    require(np.array_equal(np.asarray(got), expected), "AutoTokenizer gives the reference sentences or probes other token ids "
-            "than the bundle's tokenizer.json (what predict.py runs and what was measured); tampered bundle, rebuild it")
+    # every model input, not the ids alone: model_input_names edited to drop attention_mask had passed
+    require(all(name in got and np.array_equal(got[name], ids) for name, ids in expected.items()),
+            "AutoTokenizer gives the reference sentences or probes other model inputs (token ids, attention mask or "
+            "token types) than the bundle's tokenizer.json (what predict.py runs and what was measured); tampered bundle, rebuild it")
     return (f"AutoTokenizer.from_pretrained (trust_remote_code=False) tokenizes the {len(ref['texts'])} reference "
             f"sentences and {len(texts) - len(ref['texts'])} probes as predict.py does, from the bundle's own files")
+
+
+def _added_tokens(folder: Path, manifest: dict[str, Any]) -> None:
+    """tokenizer_config.json's added_tokens_decoder must be tokenizer.json's own added tokens, as save_pretrained writes
+    them: AutoTokenizer adds any other on top, so an added word ("not") splits texts unlike predict.py, and no fixed
+    probe can know which word (a review found it)."""
+    if "tokenizer_config.json" not in manifest["files"]:
+        return
+    decoder = _small_json(folder, "tokenizer_config.json", "rebuild the bundle").get("added_tokens_decoder", {})
+    tokenizer = json.loads((folder / "tokenizer.json").read_bytes())  # in verify_run's fenced process: a model file
+    own = {str(t["id"]): {k: v for k, v in t.items() if k != "id"} for t in tokenizer.get("added_tokens", [])}
+    require(decoder in ({}, own), "tokenizer_config.json's added_tokens_decoder is not tokenizer.json's added tokens "
+            "(AutoTokenizer would split texts with the difference, predict.py would not); tampered bundle, rebuild it")
 
 
 def _probes(texts: list[str], pairs: list[str] | None, max_length: int) -> tuple[list[str], list[str] | None]:
@@ -404,7 +445,8 @@ def _fast_tokenizer_class(folder: Path, manifest: dict[str, Any]) -> None:
     from .arch import ARCHITECTURES
 
     config = _small_json(folder, "config.json", "rebuild the bundle")
-    require(isinstance(config, dict) and config.get("model_type") in ARCHITECTURES, "config.json's model_type is not a "
+    require(isinstance(config, dict) and isinstance(config.get("model_type"), str) and config["model_type"] in ARCHITECTURES,
+            "config.json's model_type is not a "
             f"BERT-family type edgesmith builds ({', '.join(sorted(ARCHITECTURES))}); tampered bundle, rebuild it")
     metadata = _small_json(folder, "tokenizer_config.json", "rebuild the bundle") if "tokenizer_config.json" in manifest["files"] else {}
     for where, data in (("tokenizer_config.json", metadata), ("config.json", config)):

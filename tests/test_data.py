@@ -256,6 +256,8 @@ def test_texts_with_unicode_line_separators_stay_whole(tmp_path):
     assert any(c in "".join(lines) for c in SEPARATORS)  # written raw, not escaped
     (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\r\n", encoding="utf-8")
     assert [r["text"] for r in read_table(tmp_path / "d.jsonl")] == texts * 4
-    (tmp_path / "more.txt").write_text("one\u2028text\r\nanother\n", encoding="utf-8")
+    (tmp_path / "more.txt").write_text("one\u2028text\r\nanother\rthird\n", encoding="utf-8", newline="")
     rows = read_unlabeled(str(tmp_path / "more.txt"), ("sentence",), "classification")
-    assert [r["text"] for r in rows] == [["one\u2028text"], ["another"]]
+    assert [r["text"] for r in rows] == [["one\u2028text"], ["another"], ["third"]]
+    (tmp_path / "mac.jsonl").write_text("\r".join(lines[:4]) + "\r", encoding="utf-8", newline="")  # lone \r line ends
+    assert [r["text"] for r in read_table(tmp_path / "mac.jsonl")] == texts[:4]

@@ -148,6 +148,10 @@ def test_the_python_api_takes_profile_paths_one_forced_stage_and_section_overrid
     assert {s.action for s in plan.stages if s.folder in ("00-data", "01-teacher")} == {"skip"}
     with pytest.raises(EdgesmithError, match="overrides=.*give a dict of dotted recipe fields"):
         edgesmith.plan(recipe, out=out, overrides=[("distill.max_steps", 3)])
+    plan = edgesmith.plan(recipe, out=out, overrides={"data": {"source": Path(source)}})
+    assert {s.action for s in plan.stages if s.folder in ("00-data", "01-teacher")} == {"skip"}
+    with pytest.raises(EdgesmithError, match="overrides key 1 is not a str"):
+        edgesmith.plan(recipe, out=out, overrides={1: 2})
     with pytest.raises(EdgesmithError, match="timeout=0: give seconds from 1 to 86400"):
         edgesmith.verify_bundle(out, timeout=0)
 

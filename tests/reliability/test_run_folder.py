@@ -176,6 +176,8 @@ def test_a_copied_run_folder_ships_its_own_files_with_the_original_gone(clean_ru
     stage reads changed."""
     original = tmp_path / "original"
     shutil.copytree(clean_run, original)
+    measured = edgesmith("run", inputs / "recipe.yaml", "--out", original, "--force", "bench")  # rows recorded in `original`
+    assert measured.code == 0, measured.stderr
     assert all(not Path(r["path"]).is_absolute() for r in json.loads((original / "07-bench-tiny" / "results.json").read_text()))
     copy = tmp_path / "elsewhere" / "copy"
     shutil.copytree(original, copy)

@@ -377,18 +377,18 @@ def test_autotokenizer_must_tokenize_as_the_bundle_does(bundle: Path) -> None:
     ref = json.loads((bundle / "reference.json").read_text())
     (bundle / "reference.json").write_text(json.dumps(ref | {"texts": [t.upper() for t in ref["texts"]]}))
     rehash(bundle)
-    assert_refused(edgesmith("verify", bundle), "AutoTokenizer gives the reference sentences or probes other token ids")
+    assert_refused(edgesmith("verify", bundle), "AutoTokenizer gives the reference sentences or probes other model inputs")
 
 
 @pytest.mark.parametrize("edit", [{"do_lower_case": False}, {"truncation_side": "left"}, {"model_max_length": 8},
-                                  {"padding_side": "left"}])
+                                  {"padding_side": "left"}, {"model_input_names": ["input_ids", "token_type_ids"]}])
 def test_tokenizer_config_edits_that_change_autotokenizer_are_caught_on_the_probes(bundle: Path, edit: dict) -> None:
     """The reference sentences alone (short, lower-case, called with an explicit max_length) had let these through:
     Hugging Face tools would then cut, pad or case texts unlike predict.py and the measurement (red-team 6)."""
     cfg = json.loads((bundle / "tokenizer_config.json").read_text())
     (bundle / "tokenizer_config.json").write_text(json.dumps(cfg | edit))
     rehash(bundle)
-    assert_refused(edgesmith("verify", bundle), "AutoTokenizer gives the reference sentences or probes other token ids")
+    assert_refused(edgesmith("verify", bundle), "AutoTokenizer gives the reference sentences or probes other model inputs")
 
 
 def test_archive_with_too_many_entries_is_refused_before_extraction(bundle: Path, tmp_path: Path, monkeypatch) -> None:
@@ -658,12 +658,90 @@ def test_the_checks_that_run_the_bundle_start_in_a_child_process_under_a_memory_
     from edgesmith import verify, verify_run
 
     started = []
-    real = subprocess.run
-    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: started.append(cmd) or real(cmd, **kw))
+    real = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: started.append(cmd) or real(cmd, **kw))
     assert verify.verify(bundle)[-1].startswith("100% class agreement")
     assert len(started) == 1 and started[0][1:4] == ["-P", "-m", "edgesmith.verify_run"]
     assert 1 * 2**30 <= verify_run.MEMORY_LIMIT <= 16 * 2**30
     assert "--no-memory-limit" not in started[0]
+
+
+def _allocating_model(path: Path, gib: float) -> None:
+    """An ONNX classifier of the bundle's inputs whose logits depend on a float tensor of `gib` GiB."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    const = lambda name, kind, dims, value: h.make_node("Constant", [], [name], value=h.make_tensor(name + "_t", kind, dims, value))  # noqa: E731
+    nodes = [const("size", T.INT64, [1], [int(gib * 2**30 / 4)]), h.make_node("ConstantOfShape", ["size"], ["big"]),
+             h.make_node("ReduceSum", ["big"], ["v"], keepdims=0), h.make_node("Shape", ["input_ids"], ["shape"]),
+             const("zero", T.INT64, [1], [0]), const("one", T.INT64, [1], [1]), h.make_node("Slice", ["shape", "zero", "one"], ["b"]),
+             const("two", T.INT64, [1], [2]), h.make_node("Concat", ["b", "two"], ["out_shape"], axis=0),
+             h.make_node("Expand", ["v", "out_shape"], ["logits"])]
+    inputs = [h.make_tensor_value_info(n, T.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask", "token_type_ids")]
+    graph = h.make_graph(nodes, "g", inputs, [h.make_tensor_value_info("logits", T.FLOAT, ["batch", 2])])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+
+
+def test_a_model_asking_for_more_memory_than_the_fence_is_refused_without_getting_it(bundle: Path) -> None:
+    """10 GiB is past the child's 8 GiB address-space limit: the runtime's allocation fails there, in one line. Without
+    the limit it would have been allocated (and the outputs then found to differ)."""
+    _allocating_model(bundle / "model.onnx", 10)
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle, timeout=300), "does not run on its reference sentences")
+
+
+def test_a_verify_that_is_itself_stopped_leaves_no_child_running(bundle: Path) -> None:
+    """A supervisor's SIGTERM to verify alone (not its process group) had left the endless child running as an
+    orphan: the child dies with its parent (PR_SET_PDEATHSIG)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _endless_loop_model(bundle / "model.onnx")
+    rehash(bundle)
+    parent = subprocess.Popen([sys.executable, "-P", "-m", "edgesmith.cli", "verify", str(bundle)], stderr=subprocess.DEVNULL,
+                              env=os.environ | {"OMP_NUM_THREADS": "1"})
+    children = []
+    for _ in range(120):  # until the child has started
+        time.sleep(0.5)
+        children = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).count(str(bundle)) and "verify_run" in _cmdline(p)]
+        if children:
+            break
+    assert children, "the child never started"
+    parent.send_signal(signal.SIGTERM)
+    parent.wait(timeout=30)
+    time.sleep(2)
+    assert not [p for p in children if p.exists() and _state(p) != "Z"], "the child outlived verify"
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _state(proc: Path) -> str:
+    try:
+        return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
+def test_a_machine_with_a_lower_address_space_limit_still_verifies_a_genuine_bundle(bundle: Path) -> None:
+    """The child may only lower limits: under a 6 GiB hard limit (SLURM jobs, some containers) setting 8 GiB had failed,
+    and every genuine bundle was called tampered."""
+    import resource
+    import subprocess
+    import sys
+
+    limit = 6 * 2**30
+    done = subprocess.run([sys.executable, "-P", "-m", "edgesmith.cli", "verify", str(bundle)], capture_output=True, text=True,
+                          env=os.environ | {"OMP_NUM_THREADS": "1"}, timeout=300,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert done.returncode == 0, done.stderr
 
 
 def test_the_memory_limit_is_left_off_only_where_the_bundles_gpu_providers_exist(monkeypatch) -> None:
@@ -694,3 +772,25 @@ def test_an_oversized_config_json_is_refused_unread(bundle: Path, monkeypatch) -
     monkeypatch.setattr(json, "loads", lambda text, *a, **k: pytest.fail("read whole") if len(text) > verify.MAX_JSON else real(text, *a, **k))
     with pytest.raises(EdgesmithError, match="config.json is 17 MiB, over the 16 MiB edgesmith writes at most"):
         verify.verify(bundle)
+
+
+def test_a_word_added_to_the_tokenizer_config_is_refused(bundle: Path) -> None:
+    """AutoTokenizer adds tokenizer_config.json's added_tokens_decoder on top of tokenizer.json: a word added there
+    splits texts that hold it unlike predict.py, and no fixed probe knows which word."""
+    cfg = json.loads((bundle / "tokenizer_config.json").read_text())
+    added = {"content": "not", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False, "special": False}
+    (bundle / "tokenizer_config.json").write_text(json.dumps(cfg | {"added_tokens_decoder": cfg["added_tokens_decoder"] | {"9999": added}}))
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "added_tokens_decoder is not tokenizer.json's added tokens")
+
+
+def test_metadata_of_an_unexpected_shape_is_one_line(bundle: Path) -> None:
+    """A list where a name goes had raised TypeError in verify's own process (a traceback)."""
+    config = json.loads((bundle / "config.json").read_text())
+    (bundle / "config.json").write_text(json.dumps(config | {"model_type": []}, indent=2, sort_keys=True) + "\n")  # as edgesmith writes it
+    rehash(bundle)
+    assert_refused(edgesmith("verify", bundle), "model_type")
+    manifest = manifest_of(bundle)
+    manifest["session"]["settings"]["providers"] = [[]]
+    write_manifest(bundle, manifest)
+    assert_refused(edgesmith("verify", bundle))
