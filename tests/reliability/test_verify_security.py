@@ -610,9 +610,28 @@ def test_deeply_nested_json_is_refused_in_one_line(bundle: Path, built: Built) -
     assert_refused(edgesmith("verify", bundle), "reference.json is not valid JSON")
 
 
-def _endless_loop_model(path: Path) -> None:
-    """An ONNX classifier of the bundle's inputs whose logits wait on a Loop of 10^15 iterations (747 bytes)."""
+def _scalar_classifier(path: Path, nodes: list, scalar: str) -> None:
+    """An ONNX classifier of the bundle's inputs whose two logits are the float scalar `scalar` that `nodes` compute."""
     import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    nodes = nodes + [_const("zero", T.INT64, [1], [0]), _const("one", T.INT64, [1], [1]), _const("two", T.INT64, [1], [2]),
+                     h.make_node("Shape", ["input_ids"], ["shape"]), h.make_node("Slice", ["shape", "zero", "one"], ["b"]),
+                     h.make_node("Concat", ["b", "two"], ["out_shape"], axis=0), h.make_node("Expand", [scalar, "out_shape"], ["logits"])]
+    inputs = [h.make_tensor_value_info(n, T.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask", "token_type_ids")]
+    graph = h.make_graph(nodes, "g", inputs, [h.make_tensor_value_info("logits", T.FLOAT, ["batch", 2])])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+
+
+def _const(name: str, kind: int, dims: list[int], value: list) -> object:
+    from onnx import helper as h
+
+    return h.make_node("Constant", [], [name], value=h.make_tensor(name + "_t", kind, dims, value))
+
+
+def _endless_loop_model(path: Path) -> None:
+    """Logits that wait on a Loop of 10^15 iterations (747 bytes)."""
     from onnx import TensorProto as T
     from onnx import helper as h
 
@@ -620,15 +639,8 @@ def _endless_loop_model(path: Path) -> None:
                         [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("cond_in", T.BOOL, []),
                          h.make_tensor_value_info("v_in", T.FLOAT, [])],
                         [h.make_tensor_value_info("cond_out", T.BOOL, []), h.make_tensor_value_info("v_out", T.FLOAT, [])])
-    const = lambda name, kind, dims, value: h.make_node("Constant", [], [name], value=h.make_tensor(name + "_t", kind, dims, value))  # noqa: E731
-    nodes = [const("trip", T.INT64, [], [10**15]), const("cond", T.BOOL, [], [True]), const("v0", T.FLOAT, [], [0.0]),
-             h.make_node("Loop", ["trip", "cond", "v0"], ["v"], body=body), h.make_node("Shape", ["input_ids"], ["shape"]),
-             const("zero", T.INT64, [1], [0]), const("one", T.INT64, [1], [1]), h.make_node("Slice", ["shape", "zero", "one"], ["b"]),
-             const("two", T.INT64, [1], [2]), h.make_node("Concat", ["b", "two"], ["out_shape"], axis=0),
-             h.make_node("Expand", ["v", "out_shape"], ["logits"])]
-    inputs = [h.make_tensor_value_info(n, T.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask", "token_type_ids")]
-    graph = h.make_graph(nodes, "g", inputs, [h.make_tensor_value_info("logits", T.FLOAT, ["batch", 2])])
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+    _scalar_classifier(path, [_const("trip", T.INT64, [], [10**15]), _const("cond", T.BOOL, [], [True]),
+                              _const("v0", T.FLOAT, [], [0.0]), h.make_node("Loop", ["trip", "cond", "v0"], ["v"], body=body)], "v")
 
 
 def test_a_model_that_never_finishes_is_refused_after_the_timeout(bundle: Path) -> None:
@@ -667,20 +679,12 @@ def test_the_checks_that_run_the_bundle_start_in_a_child_process_under_a_memory_
 
 
 def _allocating_model(path: Path, gib: float) -> None:
-    """An ONNX classifier of the bundle's inputs whose logits depend on a float tensor of `gib` GiB."""
-    import onnx
+    """Logits that depend on a float tensor of `gib` GiB."""
     from onnx import TensorProto as T
     from onnx import helper as h
 
-    const = lambda name, kind, dims, value: h.make_node("Constant", [], [name], value=h.make_tensor(name + "_t", kind, dims, value))  # noqa: E731
-    nodes = [const("size", T.INT64, [1], [int(gib * 2**30 / 4)]), h.make_node("ConstantOfShape", ["size"], ["big"]),
-             h.make_node("ReduceSum", ["big"], ["v"], keepdims=0), h.make_node("Shape", ["input_ids"], ["shape"]),
-             const("zero", T.INT64, [1], [0]), const("one", T.INT64, [1], [1]), h.make_node("Slice", ["shape", "zero", "one"], ["b"]),
-             const("two", T.INT64, [1], [2]), h.make_node("Concat", ["b", "two"], ["out_shape"], axis=0),
-             h.make_node("Expand", ["v", "out_shape"], ["logits"])]
-    inputs = [h.make_tensor_value_info(n, T.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask", "token_type_ids")]
-    graph = h.make_graph(nodes, "g", inputs, [h.make_tensor_value_info("logits", T.FLOAT, ["batch", 2])])
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+    _scalar_classifier(path, [_const("size", T.INT64, [1], [int(gib * 2**30 / 4)]), h.make_node("ConstantOfShape", ["size"], ["big"]),
+                              h.make_node("ReduceSum", ["big"], ["v"], keepdims=0)], "v")
 
 
 def test_a_model_asking_for_more_memory_than_the_fence_is_refused_without_getting_it(bundle: Path) -> None:
