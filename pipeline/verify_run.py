@@ -22,7 +22,7 @@ import signal
 import sys
 from pathlib import Path
 
-MEMORY_LIMIT = 8 * 2**30  # address space: MiniLM's bundle runs in 0.65 GB with the libraries, a 1.4 GB model in 4.3
+MEMORY_LIMIT = 8 * 2**30  # address space: a 1.4 GB model peaked at 4.3 GB of it (MiniLM's bundle: 0.65 GB resident)
 OUTPUT_LIMIT = 8 * 2**20  # bytes of any file the child writes: ONNX Runtime prints a line per unused initializer
 
 
