@@ -329,11 +329,11 @@ def test_keygen_writes_an_owner_only_private_key_and_never_overwrites(tmp_path: 
 
 def test_archive_that_unpacks_past_the_limit_is_refused_before_extraction(bundle: Path, tmp_path: Path, monkeypatch) -> None:
     """A decompression bomb: the sizes in the headers are summed before anything is written."""
-    from edgesmith import verify
+    from edgesmith import verify, verify_layout
     from edgesmith.errors import EdgesmithError
 
     archive = tar_of(bundle, tmp_path / "big.tar.gz")
-    monkeypatch.setattr(verify, "MAX_UNPACKED", 1000)
+    monkeypatch.setattr(verify_layout, "MAX_UNPACKED", 1000)
     monkeypatch.setattr(tarfile.TarFile, "extractall", lambda *a, **k: pytest.fail("extracted before the size check"))
     with pytest.raises(EdgesmithError, match="limit for a bundle; refusing to extract it"):
         verify.verify(archive)
@@ -393,11 +393,11 @@ def test_tokenizer_config_edits_that_change_autotokenizer_are_caught_on_the_prob
 
 def test_archive_with_too_many_entries_is_refused_before_extraction(bundle: Path, tmp_path: Path, monkeypatch) -> None:
     """Empty entries weigh nothing against the size limit: 50,000 of them pack into 300 KB."""
-    from edgesmith import verify
+    from edgesmith import verify, verify_layout
     from edgesmith.errors import EdgesmithError
 
     archive = tar_of(bundle, tmp_path / "many.tar.gz", *(entry(f"{bundle.name}/empty{i}") for i in range(50)))
-    monkeypatch.setattr(verify, "MAX_MEMBERS", 40)
+    monkeypatch.setattr(verify_layout, "MAX_MEMBERS", 40)
     monkeypatch.setattr(tarfile.TarFile, "extractall", lambda *a, **k: pytest.fail("extracted before the count check"))
     with pytest.raises(EdgesmithError, match="over 40 entries"):
         verify.verify(archive)
@@ -406,12 +406,12 @@ def test_archive_with_too_many_entries_is_refused_before_extraction(bundle: Path
 @pytest.mark.parametrize("name", ["manifest.json", "padding.bin"])
 def test_oversized_bundle_folder_is_refused_before_reading(bundle: Path, monkeypatch, name: str) -> None:
     """Sparse files cost nothing on disk: an 8 GiB manifest.json or a 1 TiB file must be refused by their size."""
-    from edgesmith import verify
+    from edgesmith import verify, verify_layout
     from edgesmith.errors import EdgesmithError
 
     with open(bundle / name, "ab") as f:
         f.truncate(64 * 2**20)
-    monkeypatch.setattr(verify, "MAX_UNPACKED", 32 * 2**20)
+    monkeypatch.setattr(verify_layout, "MAX_UNPACKED", 32 * 2**20)
     monkeypatch.setattr(verify, "sha256_file", lambda p: pytest.fail("hashed before the size check"))
     with pytest.raises(EdgesmithError, match="over 32 MiB, verify's limit for a bundle"):
         verify.verify(bundle)
