@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -252,3 +253,92 @@ def test_bundle_io_applies_no_option_edgesmith_does_not_make(bundles, tmp_path):
     with pytest.raises(EdgesmithError, match="no session settings edgesmith makes .*; rebuild the bundle"):
         open_bundle_session(folder)
     assert not written.exists()
+
+
+def test_predict_py_says_which_texts_it_cut_at_the_max_length(bundles):
+    """A text past inputs.max_length is cut, as it was scored; its line says so and a note counts them (a tagger's
+    entities past the cut had simply vanished, with nothing on stderr)."""
+    folder = bundles["openvino-int8-static"][0]
+    done = _run(folder, "predict.py", *TEXTS)
+    lines = [json.loads(x) for x in done.stdout.splitlines()]
+    assert [x.get("truncated", False) for x in lines] == [False, False, False, True]
+    assert "note: 1 of 4 texts were longer than the bundle's 32 tokens and were cut there" in done.stderr
+
+
+def test_predict_py_reads_texts_from_a_file_or_stdin(bundles, run_out, tmp_path):
+    folder, row = bundles["onnxruntime-fp32"]
+    (tmp_path / "texts.txt").write_text("\r\n".join(TEXTS[:3]) + "\r\n", encoding="utf-8")
+    from_file = _raw(_run(folder, "predict.py", "--raw", "--file", str(tmp_path / "texts.txt")).stdout)
+    from_stdin = subprocess.run([sys.executable, "predict.py", "--raw", "--file", "-"], cwd=folder, input="\n".join(TEXTS[:3]),
+                                capture_output=True, text=True, check=True)
+    measured = open_session(row["runtime"], model_path(row, run_out), settings=row["session"]["settings"])
+    assert np.array_equal(from_file, measured.run(encode(folder, TEXTS[:3])))
+    assert np.array_equal(_raw(from_stdin.stdout), from_file)
+    (tmp_path / "empty.txt").write_text("")
+    for args, says in [(["--file", str(tmp_path / "empty.txt")], "holds no texts"),
+                       (["--file", str(tmp_path / "none.txt")], "pass a readable file, or - for stdin"),
+                       (["--file", str(tmp_path / "texts.txt"), "a good movie"], "as arguments or with --file, one of the two")]:
+        done = _run(folder, "predict.py", *args, check=False)
+        assert done.returncode == 2 and done.stdout == "" and says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_predict_py_reads_pairs_from_a_file_one_tab_each(bundles, tmp_path):
+    folder = _pairs(bundles, tmp_path, True)
+    (tmp_path / "pairs.tsv").write_text("a good movie\tan awful film\nsuperb\tdull\n")
+    by_file = _run(folder, "predict.py", "--pair", "--raw", "--file", str(tmp_path / "pairs.tsv")).stdout
+    assert by_file == _run(folder, "predict.py", "--pair", "--raw", "a good movie", "an awful film", "superb", "dull").stdout
+    (tmp_path / "pairs.tsv").write_text("a good movie\tan awful film\nsuperb\n")
+    done = _run(folder, "predict.py", "--pair", "--file", str(tmp_path / "pairs.tsv"), check=False)
+    assert done.returncode == 2 and "line 2 is not FIRST<TAB>SECOND" in done.stderr
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda f: (f / "model.onnx").write_bytes((f / "model.onnx").read_bytes()[:-100]), "model.onnx does not match its sha256"),
+    (lambda f: (f / "tokenizer.json").unlink(), "tokenizer.json is missing"),
+    (lambda f: (f / "manifest.json").write_text("{"), "manifest.json is unreadable"),
+    (lambda f: (f / "manifest.json").unlink(), "manifest.json is unreadable"),
+])
+@pytest.mark.parametrize("script", ["predict.py", "bench.py"])
+def test_the_bundle_scripts_stop_in_one_line_on_a_damaged_copy(bundles, tmp_path, damage, says, script):
+    """A partial copy or a swapped file had run (a cut model gave an INVALID_PROTOBUF traceback, a missing manifest a
+    FileNotFoundError one): every listed file is checked against its sha256 before anything runs."""
+    folder = shutil.copytree(bundles["onnxruntime-fp32"][0], tmp_path / "b")
+    damage(folder)
+    done = _run(folder, script, *(["a good movie"] if script == "predict.py" else []), check=False)
+    assert done.returncode == 1 and done.stdout == "" and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and says in done.stderr and "re-copy the bundle" in done.stderr
+
+
+@pytest.mark.parametrize("name, change", [
+    ("onnxruntime-fp32", lambda s: s.update(enable_profiling=True)),
+    ("openvino-fp32", lambda s: s["config"].update(CACHE_DIR="cache")),
+])
+def test_the_bundle_scripts_apply_no_setting_edgesmith_does_not_make(bundles, tmp_path, name, change):
+    """An edited manifest's extra session option (profiling files, OpenVINO's model cache) had been applied on the
+    device, writing files where predict.py ran."""
+    folder = _edited(bundles, name, tmp_path, lambda m: change(m["session"]["settings"]))
+    done = _run(folder, "predict.py", "a good movie", check=False)
+    assert done.returncode == 1 and done.stdout == "" and "are not ones edgesmith makes" in done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in bundles[name][0].iterdir())
+
+
+def test_predict_py_runs_isolated_and_names_a_missing_package(bundles):
+    folder = bundles["onnxruntime-fp32"][0]
+    assert len(_run(folder, "-I", "predict.py", "a good movie").stdout.splitlines()) == 1
+    hide = ("import runpy, sys; sys.modules['onnxruntime'] = None; sys.argv = ['predict.py', 'a good movie']; "
+            "runpy.run_path('predict.py', run_name='__main__')")
+    done = _run(folder, "-c", hide, check=False)
+    assert done.returncode == 1 and "needs the Python package 'onnxruntime': pip install onnxruntime" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_predict_py_takes_utf8_under_an_ascii_locale_and_stops_quietly_on_a_closed_pipe(bundles):
+    folder = bundles["onnxruntime-fp32"][0]
+    env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    done = subprocess.run([sys.executable, "predict.py", "café".encode()], cwd=folder, env=env, capture_output=True, check=True)
+    assert json.loads(done.stdout)["text"] == "café"
+    reader = subprocess.Popen([sys.executable, "predict.py", *["a good movie"] * 3000], cwd=folder,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.readline()
+    reader.stdout.close()  # `| head -1`
+    assert b"Traceback" not in reader.stderr.read() and reader.wait() != 0

@@ -118,6 +118,12 @@ def _check_classifier(bundle: Path, model) -> None:
     for got, (want, probs) in zip(classify(TEXTS, top_k=None), alone):
         assert got[0]["label"] == want["label"]  # top_k=None: best first
         assert {g["label"]: g["score"] for g in got} == pytest.approx(dict(zip(labels, probs.tolist())), abs=1e-5)
+    # past the max length (32 tokens) and the model's 64 positions: the README's truncation=True cuts where predict.py
+    # does (without it the pipeline fed the whole text, and the runtime failed past the positions)
+    long = " ".join(["really good"] * 40)
+    (got,), want = classify([long], truncation=True, top_k=None), predict(bundle, [long])[0]
+    assert want["truncated"] and got[0]["label"] == want["label"]
+    assert {g["label"]: g["score"] for g in got} == pytest.approx(dict(zip(labels, softmax(raw(bundle, [long])[0]).tolist())), abs=1e-5)
 
 
 def test_classification_bundle_files_carry_the_names_and_labels_the_libraries_read(classification):

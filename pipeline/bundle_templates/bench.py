@@ -5,7 +5,8 @@ Defaults come from the profile in manifest.json; the model is opened with its "s
 opens it (--threads changes the thread count and nothing else). Prints the settings applied, p50/p90/p99
 latency (ms) and throughput (sequences/s), as one JSON line. Without --seq, where the bundle accepts longer inputs
 than the profile's sequence length (manifest.json's inputs.max_length), "longest" holds p50/p90 at that length too:
-the figures the profile's p90 budget was held to.
+the figures the profile's p90 budget was held to. The bundle's files are checked against manifest.json's sha256
+first, as predict.py checks them.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 sys.dont_write_bytecode = True  # no __pycache__/ in the bundle: `edgesmith verify` refuses files the manifest does not list
-from predict import THREADS, Predictor, count, read_manifest  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # predict.py beside it, also under `python -I` or -P
+from predict import THREADS, Predictor, count, read_manifest, reporting  # noqa: E402
 
 
 def main() -> None:
-    manifest = read_manifest()
-    prof, longest = manifest["profile"], manifest["inputs"]["max_length"]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    manifest = reporting(p, read_manifest)
+    prof, longest = reporting(p, lambda: (manifest["profile"], manifest["inputs"]["max_length"]))
     p.add_argument("--threads", type=THREADS, help="override only the thread count of manifest.json's session settings "
                                                    "(default: the count the benchmark measured with)")
     p.add_argument("--batch", type=count(1, 4096, "a batch of sentences"), default=prof["batch"])
@@ -34,14 +37,14 @@ def main() -> None:
     p.add_argument("--warmup", type=count(0, 10**6, "warm-up runs"), default=10)
     p.add_argument("--iterations", type=count(1, 10**7, "timed runs"), default=100)
     a = p.parse_args()
-    model = Predictor(threads=a.threads)
+    model = reporting(p, lambda: Predictor(threads=a.threads))
     seq = prof["seq_len"] if a.seq is None else a.seq
-    times = _times(model, a.batch, seq, a.warmup, a.iterations)
+    times = reporting(p, lambda: _times(model, a.batch, seq, a.warmup, a.iterations))
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
     out = {"session": model.settings, "batch": a.batch, "seq": seq, "p50_ms": round(p50, 3), "p90_ms": round(p90, 3),
            "p99_ms": round(p99, 3), "throughput": round(a.batch * 1000 / float(np.mean(times)), 2)}
     if a.seq is None and longest > seq:  # as the benchmark measured it: half the iterations, after 3 warm-up calls
-        p50, p90 = np.percentile(_times(model, a.batch, longest, 3, max(10, a.iterations // 2)), [50, 90])
+        p50, p90 = np.percentile(reporting(p, lambda: _times(model, a.batch, longest, 3, max(10, a.iterations // 2))), [50, 90])
         out["longest"] = {"seq": longest, "p50_ms": round(p50, 3), "p90_ms": round(p90, 3)}
     print(json.dumps(out))
 

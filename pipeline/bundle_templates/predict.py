@@ -2,34 +2,82 @@
 
     python predict.py "a sentence" ["another sentence" ...]
     python predict.py --pair "first sentence" "second sentence" [...]   (bundles for sentence pairs)
+    python predict.py --file texts.txt          (one text per line, or FIRST<TAB>SECOND with --pair; - reads stdin)
 Prints one JSON line per input: the label and class probabilities, the entities with their character spans, or the
 sentence embedding (edgesmith_task.py, generated from the task's code); with --raw, the model's float32 outputs
-exactly (the graph output manifest.json's "output" names). The model is opened with manifest.json's "session"
-settings, the ones its benchmark was measured with; --threads changes the thread count and nothing else.
-edgesmith_runtime.py beside this file opens it: edgesmith generated it from the code its own benchmark opened the
-model with.
+exactly (the graph output manifest.json's "output" names). A text longer than the bundle's max length
+(manifest.json inputs.max_length, in tokens) is cut there, as its accuracy was measured: its line then says
+"truncated": true, and a note on stderr counts them. Texts run 32 at a time, padded to the longest of the 32, as
+the held-out texts were scored. The model is opened with manifest.json's "session" settings, the ones its
+benchmark was measured with; --threads changes the thread count and nothing else. edgesmith_runtime.py beside this
+file opens it: edgesmith generated it from the code its own benchmark opened the model with.
+
+Before anything runs, every file manifest.json lists is checked against its sha256 there: a partial copy or a
+replaced model file stops with one line. manifest.json itself is trusted, as this file is: check a bundle you
+received with `edgesmith verify` (and --key for a signed one) before it goes to the device.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import signal
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 sys.dont_write_bytecode = True  # no __pycache__/ in the bundle: `edgesmith verify` refuses files the manifest does not list
-from edgesmith_runtime import open_model  # noqa: E402  (generated for this bundle's runtime, in this folder)
-from edgesmith_task import postprocess  # noqa: E402  (generated for this bundle's task, in this folder)
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # edgesmith_runtime.py and edgesmith_task.py, also under `python -I` or -P
+BATCH = 32  # texts per model call: the batch the held-out texts were scored in (edgesmith.tasks.base.batches)
+
+
+class BundleError(Exception):
+    """A bundle that cannot run as it was built: main prints it as one line and exits with status 1."""
 
 
 def read_manifest(folder: Path = HERE) -> dict[str, Any]:
-    return json.loads((folder / "manifest.json").read_text())
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise BundleError(f"{folder / 'manifest.json'} is unreadable ({_first_line(err)}); run the script in its "
+                          "bundle folder, or re-copy the bundle") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise BundleError("manifest.json has no `files` table; re-copy the bundle, or rebuild it")
+    return manifest
+
+
+def check_files(folder: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists, present with its recorded sha256, and the model file among them."""
+    files = manifest["files"]
+    if manifest.get("model_file") not in files:
+        raise BundleError(f"manifest.json's model_file {manifest.get('model_file')!r} is not one of its files; re-copy "
+                          "the bundle, or rebuild it")
+    for name, digest in sorted(files.items()):
+        parts = PurePosixPath(name).parts
+        if not parts or PurePosixPath(name).is_absolute() or ".." in parts:
+            raise BundleError(f"manifest.json lists {name!r}, outside the bundle folder; re-copy the bundle, or rebuild it")
+        if not (folder / name).is_file():
+            raise BundleError(f"{name} is missing from {folder}; re-copy the bundle")
+        if _sha256(folder / name) != digest:
+            raise BundleError(f"{name} does not match its sha256 in manifest.json (changed or cut short since the build); "
+                              "re-copy the bundle")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
 
 class Predictor:
@@ -40,6 +88,9 @@ class Predictor:
         from tokenizers import Tokenizer
 
         self.manifest = read_manifest(folder)
+        check_files(folder, self.manifest)
+        from edgesmith_runtime import open_model  # generated for this bundle's runtime, in this folder; checked above
+
         spec = self.manifest["inputs"]
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(spec["max_length"])
@@ -60,7 +111,8 @@ class Predictor:
         return {n: np.asarray(arrays[n], dtype=np.int64) for n in self.names}
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        """Logits [n, classes] or [n, tokens, tags], or embeddings [n, dim], float32."""
+        """Logits [n, classes] or [n, tokens, tags], or embeddings [n, dim], float32 (at most BATCH texts: a token
+        classifier's rows are as long as the longest text)."""
         return self.run(self.encode(texts, pairs))
 
 
@@ -70,7 +122,8 @@ def split(p: argparse.ArgumentParser, texts: list[str], pair: bool, text_pairs: 
         p.exit(2, f"{p.prog}: error: this bundle's model takes single sentences; drop --pair\n")
     if text_pairs and not pair:
         p.exit(2, f"{p.prog}: error: this bundle's model takes sentence pairs; pass --pair FIRST SECOND [FIRST SECOND ...]\n")
-    undecodable = [i for i, text in enumerate(texts, 1) if not text.isascii() and not _utf8(text)]
+    texts = [text if text.isascii() else _utf8(text) for text in texts]
+    undecodable = [i for i, text in enumerate(texts, 1) if text is None]
     if undecodable:  # Python keeps bytes that are not UTF-8 as lone surrogates, which the tokenizer cannot take
         p.exit(2, f"{p.prog}: error: text {undecodable[0]} is not valid UTF-8; pass UTF-8 text (check the "
                   "terminal's or the file's encoding)\n")
@@ -98,23 +151,67 @@ CORES = os.cpu_count() or 1
 THREADS = count(1, CORES, "this machine's cores: more threads than cores only wait on each other")
 
 
-def _utf8(text: str) -> bool:
+def _utf8(text: str) -> str | None:
+    """The text as UTF-8 can hold it, or None. Under an ASCII locale (LC_ALL=C) Python reads UTF-8 bytes of argv as
+    escaped bytes: they are decoded back here."""
     try:
         text.encode("utf-8")
+        return text
     except UnicodeEncodeError:
-        return False
-    return True
+        pass
+    try:
+        return os.fsencode(text).decode("utf-8")
+    except (UnicodeError, ValueError):
+        return None
+
+
+def read_texts(p: argparse.ArgumentParser, source: str, pair: bool) -> list[str]:
+    """--file: one text per line (FIRST<TAB>SECOND with --pair), flattened as argv gives them; '-' reads stdin."""
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as err:
+        p.exit(2, f"{p.prog}: error: --file {source}: {err.strerror or err}; pass a readable file, or - for stdin\n")
+    except UnicodeDecodeError as err:
+        p.exit(2, f"{p.prog}: error: --file {source}: not UTF-8 text (byte offset {err.start}); save it as UTF-8\n")
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    lines = lines[:-1] if lines and lines[-1] == "" else lines  # the newline that ends the last line
+    if not pair:
+        return lines
+    cells = [line.split("\t") for line in lines]
+    bad = next((i for i, c in enumerate(cells, 1) if len(c) != 2), None)
+    if bad is not None:
+        p.exit(2, f"{p.prog}: error: --file {source}: line {bad} is not FIRST<TAB>SECOND; with --pair each line holds "
+                  "one pair, separated by one tab\n")
+    return [t for c in cells for t in c]
 
 
 def line(text: str, row: np.ndarray, encoding: Any, labels: list[str], raw: bool) -> dict[str, Any]:
+    from edgesmith_task import postprocess  # generated for this bundle's task, in this folder
+
     if raw:  # float32 -> Python float -> JSON is exact: parse back as float32 to get these bits
-        return {"text": text, "outputs": row.tolist()}
-    return postprocess(text, row, encoding, labels)  # the task's: labels, entities or the embedding
+        out = {"text": text, "outputs": row.tolist()}
+    else:
+        out = postprocess(text, row, encoding, labels)  # the task's: labels, entities or the embedding
+    return out | ({"truncated": True} if encoding.overflowing else {})
+
+
+def predict_lines(model: Predictor, first: list[str], second: list[str] | None, raw: bool) -> int:
+    """Prints one JSON line per text, BATCH texts at a time; returns how many were cut at the max length."""
+    labels, cut = model.manifest.get("labels") or [], 0
+    for i in range(0, len(first), BATCH):
+        texts, pairs = first[i : i + BATCH], None if second is None else second[i : i + BATCH]
+        enc = model.encodings(texts, pairs)
+        for text, row, encoding in zip(texts, model.run(model.encode(texts, pairs, enc)), enc):
+            print(json.dumps(line(text, row, encoding, labels, raw)))
+            cut += bool(encoding.overflowing)
+    return cut
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("texts", nargs="+")
+    p.add_argument("texts", nargs="*", help="the texts (put -- before a text that starts with -)")
+    p.add_argument("--file", help="read the texts from this file, one per line (- for stdin), instead of the arguments")
     p.add_argument("--pair", action="store_true",
                    help="texts are (first, second) pairs, interleaved; for sentence-pair bundles only")
     p.add_argument("--threads", type=THREADS, help="override only the thread count of manifest.json's session settings "
@@ -122,12 +219,32 @@ def main() -> None:
     p.add_argument("--raw", action="store_true",
                    help="print the model's float32 outputs exactly instead of labels or rounded embeddings")
     a = p.parse_args()
-    first, second = split(p, a.texts, a.pair, read_manifest()["inputs"]["text_pairs"])
-    model = Predictor(threads=a.threads)
-    labels = model.manifest.get("labels") or []
-    enc = model.encodings(first, second)
-    for text, row, encoding in zip(first, model.run(model.encode(first, second, enc)), enc):
-        print(json.dumps(line(text, row, encoding, labels, a.raw)))
+    if bool(a.texts) == bool(a.file):
+        p.error("pass the texts as arguments or with --file, one of the two")
+    if hasattr(signal, "SIGPIPE"):  # `predict.py ... | head -1`: stop quietly, as other command-line tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    texts = read_texts(p, a.file, a.pair) if a.file else a.texts
+    if not texts:
+        p.error(f"--file {a.file} holds no texts")
+    first, second = split(p, texts, a.pair, reporting(p, lambda: read_manifest()["inputs"]["text_pairs"]))
+    model = reporting(p, lambda: Predictor(threads=a.threads))
+    cut = reporting(p, lambda: predict_lines(model, first, second, a.raw))
+    if cut:
+        print(f"note: {cut} of {len(first)} texts were longer than the bundle's {model.manifest['inputs']['max_length']} "
+              "tokens and were cut there, as in its measured accuracy (\"truncated\": true in their lines)", file=sys.stderr)
+
+
+def reporting(p: argparse.ArgumentParser, work: Any) -> Any:
+    """work(), with what a broken bundle or a missing package raises as one line on stderr and exit status 1."""
+    try:
+        return work()
+    except BundleError as err:
+        p.exit(1, f"{p.prog}: error: {err}\n")
+    except ModuleNotFoundError as err:  # the device lacks a package the bundle runs on
+        p.exit(1, f"{p.prog}: error: this bundle needs the Python package {err.name!r}: pip install {err.name}\n")
+    except Exception as err:  # the runtime's or the tokenizer's own error on a file of the bundle: no traceback
+        p.exit(1, f"{p.prog}: error: the bundle did not run ({type(err).__name__}: {_first_line(err)}); "
+                  "re-copy the bundle, or check it with `edgesmith verify`\n")
 
 
 if __name__ == "__main__":

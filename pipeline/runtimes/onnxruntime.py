@@ -23,6 +23,13 @@ FLOAT = 1  # onnx.TensorProto.FLOAT: fused ops (com.microsoft domain) defeat sha
 
 # Bundle side: the functions below are written into each ONNX Runtime bundle as edgesmith_runtime.py and read only
 # numpy and onnxruntime. edgesmith opens its own sessions through them too.
+def edgesmith_settings(threads: int, providers: Any = ("CPUExecutionProvider",)) -> dict[str, Any]:
+    """The session settings edgesmith makes, the only ones open_model applies (each is set on SessionOptions by name:
+    others, such as optimized_model_filepath, would write files)."""
+    return {"intra_op_num_threads": threads, "inter_op_num_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL",
+            "providers": list(providers)}
+
+
 def with_threads(settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
     """A copy of `settings` with only the thread count changed (None: unchanged)."""
     import copy
@@ -51,6 +58,9 @@ def open_model(path: Path, settings: dict[str, Any], threads: int | None = None,
     the graph output named `output` (None: the graph's only output)."""
     import onnxruntime as ort
 
+    if not isinstance(settings, dict) or with_threads(settings, 1) != edgesmith_settings(1, settings.get("providers", ())):
+        raise ValueError(f"session settings {settings} are not ones edgesmith makes (manifest.json edited?); re-copy the "
+                         "bundle, or rebuild it")
     settings = with_threads(settings, threads)
     settings["providers"] = usable_providers(settings["providers"])
     opts = ort.SessionOptions()
@@ -65,7 +75,7 @@ def open_model(path: Path, settings: dict[str, Any], threads: int | None = None,
     return sess, lambda feed: sess.run(fetch, {n: feed[n] for n in names})[0], names, settings
 
 
-BUNDLE = (with_threads, usable_providers, open_model)
+BUNDLE = (edgesmith_settings, with_threads, usable_providers, open_model)
 
 
 class OnnxRuntime(Runtime):
@@ -79,8 +89,7 @@ class OnnxRuntime(Runtime):
     open_model = staticmethod(open_model)
 
     def settings(self, threads: int, providers: tuple[str, ...] = CPU_ONLY) -> dict[str, Any]:
-        return {"intra_op_num_threads": threads, "inter_op_num_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL",
-                "providers": list(providers)}
+        return edgesmith_settings(threads, providers)
 
     def with_threads(self, settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
         return with_threads(settings, threads)

@@ -20,6 +20,13 @@ from .base import CPU_ONLY, Held, Runtime
 
 # Bundle side: the functions below are written into each OpenVINO bundle as edgesmith_runtime.py and read only
 # numpy and openvino. edgesmith opens its own sessions through them too.
+def edgesmith_settings(threads: int, providers: Any = ("CPUExecutionProvider",)) -> dict[str, Any]:
+    """The settings edgesmith makes, the only ones open_model applies (others, such as CACHE_DIR, would write files).
+    Pinned to f32: on CPUs with bf16 (AMX, AVX512-BF16) OpenVINO would otherwise run in bf16 by default."""
+    return {"device": "CPU", "config": {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                        "INFERENCE_PRECISION_HINT": "f32"}}
+
+
 def with_threads(settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
     """A copy of `settings` with only the thread count changed (None: unchanged)."""
     import copy
@@ -36,6 +43,10 @@ def open_model(path: Path, settings: dict[str, Any], threads: int | None = None,
     import numpy as np
     import openvino as ov
 
+    shaped = isinstance(settings, dict) and isinstance(settings.get("config"), dict)
+    if not shaped or with_threads(settings, 1) != edgesmith_settings(1):
+        raise ValueError(f"session settings {settings} are not ones edgesmith makes (manifest.json edited?); re-copy the "
+                         "bundle, or rebuild it")
     settings = with_threads(settings, threads)
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(path)), settings["device"], settings["config"])
@@ -47,7 +58,7 @@ def open_model(path: Path, settings: dict[str, Any], threads: int | None = None,
     return compiled, lambda feed: np.asarray(request.infer({n: feed[n] for n in names})[port]), names, settings
 
 
-BUNDLE = (with_threads, open_model)
+BUNDLE = (edgesmith_settings, with_threads, open_model)
 
 
 class OpenVino(Runtime):
@@ -60,9 +71,7 @@ class OpenVino(Runtime):
     open_model = staticmethod(open_model)
 
     def settings(self, threads: int, providers: tuple[str, ...] = CPU_ONLY) -> dict[str, Any]:
-        """Pinned to f32: on CPUs with bf16 (AMX, AVX512-BF16) OpenVINO would otherwise run in bf16 by default."""
-        return {"device": "CPU", "config": {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                            "INFERENCE_PRECISION_HINT": "f32"}}
+        return edgesmith_settings(threads, providers)
 
     def with_threads(self, settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
         return with_threads(settings, threads)
