@@ -9,15 +9,17 @@ from typing import Any
 import numpy as np
 
 from .tasks import get
-from .tasks.base import batches
+from .tasks.base import EVAL_BATCH, batches
 from .tasks.embedding import nn_agreement, scored, spearman
 
 __all__ = ["batches", "compare", "first_rows", "nn_agreement", "outputs", "quality", "scored", "spearman"]
 
 
-def outputs(session: Any, rows: list[dict[str, Any]], tokenizer: Any, max_length: int, task: str) -> np.ndarray:
-    """Every row's output through `session`, in the layout the task's `quality` reads."""
-    return get(task).collect(session, rows, tokenizer, max_length)
+def outputs(session: Any, rows: list[dict[str, Any]], tokenizer: Any, max_length: int, task: str,
+            batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """Every row's output through `session`, `batch_size` rows a call (Runtime.texts_per_call), in the layout the
+    task's `quality` reads."""
+    return get(task).collect(session, rows, tokenizer, max_length, batch_size)
 
 
 def first_rows(rows: list[dict[str, Any]], reference: np.ndarray, n: int | None, task: str) -> tuple[list[dict[str, Any]], np.ndarray]:

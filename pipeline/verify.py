@@ -235,7 +235,14 @@ def _session(manifest: dict[str, Any]) -> str:
     # OpenVINO also reads ONNX: an OpenVINO bundle pointed at an ONNX file would run a graph no benchmark measured
     require(manifest["model_file"] == runtime.bundle_file, f"manifest.json's model_file {manifest['model_file']!r} is not "
             f"{runtime.bundle_file}, the file an edgesmith {runtime.name} bundle runs; tampered bundle, rebuild it")
-    return f"session settings are edgesmith's ({manifest['session']['runtime']}, {runtime.bundle_file})"
+    precision = manifest.get("precision")
+    require(precision in runtime.precisions, f"manifest.json's precision {shown(str(precision))} is not "
+            f"one {runtime.name} builds; tampered bundle (or another edgesmith version: rebuild it)")
+    # how many texts predict.py runs per call: as they were scored (a dynamic INT8 text's answer depends on its company)
+    require(manifest["inputs"].get("texts_per_call") == runtime.texts_per_call(precision), "manifest.json's "
+            f"inputs.texts_per_call is not {runtime.texts_per_call(precision)}, how the held-out texts were scored for "
+            f"{runtime.name} {precision}; tampered bundle, rebuild it")
+    return f"session settings are edgesmith's ({manifest['session']['runtime']}, {precision}, {runtime.bundle_file})"
 
 
 def _tokenizer(folder: Path, manifest: dict[str, Any]) -> str:

@@ -7,8 +7,9 @@ Prints one JSON line per input: the label and class probabilities, the entities 
 sentence embedding (edgesmith_task.py, generated from the task's code); with --raw, the model's float32 outputs
 exactly (the graph output manifest.json's "output" names). A text longer than the bundle's max length
 (manifest.json inputs.max_length, in tokens) is cut there, as its accuracy was measured: its line then says
-"truncated": true, and a note on stderr counts them. Texts run 32 at a time, padded to the longest of the 32, as
-the held-out texts were scored. The model is opened with manifest.json's "session" settings, the ones its
+"truncated": true, and a note on stderr counts them. Texts run as the held-out texts were scored: 32 at a time,
+padded to the longest of the 32, or one at a time (manifest.json inputs.texts_per_call) where the quantization
+scales are computed per call (ONNX Runtime's dynamic INT8), so that each text's answer is its own. The model is opened with manifest.json's "session" settings, the ones its
 benchmark was measured with; --threads changes the thread count and nothing else. edgesmith_runtime.py beside this
 file opens it: edgesmith generated it from the code its own benchmark opened the model with.
 
@@ -33,7 +34,7 @@ import numpy as np
 sys.dont_write_bytecode = True  # no __pycache__/ in the bundle: `edgesmith verify` refuses files the manifest does not list
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # edgesmith_runtime.py and edgesmith_task.py, also under `python -I` or -P
-BATCH = 32  # texts per model call: the batch the held-out texts were scored in (edgesmith.tasks.base.batches)
+BATCH = 32  # texts per model call unless manifest.json says otherwise: the batch held-out texts are scored in
 
 
 class BundleError(Exception):
@@ -197,10 +198,10 @@ def line(text: str, row: np.ndarray, encoding: Any, labels: list[str], raw: bool
 
 
 def predict_lines(model: Predictor, first: list[str], second: list[str] | None, raw: bool) -> int:
-    """Prints one JSON line per text, BATCH texts at a time; returns how many were cut at the max length."""
-    labels, cut = model.manifest.get("labels") or [], 0
-    for i in range(0, len(first), BATCH):
-        texts, pairs = first[i : i + BATCH], None if second is None else second[i : i + BATCH]
+    """Prints one JSON line per text, texts_per_call texts a call; returns how many were cut at the max length."""
+    labels, cut, step = model.manifest.get("labels") or [], 0, model.manifest["inputs"].get("texts_per_call", BATCH)
+    for i in range(0, len(first), step):
+        texts, pairs = first[i : i + step], None if second is None else second[i : i + step]
         enc = model.encodings(texts, pairs)
         for text, row, encoding in zip(texts, model.run(model.encode(texts, pairs, enc)), enc):
             print(json.dumps(line(text, row, encoding, labels, raw)))

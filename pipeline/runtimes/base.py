@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ..errors import EdgesmithError, require
+from ..tasks.base import EVAL_BATCH
 
 if TYPE_CHECKING:
     from ..config import Measurement
@@ -99,6 +100,14 @@ class Runtime(Engine):
     # classes and sentence-transformers' onnx/openvino backends look for, so they load the measured model as it is.
     bundle_file: str
     bundle_functions: tuple[Callable[..., Any], ...]  # written into bundles as edgesmith_runtime.py; open_model among them
+    # Precisions whose quantization scales come from each call's whole input (ONNX Runtime's dynamic INT8 quantizes
+    # the padded batch with one scale), so a text's outputs move with the texts run beside it: 1.8e-4 on a logit.
+    per_call_scales: tuple[str, ...] = ()
+
+    def texts_per_call(self, precision: str) -> int:
+        """Texts per model call, when held-out texts are scored and in the bundle's predict.py: one where the scales
+        are per call, so that a text's answer is its own and the device's is the one measured; else the scoring batch."""
+        return 1 if precision in self.per_call_scales else EVAL_BATCH
 
     @staticmethod
     @abstractmethod

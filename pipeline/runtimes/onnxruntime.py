@@ -87,6 +87,7 @@ class OnnxRuntime(Runtime):
     bundle_file = "model.onnx"  # optimum.onnxruntime.ONNX_WEIGHTS_NAME
     bundle_functions = BUNDLE
     open_model = staticmethod(open_model)
+    per_call_scales = ("int8-dynamic",)
 
     def settings(self, threads: int, providers: tuple[str, ...] = CPU_ONLY) -> dict[str, Any]:
         return edgesmith_settings(threads, providers)

@@ -49,26 +49,27 @@ def model_path(row: dict[str, Any], run: Path) -> Path:
 
 # 5: its profile's pairs of a quantize stage shared by every profile; 6: also at data.max_length when that is longer
 # than the profile's sequence length (longest_*), the length the budgets hold the bundle to; 7: rows' model paths
-# relative to the run folder (model_path)
-@stage("bench", BenchStageConfig, version=7)
+# relative to the run folder (model_path); 8: rows name their precision
+@stage("bench", BenchStageConfig, version=8)
 def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     threads, clamp = effective_threads(cfg.profile)
     teacher = inputs["teacher"]
     run_folder = teacher.path.parent  # every input is a stage folder of this run
 
-    def row(branch: str, name: str, runtime: str, path: Path, q: dict[str, Any], facts: dict[str, Any] | None) -> dict[str, Any]:
-        return _row(branch, name, runtime, path, run_folder, q, facts)
+    def row(branch: str, runtime: str, precision: str, path: Path, q: dict[str, Any], facts: dict[str, Any] | None) -> dict[str, Any]:
+        return _row(branch, runtime, precision, path, run_folder, q, facts)
 
     vocab = load_tokenizer(teacher.path / "model").vocab_size
     gap = hardware_gap(cfg.profile)
-    rows = [row("teacher", "pytorch-fp32", REFERENCE.name, teacher.path / "model", teacher.facts["quality"], None)]
+    rows = [_row("teacher", REFERENCE.name, "fp32", teacher.path / "model", run_folder, teacher.facts["quality"], None)
+            | {"artifact": "pytorch-fp32"}]
     for b in cfg.branches:
         export, quant = inputs[f"export-{b}"], inputs[f"quantize-{b}"]
         for runtime in cfg.profile.runtimes:
             fp32 = export.path / export.facts["files"][runtime]
-            rows.append(row(b, f"{runtime}-fp32", runtime, fp32, _fp32_quality(cfg, runtime, fp32, inputs, b), export.facts))
+            rows.append(row(b, runtime, "fp32", fp32, _fp32_quality(cfg, runtime, fp32, inputs, b), export.facts))
         for c in (c for c in quant.facts["candidates"] if (c["runtime"], c["precision"]) in cfg.profile.candidates()):
-            rows.append(row(b, f"{c['runtime']}-{c['precision']}", c["runtime"], quant.path / c["file"], c["quality"], c))
+            rows.append(row(b, c["runtime"], c["precision"], quant.path / c["file"], c["quality"], c))
     for i, r in enumerate(rows):
         progress(i, len(rows))  # one benchmark process per row: the terminal's bar and ETA
         r["latency"], settings = _measure(r, run_folder, cfg, threads, vocab, gap)
@@ -77,10 +78,10 @@ def run(cfg: BenchStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, A
     return {"rows": rows, "threads": threads, "thread_clamp": clamp, "not_measured": gap, "cpu": _cpu_name()}
 
 
-def _row(branch: str, name: str, runtime: str, path: Path, run_folder: Path, q: dict[str, Any],
+def _row(branch: str, runtime: str, precision: str, path: Path, run_folder: Path, q: dict[str, Any],
          facts: dict[str, Any] | None) -> dict[str, Any]:
-    row = {"branch": branch, "artifact": name, "runtime": runtime, "path": str(path.relative_to(run_folder)),
-           "bytes": get(runtime).bytes(path), "quality": q}
+    row = {"branch": branch, "artifact": f"{runtime}-{precision}", "runtime": runtime, "precision": precision,
+           "path": str(path.relative_to(run_folder)), "bytes": get(runtime).bytes(path), "quality": q}
     return row | {k: facts[k] for k in ("quantizer", "widened_intervals") if facts and k in facts}  # how the quantize stage built it
 
 

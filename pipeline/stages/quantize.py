@@ -34,8 +34,9 @@ class QuantizeStageConfig(Frozen):
 
 
 # 5: ORT int8-static quantizes the unfused graph; 6: fidelity_samples may choose OpenVINO INT8's SmoothQuant setting;
-# 7: OpenVINO INT8 widens negative-heavy activation intervals; 8: and says how many (widened_intervals)
-@stage("quantize", QuantizeStageConfig, version=8)
+# 7: OpenVINO INT8 widens negative-heavy activation intervals; 8: and says how many (widened_intervals); 9: ORT dynamic
+# INT8 scored one text per call (Runtime.texts_per_call), as predict.py runs it
+@stage("quantize", QuantizeStageConfig, version=9)
 def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     export = inputs["export"]
     tokenizer = load_tokenizer(inputs["shrink"].path / "model")
@@ -47,7 +48,7 @@ def run(cfg: QuantizeStageConfig, inputs: dict[str, Any], out: Path) -> dict[str
     for runtime, precision in cfg.candidates:
         path, facts = RUNTIMES[runtime].quantize_choosing(precision, export.path / export.facts["files"][runtime], out, feeds,
                                                            export.path / "model.raw.onnx", held)
-        q = _quality(runtime, path, evals, tokenizer, cfg, reference, inputs["teacher"].facts["label_names"])
+        q = _quality(runtime, precision, path, evals, tokenizer, cfg, reference, inputs["teacher"].facts["label_names"])
         drop = teacher_metric - q["metric"] if "metric" in q else None
         candidates.append({
             "precision": precision, "runtime": runtime, "file": str(path.relative_to(out)), "bytes": RUNTIMES[runtime].bytes(path),
@@ -68,11 +69,13 @@ def _calibration(data_dir: Path, tokenizer: Any, cfg: QuantizeStageConfig, names
     return feeds(rows[:n]), Held(feeds(rows[n: n + cfg.fidelity_samples]), get_task(cfg.task).output_name)
 
 
-def _quality(runtime: str, path: Path, rows: list[dict[str, Any]], tokenizer: Any, cfg: QuantizeStageConfig, reference: np.ndarray,
-             names: list[str]) -> dict[str, Any]:
-    """Quality on this machine's CPU. FP16 graphs may use kernels the CPU provider lacks: then say so."""
+def _quality(runtime: str, precision: str, path: Path, rows: list[dict[str, Any]], tokenizer: Any, cfg: QuantizeStageConfig,
+             reference: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Quality on this machine's CPU, the rows run as the bundle's predict.py runs them (one at a time where the
+    quantization scales are per call). FP16 graphs may use kernels the CPU provider lacks: then say so."""
     try:
         session = open_session(runtime, path, threads=2, output=get_task(cfg.task).output_name)
-        return quality(outputs(session, rows, tokenizer, cfg.max_length, cfg.task), rows, cfg.task, reference, names)
+        out = outputs(session, rows, tokenizer, cfg.max_length, cfg.task, RUNTIMES[runtime].texts_per_call(precision))
+        return quality(out, rows, cfg.task, reference, names)
     except Exception as err:  # onnxruntime raises bare RuntimeError/Fail subclasses for missing kernels
         return {"not_measured": f"cannot run {path.name} on this machine's CPU: {str(err).splitlines()[0][:160]}"}

@@ -13,6 +13,8 @@ import numpy as np
 
 from ..errors import require
 
+EVAL_BATCH = 32  # held-out rows per model call when they are scored, padded to the longest of them
+
 
 class Task:
     name: ClassVar[str]
@@ -107,9 +109,11 @@ class Task:
         raise NotImplementedError
 
     # ---- evaluation --------------------------------------------------------------------------------------------
-    def collect(self, session: Any, rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> np.ndarray:
-        """Every row's output through `session` (`session.run(feed) -> array`), in the layout `quality` reads."""
-        return np.concatenate([session.run(feed) for feed in batches(rows, tokenizer, max_length)])
+    def collect(self, session: Any, rows: list[dict[str, Any]], tokenizer: Any, max_length: int,
+                batch_size: int = EVAL_BATCH) -> np.ndarray:
+        """Every row's output through `session` (`session.run(feed) -> array`), `batch_size` rows a call, in the
+        layout `quality` reads."""
+        return np.concatenate([session.run(feed) for feed in batches(rows, tokenizer, max_length, batch_size)])
 
     def first_rows(self, rows: list[dict[str, Any]], reference: np.ndarray, n: int | None) -> tuple[list[dict[str, Any]], np.ndarray]:
         """The first n rows and the reference outputs for them (in `collect`'s layout)."""
@@ -140,7 +144,7 @@ class Task:
         raise NotImplementedError
 
 
-def batches(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, batch_size: int = 32) -> Iterator[dict[str, np.ndarray]]:
+def batches(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, batch_size: int = EVAL_BATCH) -> Iterator[dict[str, np.ndarray]]:
     """Tokenized batches of whole texts, padded to their longest row (real lengths, not the profile's fixed length)."""
     for i in range(0, len(rows), batch_size):
         chunk = rows[i : i + batch_size]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Task, batches, tokenize_texts, unit
+from .base import EVAL_BATCH, Task, batches, tokenize_texts, unit
 
 
 def postprocess(text: str, row: Any, encoding: Any, labels: list[str]) -> dict[str, Any]:
@@ -92,12 +92,13 @@ class Embedding(Task):
         a, b = mean_pool(out.last_hidden_state, mask), mean_pool(reference.last_hidden_state, mask)
         return (1 - F.cosine_similarity(a, b, dim=-1)).mean().item()
 
-    def collect(self, session: Any, rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> np.ndarray:
+    def collect(self, session: Any, rows: list[dict[str, Any]], tokenizer: Any, max_length: int,
+                batch_size: int = EVAL_BATCH) -> np.ndarray:
         """[rows, dim]. Scored pairs are embedded one sentence at a time, as sentence-transformers does, never as a
         tokenizer pair: every row's sentence 1, then every row's sentence 2 ([2 x rows, dim])."""
         if scored(rows):
             rows = [{"text": [r["text"][i]]} for i in (0, 1) for r in rows]
-        return np.concatenate([session.run(feed) for feed in batches(rows, tokenizer, max_length)])
+        return np.concatenate([session.run(feed) for feed in batches(rows, tokenizer, max_length, batch_size)])
 
     def first_rows(self, rows: list[dict[str, Any]], reference: np.ndarray, n: int | None) -> tuple[list[dict[str, Any]], np.ndarray]:
         if n is not None and n < len(rows) and scored(rows):

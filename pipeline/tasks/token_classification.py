@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgesmithError, require
-from .base import Task
+from .base import EVAL_BATCH, Task
 
 WORD_COLUMNS = ("tokens", "words")
 TAG_COLUMNS = ("ner_tags", "tags", "labels")
@@ -250,12 +250,13 @@ class TokenClassification(Task):
         return float((logits.argmax(-1)[keep] == label_ids[keep]).mean() * 100)
 
     # ---- evaluation --------------------------------------------------------------------------------------------
-    def collect(self, session: Any, rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> np.ndarray:
+    def collect(self, session: Any, rows: list[dict[str, Any]], tokenizer: Any, max_length: int,
+                batch_size: int = EVAL_BATCH) -> np.ndarray:
         """[rows, words, tags]: each word's logits at its first sub-token; NaN past a row's words and for words cut
         off by max_length (scored as O)."""
         per_row: list[np.ndarray] = []
-        for i in range(0, len(rows), 32):
-            chunk = [_words(r) for r in rows[i : i + 32]]
+        for i in range(0, len(rows), batch_size):
+            chunk = [_words(r) for r in rows[i : i + batch_size]]
             enc = tokenizer(chunk, is_split_into_words=True, padding=True, truncation=True, max_length=max_length,
                             return_tensors="np")
             logits = session.run({k: v.astype(np.int64) for k, v in enc.items()})

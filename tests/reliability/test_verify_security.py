@@ -439,6 +439,20 @@ def test_a_manifest_that_points_its_runtime_at_another_file_is_refused(bundle: P
     assert_refused(edgesmith("verify", bundle), "model_file 'other.onnx'", "model.onnx")
 
 
+@pytest.mark.parametrize("change, says", [
+    (lambda m: m["inputs"].update(texts_per_call=m["inputs"]["texts_per_call"] % 32 + 1), "inputs.texts_per_call is not"),
+    (lambda m: m["inputs"].pop("texts_per_call"), "inputs.texts_per_call is not"),
+    (lambda m: m.update(precision="int4"), "precision 'int4' is not one onnxruntime builds"),
+])
+def test_a_manifest_that_runs_texts_otherwise_than_they_were_scored_is_refused(bundle: Path, change, says) -> None:
+    """predict.py runs inputs.texts_per_call texts a call, as the held-out texts were scored (one for dynamic INT8,
+    whose scales span the batch): an edited count would answer differently from what was measured."""
+    manifest = manifest_of(bundle)
+    change(manifest)
+    write_manifest(bundle, manifest)
+    assert_refused(edgesmith("verify", bundle), says)
+
+
 def test_tokenizer_metadata_naming_no_file_still_verifies(bundle: Path) -> None:
     """Older tokenizer configs carry `"tokenizer_file": null`: a key that names nothing is not refused."""
     cfg = json.loads((bundle / "tokenizer_config.json").read_text())
