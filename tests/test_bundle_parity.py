@@ -189,7 +189,7 @@ def test_text_that_is_not_utf8_is_a_usage_error(bundles):
 def test_pair_bundle_predicts_each_pair_as_measured(bundles, run_out, tmp_path):
     folder = _pairs(bundles, tmp_path, True)
     done = _run(folder, "predict.py", "--pair", "--raw", "a good movie", "an awful film", "superb", "dull")
-    assert [json.loads(x)["text"] for x in done.stdout.splitlines()] == ["a good movie", "superb"]
+    assert [(json.loads(x)["text"], json.loads(x)["pair"]) for x in done.stdout.splitlines()] == [("a good movie", "an awful film"), ("superb", "dull")]
     row = bundles["onnxruntime-int8-dynamic"][1]
     measured = open_session(row["runtime"], model_path(row, run_out), settings=row["session"]["settings"])
     alone = [measured.run(encode(folder, [first], [second])) for first, second in (("a good movie", "an awful film"), ("superb", "dull"))]

@@ -4,8 +4,9 @@
     python predict.py --pair "first sentence" "second sentence" [...]   (bundles for sentence pairs)
     python predict.py --file texts.txt          (one text per line, or FIRST<TAB>SECOND with --pair; - reads stdin)
 Prints one JSON line per input: the label and class probabilities, the entities with their character spans, or the
-sentence embedding (edgesmith_task.py, generated from the task's code); with --raw, the model's float32 outputs
-exactly (the graph output manifest.json's "output" names). A text longer than the bundle's max length
+sentence embedding (edgesmith_task.py, generated from the task's code), and the second sentence as "pair" for
+pairs; with --raw, the model's float32 outputs exactly (the graph output manifest.json's "output" names; for a
+token classifier, one row per token of the text). A text longer than the bundle's max length
 (manifest.json inputs.max_length, in tokens) is cut there, as its accuracy was measured: its line then says
 "truncated": true, and a note on stderr counts them. Texts run as the held-out texts were scored: 32 at a time,
 padded to the longest of the 32, or one at a time (manifest.json inputs.texts_per_call) where the quantization
@@ -187,14 +188,15 @@ def read_texts(p: argparse.ArgumentParser, source: str, pair: bool) -> list[str]
     return [t for c in cells for t in c]
 
 
-def line(text: str, row: np.ndarray, encoding: Any, labels: list[str], raw: bool) -> dict[str, Any]:
+def line(text: str, row: np.ndarray, encoding: Any, labels: list[str], raw: bool, pair: str | None = None) -> dict[str, Any]:
     from edgesmith_task import postprocess  # generated for this bundle's task, in this folder
 
     if raw:  # float32 -> Python float -> JSON is exact: parse back as float32 to get these bits
-        out = {"text": text, "outputs": row.tolist()}
+        # a tagger's rows: the text's own tokens, not the padding its batch added
+        out = {"text": text, "outputs": (row[: len(encoding.ids)] if row.ndim == 2 else row).tolist()}
     else:
         out = postprocess(text, row, encoding, labels)  # the task's: labels, entities or the embedding
-    return out | ({"truncated": True} if encoding.overflowing else {})
+    return out | ({"pair": pair} if pair is not None else {}) | ({"truncated": True} if encoding.overflowing else {})
 
 
 def predict_lines(model: Predictor, first: list[str], second: list[str] | None, raw: bool) -> int:
@@ -203,8 +205,8 @@ def predict_lines(model: Predictor, first: list[str], second: list[str] | None, 
     for i in range(0, len(first), step):
         texts, pairs = first[i : i + step], None if second is None else second[i : i + step]
         enc = model.encodings(texts, pairs)
-        for text, row, encoding in zip(texts, model.run(model.encode(texts, pairs, enc)), enc):
-            print(json.dumps(line(text, row, encoding, labels, raw)))
+        for j, (row, encoding) in enumerate(zip(model.run(model.encode(texts, pairs, enc)), enc)):
+            print(json.dumps(line(texts[j], row, encoding, labels, raw, None if pairs is None else pairs[j])))
             cut += bool(encoding.overflowing)
     return cut
 
