@@ -192,8 +192,8 @@ def line(text: str, row: np.ndarray, encoding: Any, labels: list[str], raw: bool
     from edgesmith_task import postprocess  # generated for this bundle's task, in this folder
 
     if raw:  # float32 -> Python float -> JSON is exact: parse back as float32 to get these bits
-        # a tagger's rows: the text's own tokens, not the padding its batch added
-        out = {"text": text, "outputs": (row[: len(encoding.ids)] if row.ndim == 2 else row).tolist()}
+        # a tagger's rows: the text's own tokens (padding is on the right), not the padding its batch added
+        out = {"text": text, "outputs": (row[: sum(encoding.attention_mask)] if row.ndim == 2 else row).tolist()}
     else:
         out = postprocess(text, row, encoding, labels)  # the task's: labels, entities or the embedding
     return out | ({"pair": pair} if pair is not None else {}) | ({"truncated": True} if encoding.overflowing else {})
