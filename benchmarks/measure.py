@@ -75,7 +75,10 @@ def latency(entries: list[dict[str, Any]], plan: Plan, log: Any) -> None:
 
 def quality(entries: list[dict[str, Any]], suites: dict[str, dict[str, Any]]) -> None:
     """Quality on the suite's held-out rows, the same code for every artifact: accuracy (%) on SST-2 dev with the
-    paired standard error of the drop against the teacher; Spearman x100 on STS-B dev pairs."""
+    paired standard error of the drop against the teacher; Spearman x100 on STS-B dev pairs. Every artifact, the
+    peers' included, is scored 32 rows a call, the protocol of every page in docs/ so far; the product scores ONNX
+    Runtime's dynamic INT8 one text a call (Runtime.texts_per_call), as its bundles run it, which moves a logit by
+    about 1e-4 (not re-measured here)."""
     from edgesmith.evaluate import outputs
     from edgesmith.evaluate import quality as score
     from edgesmith.runtimes import open_session

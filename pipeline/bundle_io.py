@@ -71,3 +71,16 @@ def open_bundle_session(folder: Path, threads: int | None = None) -> Session:
     require(output == get_task(manifest.get("task")).output_name,
             f"{folder}: manifest.json names output {output!r}, not its task's; rebuild the bundle")
     return RUNTIMES[runtime].open_bundle(folder / manifest["model_file"], settings, threads, output)
+
+
+def run_as_predict(session: Session, folder: Path, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+    """`session`'s outputs for `texts`, run as the bundle's predict.py runs them: manifest inputs.texts_per_call texts
+    a call (one for ONNX Runtime's dynamic INT8, whose scales span the call's padded batch). A tagger's per-token
+    outputs are padded with zeros to the longest of all the texts, as Predictor.predict pads them."""
+    per_call = read_manifest(folder)["inputs"]["texts_per_call"]
+    require(type(per_call) is int and per_call >= 1, f"{folder}: manifest.json's inputs.texts_per_call is not a whole "
+            "number; rebuild the bundle")
+    outs = [np.asarray(session.run(encode(folder, texts[i : i + per_call], None if pairs is None else pairs[i : i + per_call])))
+            for i in range(0, len(texts), per_call)]
+    width = max(o.shape[1] for o in outs) if outs[0].ndim == 3 else 0
+    return np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[1]), (0, 0))) if o.ndim == 3 else o for o in outs])

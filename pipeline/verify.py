@@ -239,7 +239,8 @@ def _session(manifest: dict[str, Any]) -> str:
     require(precision in runtime.precisions, f"manifest.json's precision {shown(str(precision))} is not "
             f"one {runtime.name} builds; tampered bundle (or another edgesmith version: rebuild it)")
     # how many texts predict.py runs per call: as they were scored (a dynamic INT8 text's answer depends on its company)
-    require(manifest["inputs"].get("texts_per_call") == runtime.texts_per_call(precision), "manifest.json's "
+    per_call = manifest["inputs"].get("texts_per_call")
+    require(type(per_call) is int and per_call == runtime.texts_per_call(precision), "manifest.json's "
             f"inputs.texts_per_call is not {runtime.texts_per_call(precision)}, how the held-out texts were scored for "
             f"{runtime.name} {precision}; tampered bundle, rebuild it")
     return f"session settings are edgesmith's ({manifest['session']['runtime']}, {precision}, {runtime.bundle_file})"
@@ -365,10 +366,10 @@ def _reference(folder: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
 
 def _run_model(folder: Path, texts: list[str], pairs: list[str] | None) -> np.ndarray:
     """The bundle's model through edgesmith's runtimes, tokenized as predict.py tokenizes (bundle_io)."""
-    from .bundle_io import encode, open_bundle_session
+    from .bundle_io import open_bundle_session, run_as_predict
 
     try:
-        return np.asarray(open_bundle_session(folder, threads=1).run(encode(folder, texts, pairs)))
+        return run_as_predict(open_bundle_session(folder, threads=1), folder, texts, pairs)
     except EdgesmithError:
         raise
     except Exception as err:  # untrusted model and tokenizer files: each runtime raises its own exception types

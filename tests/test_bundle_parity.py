@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from edgesmith.artifacts import Artifact
-from edgesmith.bundle_io import encode, open_bundle_session
+from edgesmith.bundle_io import encode, open_bundle_session, run_as_predict
 from edgesmith.cli import main
 from edgesmith.errors import EdgesmithError
 from edgesmith.registry import STAGES
@@ -115,7 +115,9 @@ def test_predict_py_reproduces_the_benchmark_session_bit_for_bit(bundles, run_ou
     assert np.array_equal(got, want)
     ref = json.loads((folder / "reference.json").read_text())
     assert ref["session"] == row["session"]["settings"]
-    assert np.array_equal(np.asarray(ref["expected"], dtype=np.float32), measured.run(encode(folder, ref["texts"], ref["pairs"])))
+    # reference.json (what verify reproduces) holds the outputs as predict.py makes them, texts_per_call texts a call
+    assert np.array_equal(np.asarray(ref["expected"], dtype=np.float32), run_as_predict(measured, folder, ref["texts"], ref["pairs"]))
+    assert np.array_equal(_raw(_run(folder, "predict.py", "--raw", *ref["texts"]).stdout), np.asarray(ref["expected"], dtype=np.float32))
 
 
 @pytest.mark.parametrize("name", SHIPPABLE)
@@ -296,8 +298,8 @@ def test_predict_py_reads_pairs_from_a_file_one_tab_each(bundles, tmp_path):
 
 
 @pytest.mark.parametrize("damage, says", [
-    (lambda f: (f / "model.onnx").write_bytes((f / "model.onnx").read_bytes()[:-100]), "model.onnx does not match its sha256"),
-    (lambda f: (f / "tokenizer.json").unlink(), "tokenizer.json is missing"),
+    (lambda f: (f / "model.onnx").write_bytes((f / "model.onnx").read_bytes()[:-100]), "'model.onnx' does not match its sha256"),
+    (lambda f: (f / "tokenizer.json").unlink(), "'tokenizer.json' is missing"),
     (lambda f: (f / "manifest.json").write_text("{"), "manifest.json is unreadable"),
     (lambda f: (f / "manifest.json").unlink(), "manifest.json is unreadable"),
 ])
@@ -355,3 +357,38 @@ def test_a_dynamic_int8_texts_answer_does_not_depend_on_the_texts_beside_it(bund
     alone = _raw(_run(folder, "predict.py", "--raw", TEXTS[1]).stdout)
     among = _raw(_run(folder, "predict.py", "--raw", *TEXTS).stdout)
     assert np.array_equal(alone[0], among[1])
+
+
+def test_the_quantize_stage_scores_dynamic_int8_one_text_per_call(monkeypatch):
+    """The accuracy the bundle stage judges is scored as the bundle's predict.py runs each precision."""
+    from edgesmith.stages import quantize
+
+    seen = []
+    monkeypatch.setattr(quantize, "open_session", lambda *a, **k: object())
+    monkeypatch.setattr(quantize, "outputs", lambda session, rows, tokenizer, n, task, per_call: seen.append(per_call))
+    monkeypatch.setattr(quantize, "quality", lambda *a: {"metric": 1.0})
+    cfg = quantize.QuantizeStageConfig(candidates=(), calibration_samples=1, fidelity_samples=0, task="classification", max_length=8)
+    for runtime, precision in [("onnxruntime", "int8-dynamic"), ("onnxruntime", "int8-static"), ("openvino", "int8-static")]:
+        quantize._quality(runtime, precision, Path("model"), [], None, cfg, np.zeros(1), [])
+    assert seen == [1, 32, 32]
+
+
+def test_predictor_predict_runs_as_predict_py_does(bundles):
+    """Code that imports Predictor (as bench.py does) gets the texts_per_call runs too."""
+    folder = bundles["onnxruntime-int8-dynamic"][0]
+    script = "import json, sys\nfrom predict import Predictor\nprint(json.dumps(Predictor().predict(sys.argv[1:]).tolist()))"
+    got = np.asarray(json.loads(_run(folder, "-c", script, *TEXTS).stdout), dtype=np.float32)
+    assert np.array_equal(got, _raw(_run(folder, "predict.py", "--raw", *TEXTS).stdout))
+
+
+@pytest.mark.parametrize("name", ["onnxruntime-fp32", "openvino-fp32"])
+def test_a_thread_count_recorded_on_a_bigger_machine_is_clamped_with_a_note(bundles, tmp_path, name):
+    """A mobile-cpu bundle (4 threads) on a 2-core board: more threads than cores only wait on each other, as the
+    bench stage's own clamp says; predict.py had applied the recorded count as it was."""
+    cores = os.cpu_count() or 1
+    key = (lambda s: s["config"]) if name.startswith("openvino") else (lambda s: s)
+    thread_key = "INFERENCE_NUM_THREADS" if name.startswith("openvino") else "intra_op_num_threads"
+    folder = _edited(bundles, name, tmp_path, lambda m: key(m["session"]["settings"]).update({thread_key: cores + 6}))
+    done = _run(folder, "-c", READBACK)
+    assert f"note: {cores + 6} threads recorded, {cores} cores here; running on {cores}" in done.stderr
+    assert key(json.loads(done.stdout)["settings"])[thread_key] == cores

@@ -92,6 +92,8 @@ def test_settings_are_json_made_here_and_threads_change_nothing_else(name: str) 
     assert rt.with_threads(settings, 5) == rt.settings(5) and rt.with_threads(settings, None) == settings
     assert settings == rt.settings(3)  # with_threads copied, never changed its argument
     assert not rt.made_here(settings | {"optimized_model_filepath": "x.onnx"}) and not rt.made_here(None)
+    # a thread count that is not a whole number from 1 to 1024 (True == 1 and 1.0 == 1 in Python) is not edgesmith's
+    assert not any(rt.made_here(rt.settings(n)) for n in (0, -1, 1.0, True, "2", 100000, None))
 
 
 @pytest.mark.parametrize("name", RUNTIMES)
@@ -114,7 +116,7 @@ def test_generated_module_runs_without_edgesmith_and_gives_the_same_bits(name: s
     rt = get(name)
     (module,) = generate([("edgesmith_runtime.py", rt.bundle_functions)]).values()
     assert generate([("edgesmith_runtime.py", rt.bundle_functions)])["edgesmith_runtime.py"] == module  # same bytes each time
-    assert _imports(module) <= {"__future__", "copy", "sys", "numpy", *rt.modules}
+    assert _imports(module) <= {"__future__", "copy", "os", "sys", "numpy", *rt.modules}  # the standard library, numpy, the runtime
     (tmp_path / "edgesmith_runtime.py").write_bytes(module)
     for f in rt.files(converted[name]):
         (tmp_path / f"model{f.suffix}").write_bytes(f.read_bytes())

@@ -17,7 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as err:
+    sys.exit(f"bench.py: error: this bundle needs the Python package 'numpy' ({err}): pip install numpy")
 
 sys.dont_write_bytecode = True  # no __pycache__/ in the bundle: `edgesmith verify` refuses files the manifest does not list
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # predict.py beside it, also under `python -I` or -P

@@ -30,12 +30,15 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as err:  # before anything else: the one package every bundle needs
+    sys.exit(f"{Path(sys.argv[0]).name}: error: this bundle needs the Python package 'numpy' ({err}): pip install numpy")
 
 sys.dont_write_bytecode = True  # no __pycache__/ in the bundle: `edgesmith verify` refuses files the manifest does not list
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # edgesmith_runtime.py and edgesmith_task.py, also under `python -I` or -P
-BATCH = 32  # texts per model call unless manifest.json says otherwise: the batch held-out texts are scored in
+PACKAGES = ("numpy", "tokenizers", "onnxruntime", "openvino")  # what a bundle imports besides its own modules
 
 
 class BundleError(Exception):
@@ -62,12 +65,12 @@ def check_files(folder: Path, manifest: dict[str, Any]) -> None:
     for name, digest in sorted(files.items()):
         parts = PurePosixPath(name).parts
         if not parts or PurePosixPath(name).is_absolute() or ".." in parts:
-            raise BundleError(f"manifest.json lists {name!r}, outside the bundle folder; re-copy the bundle, or rebuild it")
+            raise BundleError(f"manifest.json lists {ascii(name)}, outside the bundle folder; re-copy the bundle, or rebuild it")
         if not (folder / name).is_file():
-            raise BundleError(f"{name} is missing from {folder}; re-copy the bundle")
+            raise BundleError(f"{ascii(name)} is missing from {folder}; re-copy the bundle")
         if _sha256(folder / name) != digest:
-            raise BundleError(f"{name} does not match its sha256 in manifest.json (changed or cut short since the build); "
-                              "re-copy the bundle")
+            raise BundleError(f"{ascii(name)} does not match its sha256 in manifest.json (changed or cut short since the "
+                              "build); re-copy the bundle")
 
 
 def _sha256(path: Path) -> str:
@@ -94,6 +97,10 @@ class Predictor:
         from edgesmith_runtime import open_model  # generated for this bundle's runtime, in this folder; checked above
 
         spec = self.manifest["inputs"]
+        self.per_call = spec.get("texts_per_call")
+        if type(self.per_call) is not int or self.per_call < 1:
+            raise BundleError("manifest.json has no inputs.texts_per_call (an older edgesmith built it, or it was edited); "
+                              "rebuild the bundle")
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(spec["max_length"])
         self.tokenizer.enable_padding(pad_id=spec["pad_token_id"], pad_token=spec["pad_token"])
@@ -112,10 +119,18 @@ class Predictor:
                   "token_type_ids": [e.type_ids for e in enc]}
         return {n: np.asarray(arrays[n], dtype=np.int64) for n in self.names}
 
+    def calls(self, texts: list[str], pairs: list[str] | None = None) -> Any:
+        """(texts, pairs, encodings, outputs) of each model call, texts_per_call texts a call, as they were scored."""
+        for i in range(0, len(texts), self.per_call):
+            t, p = texts[i : i + self.per_call], None if pairs is None else pairs[i : i + self.per_call]
+            enc = self.encodings(t, p)
+            yield t, p, enc, self.run(self.encode(t, p, enc))
+
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        """Logits [n, classes] or [n, tokens, tags], or embeddings [n, dim], float32 (at most BATCH texts: a token
-        classifier's rows are as long as the longest text)."""
-        return self.run(self.encode(texts, pairs))
+        """Logits [n, classes] or [n, tokens, tags] (zeros past a text's tokens), or embeddings [n, dim], float32."""
+        outs = [out for *_, out in self.calls(texts, pairs)]
+        width = max(o.shape[1] for o in outs) if outs[0].ndim == 3 else 0
+        return np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[1]), (0, 0))) if o.ndim == 3 else o for o in outs])
 
 
 def split(p: argparse.ArgumentParser, texts: list[str], pair: bool, text_pairs: bool) -> tuple[list[str], list[str] | None]:
@@ -171,7 +186,7 @@ def read_texts(p: argparse.ArgumentParser, source: str, pair: bool) -> list[str]
     """--file: one text per line (FIRST<TAB>SECOND with --pair), flattened as argv gives them; '-' reads stdin."""
     try:
         raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of the first text
     except OSError as err:
         p.exit(2, f"{p.prog}: error: --file {source}: {err.strerror or err}; pass a readable file, or - for stdin\n")
     except UnicodeDecodeError as err:
@@ -201,11 +216,9 @@ def line(text: str, row: np.ndarray, encoding: Any, labels: list[str], raw: bool
 
 def predict_lines(model: Predictor, first: list[str], second: list[str] | None, raw: bool) -> int:
     """Prints one JSON line per text, texts_per_call texts a call; returns how many were cut at the max length."""
-    labels, cut, step = model.manifest.get("labels") or [], 0, model.manifest["inputs"].get("texts_per_call", BATCH)
-    for i in range(0, len(first), step):
-        texts, pairs = first[i : i + step], None if second is None else second[i : i + step]
-        enc = model.encodings(texts, pairs)
-        for j, (row, encoding) in enumerate(zip(model.run(model.encode(texts, pairs, enc)), enc)):
+    labels, cut = model.manifest.get("labels") or [], 0
+    for texts, pairs, enc, out in model.calls(first, second):
+        for j, (row, encoding) in enumerate(zip(out, enc)):
             print(json.dumps(line(texts[j], row, encoding, labels, raw, None if pairs is None else pairs[j])))
             cut += bool(encoding.overflowing)
     return cut
@@ -243,8 +256,15 @@ def reporting(p: argparse.ArgumentParser, work: Any) -> Any:
         return work()
     except BundleError as err:
         p.exit(1, f"{p.prog}: error: {err}\n")
-    except ModuleNotFoundError as err:  # the device lacks a package the bundle runs on
-        p.exit(1, f"{p.prog}: error: this bundle needs the Python package {err.name!r}: pip install {err.name}\n")
+    except ImportError as err:
+        package = (err.name or "").split(".")[0]
+        if package not in PACKAGES:  # one of the bundle's own modules (checked above) or a library's dependency
+            p.exit(1, f"{p.prog}: error: {ascii(err.name)} did not import ({_first_line(err)}); re-copy the bundle, or "
+                      "reinstall the runtime\n")
+        how = "this bundle needs the Python package" if isinstance(err, ModuleNotFoundError) else "could not load the Python package"
+        p.exit(1, f"{p.prog}: error: {how} {package!r}: pip install {package}\n")
+    except OSError as err:  # the output (a full disk, a closed file) or a file of the bundle
+        p.exit(1, f"{p.prog}: error: {err.strerror or _first_line(err)}{f' ({err.filename})' if err.filename else ''}\n")
     except Exception as err:  # the runtime's or the tokenizer's own error on a file of the bundle: no traceback
         p.exit(1, f"{p.prog}: error: the bundle did not run ({type(err).__name__}: {_first_line(err)}); "
                   "re-copy the bundle, or check it with `edgesmith verify`\n")

@@ -24,10 +24,19 @@ FLOAT = 1  # onnx.TensorProto.FLOAT: fused ops (com.microsoft domain) defeat sha
 # Bundle side: the functions below are written into each ONNX Runtime bundle as edgesmith_runtime.py and read only
 # numpy and onnxruntime. edgesmith opens its own sessions through them too.
 def edgesmith_settings(threads: int, providers: Any = ("CPUExecutionProvider",)) -> dict[str, Any]:
-    """The session settings edgesmith makes, the only ones open_model applies (each is set on SessionOptions by name:
-    others, such as optimized_model_filepath, would write files)."""
+    """The session settings edgesmith makes."""
     return {"intra_op_num_threads": threads, "inter_op_num_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL",
             "providers": list(providers)}
+
+
+def is_edgesmiths(settings: Any) -> bool:
+    """Whether `settings` are edgesmith_settings(n, providers) for a whole thread count n (1 to 1024) and a providers
+    list: the only settings open_model applies. Each is set on SessionOptions by name, and others, such as
+    optimized_model_filepath or enable_profiling, would write files."""
+    if not isinstance(settings, dict) or not isinstance(settings.get("providers"), list):
+        return False
+    n = settings.get("intra_op_num_threads")
+    return type(n) is int and 1 <= n <= 1024 and settings == edgesmith_settings(n, settings["providers"])
 
 
 def with_threads(settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
@@ -56,12 +65,19 @@ def open_model(path: Path, settings: dict[str, Any], threads: int | None = None,
     """(InferenceSession, run(feed) -> float32 array, input names, settings applied). Every setting is applied as
     recorded (the optimization level by its enum name); `threads` replaces only intra_op_num_threads. run returns
     the graph output named `output` (None: the graph's only output)."""
+    import os
+    import sys
+
     import onnxruntime as ort
 
-    if not isinstance(settings, dict) or with_threads(settings, 1) != edgesmith_settings(1, settings.get("providers", ())):
+    if not is_edgesmiths(settings):
         raise ValueError(f"session settings {settings} are not ones edgesmith makes (manifest.json edited?); re-copy the "
                          "bundle, or rebuild it")
     settings = with_threads(settings, threads)
+    cores = os.cpu_count() or 1
+    if settings["intra_op_num_threads"] > cores:  # recorded on a machine with more cores: more threads only wait
+        print(f"note: {settings['intra_op_num_threads']} threads recorded, {cores} cores here; running on {cores}", file=sys.stderr)
+        settings["intra_op_num_threads"] = cores
     settings["providers"] = usable_providers(settings["providers"])
     opts = ort.SessionOptions()
     for key, value in settings.items():
@@ -75,7 +91,7 @@ def open_model(path: Path, settings: dict[str, Any], threads: int | None = None,
     return sess, lambda feed: sess.run(fetch, {n: feed[n] for n in names})[0], names, settings
 
 
-BUNDLE = (edgesmith_settings, with_threads, usable_providers, open_model)
+BUNDLE = (edgesmith_settings, is_edgesmiths, with_threads, usable_providers, open_model)
 
 
 class OnnxRuntime(Runtime):
@@ -87,6 +103,7 @@ class OnnxRuntime(Runtime):
     bundle_file = "model.onnx"  # optimum.onnxruntime.ONNX_WEIGHTS_NAME
     bundle_functions = BUNDLE
     open_model = staticmethod(open_model)
+    made_here = staticmethod(is_edgesmiths)
     per_call_scales = ("int8-dynamic",)
 
     def settings(self, threads: int, providers: tuple[str, ...] = CPU_ONLY) -> dict[str, Any]:

@@ -21,10 +21,18 @@ from .base import CPU_ONLY, Held, Runtime
 # Bundle side: the functions below are written into each OpenVINO bundle as edgesmith_runtime.py and read only
 # numpy and openvino. edgesmith opens its own sessions through them too.
 def edgesmith_settings(threads: int, providers: Any = ("CPUExecutionProvider",)) -> dict[str, Any]:
-    """The settings edgesmith makes, the only ones open_model applies (others, such as CACHE_DIR, would write files).
-    Pinned to f32: on CPUs with bf16 (AMX, AVX512-BF16) OpenVINO would otherwise run in bf16 by default."""
+    """The settings edgesmith makes. Pinned to f32: on CPUs with bf16 (AMX, AVX512-BF16) OpenVINO would otherwise run
+    in bf16 by default."""
     return {"device": "CPU", "config": {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
                                         "INFERENCE_PRECISION_HINT": "f32"}}
+
+
+def is_edgesmiths(settings: Any) -> bool:
+    """Whether `settings` are edgesmith_settings(n) for a whole thread count n (1 to 1024): the only settings open_model
+    applies (others, such as CACHE_DIR, would write files)."""
+    config = settings.get("config") if isinstance(settings, dict) else None
+    n = config.get("INFERENCE_NUM_THREADS") if isinstance(config, dict) else None
+    return type(n) is int and 1 <= n <= 1024 and settings == edgesmith_settings(n)
 
 
 def with_threads(settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
@@ -40,14 +48,21 @@ def with_threads(settings: dict[str, Any], threads: int | None) -> dict[str, Any
 def open_model(path: Path, settings: dict[str, Any], threads: int | None = None, output: str | None = None) -> tuple[Any, Callable[[dict[str, np.ndarray]], np.ndarray], list[str], dict[str, Any]]:
     """(CompiledModel, run(feed) -> float32 array, input names, settings applied); `threads` replaces only
     INFERENCE_NUM_THREADS. run returns the graph output named `output` (None: the graph's only output)."""
+    import os
+    import sys
+
     import numpy as np
     import openvino as ov
 
-    shaped = isinstance(settings, dict) and isinstance(settings.get("config"), dict)
-    if not shaped or with_threads(settings, 1) != edgesmith_settings(1):
+    if not is_edgesmiths(settings):
         raise ValueError(f"session settings {settings} are not ones edgesmith makes (manifest.json edited?); re-copy the "
                          "bundle, or rebuild it")
     settings = with_threads(settings, threads)
+    cores = os.cpu_count() or 1
+    if settings["config"]["INFERENCE_NUM_THREADS"] > cores:  # recorded on a machine with more cores: more threads only wait
+        print(f"note: {settings['config']['INFERENCE_NUM_THREADS']} threads recorded, {cores} cores here; running on {cores}",
+              file=sys.stderr)
+        settings["config"]["INFERENCE_NUM_THREADS"] = cores
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(path)), settings["device"], settings["config"])
     request = compiled.create_infer_request()
@@ -58,7 +73,7 @@ def open_model(path: Path, settings: dict[str, Any], threads: int | None = None,
     return compiled, lambda feed: np.asarray(request.infer({n: feed[n] for n in names})[port]), names, settings
 
 
-BUNDLE = (edgesmith_settings, with_threads, open_model)
+BUNDLE = (edgesmith_settings, is_edgesmiths, with_threads, open_model)
 
 
 class OpenVino(Runtime):
@@ -69,6 +84,7 @@ class OpenVino(Runtime):
     bundle_file = "openvino_model.xml"  # optimum.intel.openvino.OV_XML_FILE_NAME; the weights: openvino_model.bin
     bundle_functions = BUNDLE
     open_model = staticmethod(open_model)
+    made_here = staticmethod(is_edgesmiths)
 
     def settings(self, threads: int, providers: tuple[str, ...] = CPU_ONLY) -> dict[str, Any]:
         return edgesmith_settings(threads, providers)

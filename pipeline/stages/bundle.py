@@ -20,7 +20,7 @@ import numpy as np
 from .. import runtimes
 from ..artifacts import file_hashes, library_versions
 from ..bundle_code import hf_files, write_code
-from ..bundle_io import REFERENCE_BYTES, REFERENCE_CHARS, REFERENCE_ROWS, encode, open_bundle_session
+from ..bundle_io import REFERENCE_BYTES, REFERENCE_CHARS, REFERENCE_ROWS, encode, open_bundle_session, run_as_predict
 from ..config import BenchConfig, Budgets, Frozen, Profile, Task
 from ..confirm import ROUNDS, alternative, confirm, needed
 from ..errors import EdgesmithError
@@ -229,7 +229,9 @@ def _write_reference(folder: Path, student_dir: Path, rows: list[dict[str, Any]]
     pairs = [r["text"][1][:REFERENCE_CHARS] for r in rows] if text_pairs else None
     feed = encode(folder, texts, pairs)
     session = open_bundle_session(folder)
-    torch_out, expected = np.asarray(TorchModelSession(load_model(student_dir), cfg.task).run(feed)), session.run(feed)
+    # the bundle's outputs as predict.py makes them (texts_per_call texts a call); PyTorch's in one batch
+    torch_out = np.asarray(TorchModelSession(load_model(student_dir), cfg.task).run(feed))
+    expected = run_as_predict(session, folder, texts, pairs)
     # verify's check 8, here: a bundle that `edgesmith verify` would refuse is never written as finished.
     ok, fidelity = get_task(cfg.task).fidelity(expected, torch_out)
     if not ok:

@@ -442,6 +442,8 @@ def test_a_manifest_that_points_its_runtime_at_another_file_is_refused(bundle: P
 @pytest.mark.parametrize("change, says", [
     (lambda m: m["inputs"].update(texts_per_call=m["inputs"]["texts_per_call"] % 32 + 1), "inputs.texts_per_call is not"),
     (lambda m: m["inputs"].pop("texts_per_call"), "inputs.texts_per_call is not"),
+    (lambda m: m["inputs"].update(texts_per_call=float(m["inputs"]["texts_per_call"])), "inputs.texts_per_call is not"),
+    (lambda m: m["session"]["settings"].update(intra_op_num_threads=100000), "session settings are not ones edgesmith makes"),
     (lambda m: m.update(precision="int4"), "precision 'int4' is not one onnxruntime builds"),
 ])
 def test_a_manifest_that_runs_texts_otherwise_than_they_were_scored_is_refused(bundle: Path, change, says) -> None:
