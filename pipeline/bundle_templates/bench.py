@@ -6,7 +6,8 @@ opens it (--threads changes the thread count and nothing else). Prints the setti
 latency (ms) and throughput (sequences/s), as one JSON line. Without --seq, where the bundle accepts longer inputs
 than the profile's sequence length (manifest.json's inputs.max_length), "longest" holds p50/p90 at that length too:
 the figures the profile's p90 budget was held to. The bundle's files are checked against manifest.json's sha256
-first, as predict.py checks them.
+first, as predict.py checks them. --batch B times calls of B texts; a bundle whose manifest says texts_per_call 1
+(ONNX Runtime dynamic INT8) is run by predict.py one text a call, so for it batch 1 is the figure that applies.
 """
 
 from __future__ import annotations
