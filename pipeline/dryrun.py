@@ -30,7 +30,7 @@ QUICKSTART_PARAMS = 22.7e6
 DISTILL_STEP_S = 0.33  # one optimizer step at batch 32, seq 128 (552 steps in 168-200 s)
 STRUCTURED_PRUNE_S = 3.0  # Fisher scores on 256 samples
 FIT_PRUNE_S = 60.0  # prune.structured.fit_profile: a latency curve of about ten ratios
-QUANTIZE_PAIR_S = 6.0  # one (runtime, precision) candidate: 11-19 s for 2-3 pairs
+QUANTIZE_PAIR_S = 9.0  # one (runtime, precision) candidate: 11-19 s for 2-3 pairs; 27 s for 3 with dynamic INT8 scored a text a call (2026-12-07)
 BENCH_ROW_S = 1.0, 2.5  # one benchmark process: starting it, and 100 iterations (47-54 s for 13-16 rows)
 
 
