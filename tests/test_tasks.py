@@ -209,6 +209,28 @@ def test_the_bundles_predict_prints_entities_with_character_spans(ner_run):
     assert np.asarray(json.loads(raw.stdout)["outputs"]).shape[-1] == 4  # per token, one logit per tag
 
 
+def test_a_one_text_a_call_taggers_reference_leaves_padding_out(ner_run, tmp_path):
+    """A dynamic INT8 tagger runs a text a call, so its outputs past a short text's end are zero padding where
+    PyTorch's batch computed logits; the bundle stage once counted those positions and refused good bundles
+    (78.4% tag agreement, CI 2026-12-07). Verify leaves padding out; so must the build."""
+    import shutil
+    from types import SimpleNamespace
+
+    from edgesmith.stages.bundle import _write_reference
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(next((ner_run / "08-bundle-tiny-ort").glob("edgesmith-*/")), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["inputs"]["texts_per_call"] = 1
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    texts = json.loads((folder / "reference.json").read_text())["texts"]
+    assert len({len(t.split()) for t in texts}) > 1, "the case needs texts of different lengths"
+    student = ner_run / ("01-teacher" if manifest["branch"] == "unpruned" else f"04-shrink-{manifest['branch']}") / "model"
+    _write_reference(folder, student, [{"text": [t]} for t in texts], SimpleNamespace(task="token-classification"), False)
+    expected = np.asarray(json.loads((folder / "reference.json").read_text())["expected"])
+    assert (expected == 0).all(-1).any(), "one-a-call outputs carry zero padding"
+
+
 def test_augmentation_is_refused_for_token_tags_before_any_work(tmp_path, tagged_data):
     from edgesmith.cli import main
 

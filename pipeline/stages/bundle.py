@@ -233,7 +233,8 @@ def _write_reference(folder: Path, student_dir: Path, rows: list[dict[str, Any]]
     torch_out = np.asarray(TorchModelSession(load_model(student_dir), cfg.task).run(feed))
     expected = run_as_predict(session, folder, texts, pairs)
     # verify's check 8, here: a bundle that `edgesmith verify` would refuse is never written as finished.
-    ok, fidelity = get_task(cfg.task).fidelity(expected, torch_out)
+    # padding left out, as verify leaves it out: one-a-call outputs are zero-padded where PyTorch computed logits
+    ok, fidelity = get_task(cfg.task).fidelity(expected, torch_out, feed.get("attention_mask"))
     if not ok:
         raise EdgesmithError(f"the chosen model's outputs on the reference texts are too far from PyTorch ({fidelity}), so "
                              "edgesmith verify would refuse the bundle; this is a build defect: report it with the run folder")
