@@ -162,7 +162,7 @@ def test_a_bundle_verify_would_refuse_is_never_written(clean_run: Path, inputs: 
     shutil.copytree(clean_run, out)
     shutil.rmtree(out / "08-bundle-tiny")
     bench = sha256_file(out / "07-bench-tiny" / MANIFEST)
-    monkeypatch.setattr(Classification, "fidelity", lambda self, got, pytorch: (False, "0% class agreement with PyTorch"))
+    monkeypatch.setattr(Classification, "fidelity", lambda self, got, pytorch, mask=None: (False, "0% class agreement with PyTorch"))
     assert main(["run", str(inputs / "recipe.yaml"), "--out", str(out)]) == 2
     assert "(0% class agreement with PyTorch), so edgesmith verify would refuse the bundle" in capsys.readouterr().err
     assert not (out / "08-bundle-tiny").exists() and not list(out.glob(".*.tmp"))
