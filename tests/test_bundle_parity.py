@@ -7,7 +7,6 @@ device runs it (its own process, cwd = the bundle), gives bit for bit the output
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -18,16 +17,13 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from conftest import ship
 
-from edgesmith.artifacts import Artifact
 from edgesmith.bundle_io import encode, open_bundle_session, run_as_predict
 from edgesmith.cli import main
 from edgesmith.errors import EdgesmithError
-from edgesmith.registry import STAGES
 from edgesmith.runtimes import open_session, session_settings
 from edgesmith.stages.bench import model_path
-from edgesmith.stages.bundle import BundleStageConfig
-from edgesmith.stages.data import without_unlabeled
 
 EVERY_PAIR = ("description: every runtime and precision\nthreads: 1\nseq_len: 16\n"
               "runtimes: {onnxruntime: [fp32, fp16, int8-dynamic, int8-static], openvino: [fp32, fp16, int8-static]}\n")
@@ -72,27 +68,21 @@ def run_out(tmp_path_factory, tiny_bert, tiny_data) -> Path:
     return root / "out"
 
 
+def _ship_every_pair(run_out: Path, tmp_path_factory, branch: str) -> dict[str, tuple[Path, dict]]:
+    """artifact name -> (bundle folder, its bench row): each of the branch's artifacts shipped by the bundle stage."""
+    return {name: ship(run_out, "all", branch, name, tmp_path_factory.mktemp(f"{branch}-{name}")) for name in SHIPPABLE}
+
+
 @pytest.fixture(scope="module")
 def bundles(run_out, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
-    """artifact name -> (bundle folder, its bench row): the bundle stage run on the run's own inputs, with a bench
-    table holding the teacher and that one artifact, so that it is the one shipped."""
-    stage = json.loads((run_out / "08-bundle-all" / "manifest.json").read_text())
-    stages = [Artifact.open(folder) for folder in run_out.glob("0*")]
-    views = [without_unlabeled(a) for a in stages if a.path.name == "00-data"]  # the data as the bundle stage reads it
-    by_digest = {a.digest: a for a in stages + views}
-    inputs = {k: by_digest[d] for k, d in stage["parents"].items()}
-    cfg = BundleStageConfig.model_validate(stage["config"])
-    bench = inputs["bench"]
-    teacher = next(r for r in bench.facts["rows"] if r["branch"] == "teacher")
-    rows = {r["artifact"]: r for r in bench.facts["rows"] if r["branch"] != "teacher"}
-    assert sorted(rows) == sorted(SHIPPABLE)
-    built = {}
-    for name, row in rows.items():
-        out = tmp_path_factory.mktemp(name)
-        only = dataclasses.replace(bench, facts=bench.facts | {"rows": [teacher, row]})
-        assert STAGES["bundle"].fn(cfg, inputs | {"bench": only}, out)["chosen"]["artifact"] == name
-        built[name] = (out / "edgesmith-all", row)
-    return built
+    """The teacher's own candidates (unpruned), each shipped."""
+    return _ship_every_pair(run_out, tmp_path_factory, "unpruned")
+
+
+@pytest.fixture(scope="module")
+def pruned_bundles(run_out, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    """The pruned student's candidates, each shipped: a sliced config.json, the shrunk student as PyTorch reference."""
+    return _ship_every_pair(run_out, tmp_path_factory, "structured")
 
 
 def _run(folder: Path, script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -118,6 +108,19 @@ def test_predict_py_reproduces_the_benchmark_session_bit_for_bit(bundles, run_ou
     # reference.json (what verify reproduces) holds the outputs as predict.py makes them, texts_per_call texts a call
     assert np.array_equal(np.asarray(ref["expected"], dtype=np.float32), run_as_predict(measured, folder, ref["texts"], ref["pairs"]))
     assert np.array_equal(_raw(_run(folder, "predict.py", "--raw", *ref["texts"]).stdout), np.asarray(ref["expected"], dtype=np.float32))
+
+
+@pytest.mark.parametrize("name", SHIPPABLE)
+def test_a_pruned_students_bundle_runs_as_measured_and_verifies(pruned_bundles, run_out, name):
+    from edgesmith.verify import verify
+
+    folder, row = pruned_bundles[name]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["branch"] == "structured"
+    measured = open_session(row["runtime"], model_path(row, run_out), settings=row["session"]["settings"])
+    got = _raw(_run(folder, "predict.py", "--raw", *TEXTS).stdout)
+    assert np.array_equal(got, run_as_predict(measured, folder, TEXTS))
+    verify(folder)
 
 
 @pytest.mark.parametrize("name", SHIPPABLE)
@@ -196,6 +199,41 @@ def test_pair_bundle_predicts_each_pair_as_measured(bundles, run_out, tmp_path):
     measured = open_session(row["runtime"], model_path(row, run_out), settings=row["session"]["settings"])
     alone = [measured.run(encode(folder, [first], [second])) for first, second in (("a good movie", "an awful film"), ("superb", "dull"))]
     assert np.array_equal(_raw(done.stdout), np.concatenate(alone))  # dynamic INT8: one pair a call, as scored
+
+
+@pytest.fixture(scope="module")
+def pair_run(tmp_path_factory, tiny_bert, tiny_profiles) -> Path:
+    """A real sentence-pair classification run (premise, hypothesis, label): the pair is positive when both halves
+    hold a positive word, so the tiny model has something to read across the [SEP]."""
+    import random
+
+    from conftest import sentence
+
+    root = tmp_path_factory.mktemp("pairs")
+    rng = random.Random(7)
+    for name, n in (("train.tsv", 96), ("dev.tsv", 32)):
+        rows = [(sentence(rng), sentence(rng)) for _ in range(n)]
+        (root / name).write_text("premise\thypothesis\tlabel\n" + "".join(f"{a}\t{b}\t{la * lb}\n" for (a, la), (b, lb) in rows))
+    (root / "recipe.yaml").write_text(RECIPE.format(model=tiny_bert, data=root, profile=tiny_profiles / "tiny-ort.yaml"))
+    assert main(["run", str(root / "recipe.yaml"), "--out", str(root / "out")]) == 0
+    return root / "out"
+
+
+@pytest.mark.parametrize(("branch", "artifact"), [("unpruned", "onnxruntime-int8-dynamic"), ("structured", "onnxruntime-int8-static")])
+def test_a_sentence_pair_bundle_is_built_verified_and_run_on_pairs(pair_run, tmp_path, branch, artifact):
+    from edgesmith.verify import verify
+
+    folder, row = ship(pair_run, "tiny-ort", branch, artifact, tmp_path)
+    assert json.loads((folder / "manifest.json").read_text())["inputs"]["text_pairs"] is True
+    ref = json.loads((folder / "reference.json").read_text())
+    assert ref["pairs"] and len(ref["pairs"]) == len(ref["texts"])  # verify reproduces the pairs, not first sentences
+    verify(folder)
+    firsts, seconds = ["a good movie", TEXTS[2], "superb"], ["the plot was dull", "fine", TEXTS[3]]
+    done = _run(folder, "predict.py", "--pair", "--raw", *[t for pair in zip(firsts, seconds) for t in pair])
+    measured = open_session(row["runtime"], model_path(row, pair_run), settings=row["session"]["settings"])
+    assert np.array_equal(_raw(done.stdout), run_as_predict(measured, folder, firsts, seconds))
+    # a pair is cut to the bundle's max length (32 tokens) as a whole: only the third, 60 words long, is past it
+    assert [json.loads(x).get("truncated", False) for x in done.stdout.splitlines()] == [False, False, True]
 
 
 def test_gpu_bundle_on_a_cpu_falls_back_and_says_so(bundles, tmp_path):

@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import WORDS, make_model_dir, sentence
+from conftest import WORDS, make_model_dir, sentence, ship
 from edgesmith.artifacts import sha256_file
 from edgesmith.cli import main
 from edgesmith.errors import EdgesmithError
 from edgesmith.verify import verify
 
-TEXTS = ["a good movie", "the plot was dull but the actor is great", "not quite lovely", "bad"]
+# The special token in the second text is read as that token on every side (README, "On the device")
+TEXTS = ["a good movie", "the plot was dull [SEP] but the actor is great", "not quite lovely", "bad"]
 NER_TEXTS = ["the good  movie was dull", "a superb happy film and a story", "plot"]
 ATOL = 1e-4  # same graph and runtime, another session (threads, graph options): float sums in another order
 
@@ -40,15 +41,22 @@ profiles: [{profiles}]
 """
 
 
+# What each profile's tests load, shipped whatever the run's timing chose: a pruned student run one text a call,
+# and the teacher's own OpenVINO INT8 build.
+SHIPS = {"tiny-ort": ("structured", "onnxruntime-int8-dynamic"), "tiny-ov": ("unpruned", "openvino-int8-static")}
+
+
 def _run(root: Path, task: str, model: Path, data: Path, *profiles: Path) -> Path:
     recipe = root / f"{task}.yaml"
     recipe.write_text(RECIPE.format(task=task, model=model, data=data, profiles=", ".join(map(str, profiles))))
     assert main(["run", str(recipe), "--out", str(root / "out")]) == 0
+    for profile in profiles:
+        ship(root / "out", profile.stem, *SHIPS[profile.stem], root / "shipped" / profile.stem)
     return root / "out"
 
 
 def _bundle(out: Path, profile: str) -> Path:
-    return out / f"08-bundle-{profile}" / f"edgesmith-{profile}"
+    return out.parent / "shipped" / profile / f"edgesmith-{profile}"
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +116,7 @@ def _check_classifier(bundle: Path, model) -> None:
     from transformers import AutoTokenizer, pipeline
 
     tokenizer = AutoTokenizer.from_pretrained(bundle)
+    assert tokenizer(TEXTS[1])["input_ids"].count(tokenizer.sep_token_id) == 2
     # one text a call on the library's side: predict.py runs a dynamic INT8 bundle so (texts_per_call), and batch
     # composition moves its logits by up to ~2e-4; other precisions give the same either way
     logits = np.concatenate([model(**tokenizer([text], return_tensors="pt")).logits.numpy() for text in TEXTS])

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import POSITIVE, WORDS, make_model_dir
+from conftest import POSITIVE, WORDS, make_model_dir, ship
 from edgesmith.errors import EdgesmithError
 from edgesmith.tasks import TASKS, get
 from edgesmith.tasks.token_classification import entities, f1
@@ -207,6 +207,28 @@ def test_the_bundles_predict_prints_entities_with_character_spans(ner_run):
         assert text[e["start"]:e["end"]] == e["text"] and e["type"] in {"POS", "THING"} and 0 < e["score"] <= 1
     raw = subprocess.run([sys.executable, "predict.py", "--raw", text], cwd=bundle, capture_output=True, text=True, check=True)
     assert np.asarray(json.loads(raw.stdout)["outputs"]).shape[-1] == 4  # per token, one logit per tag
+
+
+@pytest.mark.parametrize(("branch", "artifact", "per_call"), [("unpruned", "onnxruntime-int8-dynamic", 1),
+                                                              ("structured", "onnxruntime-int8-static", 32)])
+def test_a_tagger_ships_from_either_branch_and_call_size_and_verifies(ner_run, tmp_path, branch, artifact, per_call):
+    """Shipped whatever the run's timing chose: a dynamic INT8 tagger (one text a call, zero-padded outputs) and a
+    pruned static INT8 one (32 a call); each verifies, and predict.py gives, per text, the outputs of its tokens."""
+    from edgesmith.bundle_io import encode, open_bundle_session, run_as_predict
+    from edgesmith.verify import verify
+
+    folder, _ = ship(ner_run, "tiny-ort", branch, artifact, tmp_path)
+    assert json.loads((folder / "manifest.json").read_text())["inputs"]["texts_per_call"] == per_call
+    verify(folder)
+    texts = ["plot", "the good  movie was dull", "a superb happy film and a story"]
+    want = run_as_predict(open_bundle_session(folder), folder, texts)
+    tokens = encode(folder, texts)["attention_mask"].sum(-1)
+    raw = subprocess.run([sys.executable, "predict.py", "--raw", *texts], cwd=folder, capture_output=True, text=True, check=True)
+    for line, expected, n in zip(raw.stdout.splitlines(), want, tokens):
+        assert np.array_equal(np.asarray(json.loads(line)["outputs"], dtype=np.float32), expected[:n])
+    tagged = subprocess.run([sys.executable, "predict.py", *texts], cwd=folder, capture_output=True, text=True, check=True)
+    for text, line in zip(texts, tagged.stdout.splitlines()):
+        assert all(text[e["start"]:e["end"]] == e["text"] for e in json.loads(line)["entities"])
 
 
 def test_a_one_text_a_call_taggers_reference_leaves_padding_out(ner_run, tmp_path):
