@@ -6,6 +6,10 @@ to docs/recovery.jsonl:
         a last argument nncf=SETTING quantizes every shape but the teacher with that NNCF setting of
         edgesmith.runtimes.openvino.nncf_settings, e.g. nncf=smoothquant-off; the teacher keeps NNCF's default)
     python benchmarks/recovery.py retrain-free 6:0.5 4:0.5    dev accuracy without training: plain vs reconstructed
+    python benchmarks/recovery.py sts-slices 3:1 4:1:0.5      the packaged all-MiniLM-L6-v2 sliced, untrained: Spearman
+        x100 on all 1,500 STS-B dev pairs, PyTorch FP32 (Fisher scores and the greedy depth search on the first 512
+        SST-2 training sentences of 10+ words, as recipes/minilm-sts.yaml's prune stage takes them; FFN kept in
+        multiples of 16); a shape followed by +recon is scored after least-squares reconstruction as well
     python benchmarks/recovery.py fit-speedup 4 3.0           prune.structured.fit_speedup's walk on the SST-2 teacher
     python benchmarks/recovery.py distill 4:0.33 15000 attn,aug_attn
         short distillations of one shape; variants: base, attn, recon, recon_attn, aug_attn, labels_attn
@@ -165,6 +169,45 @@ def retrain_free(specs: list[tuple[int, float]]) -> None:
                 "reconstructed": accuracy(slice_model(copy.deepcopy(teacher), scaled), dev, dev_feeds)})
 
 
+def sts_slices(specs: list[tuple[int, float, float]], recon: set[tuple[int, float, float]]) -> None:
+    import torch
+
+    from edgesmith.config import StructuredConfig
+    from edgesmith.evaluate import batches
+    from edgesmith.importance import choose_layers, fisher_scores, select
+    from edgesmith.modeling import check_model_dir, load_pretrained, load_tokenizer, resolve_model_dir, slice_model
+    from edgesmith.reconstruct import reconstruct
+    from edgesmith.tasks import get
+    from edgesmith.tasks.embedding import spearman
+
+    folder = resolve_model_dir("minilm")
+    tokenizer, task = load_tokenizer(folder), get("embedding")
+    teacher, _ = load_pretrained(folder, "embedding", check_model_dir(folder, False), attn="sdpa")
+    sentences = [r for r in read("train.tsv") if len(r["text"][0].split()) >= 10][:512]
+    calib = feeds(sentences, tokenizer, 8)
+    pairs = [line.split("\t") for line in (SHARED / "data" / "stsb" / "dev.tsv").read_text().splitlines()[1:]]
+    # every first sentence, then every second one, as the embedding task's spearman reads them
+    sts = [{"text": [p[0]]} for p in pairs] + [{"text": [p[1]]} for p in pairs]
+    sts_feeds = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches(sts, tokenizer, 128, 64)]
+
+    def score(model: Any) -> float:
+        with torch.no_grad():
+            out = torch.cat([task.output(model(**b), b["attention_mask"]) for b in sts_feeds])
+        return spearman(out.numpy(), [float(p[2]) for p in pairs])
+
+    heads, ffn = fisher_scores(teacher, calib, "embedding")
+    record({"experiment": "sts-slices", "layers": 6, "heads": 1.0, "ffn": 1.0, "spearman": score(teacher)})
+    for spec in specs:
+        layers, head_share, ffn_share = spec
+        kept, _ = choose_layers(teacher, calib, "embedding", layers if layers < 6 else 1.0)
+        plan = select(heads, ffn, StructuredConfig(keep_heads=head_share, keep_ffn=ffn_share, ffn_multiple_of=16), kept)
+        entry = {"experiment": "sts-slices", "layers": layers, "kept_layers": kept, "heads": head_share, "ffn": ffn_share,
+                 "spearman": score(slice_model(copy.deepcopy(teacher), plan))}
+        if spec in recon:
+            entry["spearman_reconstructed"] = score(slice_model(copy.deepcopy(teacher), reconstruct(teacher, plan, calib)[0]))
+        record(entry)
+
+
 def distill_variants(layers: int, width: float, rows: int, variants: list[str]) -> None:
     import torch
 
@@ -316,6 +359,11 @@ def parse(argv: list[str]) -> Callable[[], None]:
         if command == "fit-speedup":
             layers, speedup = int(rest[0]), float(rest[1])
             return lambda: fit_speedup(layers, speedup)
+        if command == "sts-slices":
+            plain = [a.removesuffix("+recon") for a in rest]
+            shape_specs = _shape_specs(plain) or [(3, 1.0, 1.0), (4, 1.0, 1.0)]
+            recon = {spec for spec, a in zip(shape_specs, rest) if a.endswith("+recon")}
+            return lambda: sts_slices(shape_specs, recon)
         if command == "retrain-free":
             specs = _specs(rest) or [(6, 0.5), (4, 0.5)]
             return lambda: retrain_free(specs)

@@ -36,6 +36,8 @@ def test_step_profile_refuses_bad_arguments_before_loading(monkeypatch, steps, c
     ["shapes", "4:0.25:0.4:1"],
     ["shapes", "4"],
     ["shapes", "4:0.33", "nncf=bogus"],
+    ["sts-slices", "4:1:x"],
+    ["sts-slices", "4+recon:1"],
 ])
 def test_malformed_command_lines_are_refused_in_one_line(argv):
     with pytest.raises(SystemExit) as err:
@@ -59,3 +61,11 @@ def test_shapes_take_heads_and_ffn_apart(monkeypatch):
     recovery.parse(["shapes", "4:0.33", "4:0.25:0.4"])()
     recovery.parse(["shapes", "3:0.5", "nncf=smoothquant-off"])()
     assert seen == [([(4, 0.33, 0.33), (4, 0.25, 0.4)], "smoothquant"), ([(3, 0.5, 0.5)], "smoothquant-off")]
+
+
+def test_sts_slices_read_shapes_and_which_to_reconstruct(monkeypatch):
+    seen = []
+    monkeypatch.setattr(recovery, "sts_slices", lambda specs, recon: seen.append((specs, recon)))
+    recovery.parse(["sts-slices", "4:1:0.5+recon", "3:1"])()
+    recovery.parse(["sts-slices"])()
+    assert seen == [([(4, 1.0, 0.5), (3, 1.0, 1.0)], {(4, 1.0, 0.5)}), ([(3, 1.0, 1.0), (4, 1.0, 1.0)], set())]
