@@ -9,7 +9,8 @@ to docs/recovery.jsonl:
     python benchmarks/recovery.py sts-slices 3:1 4:1:0.5      the packaged all-MiniLM-L6-v2 sliced, untrained: Spearman
         x100 on all 1,500 STS-B dev pairs, PyTorch FP32 (Fisher scores and the greedy depth search on the first 512
         SST-2 training sentences of 10+ words, as recipes/minilm-sts.yaml's prune stage takes them; FFN kept in
-        multiples of 16); a shape followed by +recon is scored after least-squares reconstruction as well
+        multiples of 16, eager attention as the prune stage loads it); a shape followed by +recon is scored after
+        least-squares reconstruction as well
     python benchmarks/recovery.py fit-speedup 4 3.0           prune.structured.fit_speedup's walk on the SST-2 teacher
     python benchmarks/recovery.py distill 4:0.33 15000 attn,aug_attn
         short distillations of one shape; variants: base, attn, recon, recon_attn, aug_attn, labels_attn
@@ -182,7 +183,8 @@ def sts_slices(specs: list[tuple[int, float, float]], recon: set[tuple[int, floa
 
     folder = resolve_model_dir("minilm")
     tokenizer, task = load_tokenizer(folder), get("embedding")
-    teacher, _ = load_pretrained(folder, "embedding", check_model_dir(folder, False), attn="sdpa")
+    # eager attention, as the prune stage loads the teacher (modeling.load_model) for its scores and depth search
+    teacher, _ = load_pretrained(folder, "embedding", check_model_dir(folder, False), attn="eager")
     sentences = [r for r in read("train.tsv") if len(r["text"][0].split()) >= 10][:512]
     calib = feeds(sentences, tokenizer, 8)
     pairs = [line.split("\t") for line in (SHARED / "data" / "stsb" / "dev.tsv").read_text().splitlines()[1:]]
@@ -333,8 +335,16 @@ def step_profile(layers: int, width: float, steps: int, changes: tuple[str, ...]
             "total_ms": sum(ms.values()), "ms_per_row": sum(ms.values()) / batch_size})
 
 
+def _layers(text: str) -> int:
+    """A kept-layer count of the 6-layer MiniLMs: 1 would read as the share 1.0 (all six kept) in keep_layers."""
+    layers = int(text)
+    if not 2 <= layers <= 6:
+        raise ValueError(text)
+    return layers
+
+
 def _specs(args: list[str]) -> list[tuple[int, float]]:
-    return [(int(a.split(":")[0]), float(a.split(":")[1])) for a in args]
+    return [(_layers(a.split(":")[0]), float(a.split(":")[1])) for a in args]
 
 
 def _shape_specs(args: list[str]) -> list[tuple[int, float, float]]:
@@ -342,7 +352,7 @@ def _shape_specs(args: list[str]) -> list[tuple[int, float, float]]:
     parts = [a.split(":") for a in args]
     if any(len(p) not in (2, 3) for p in parts):
         raise ValueError(args)
-    return [(int(p[0]), float(p[1]), float(p[-1])) for p in parts]
+    return [(_layers(p[0]), float(p[1]), float(p[-1])) for p in parts]
 
 
 def parse(argv: list[str]) -> Callable[[], None]:
@@ -379,7 +389,8 @@ def parse(argv: list[str]) -> Callable[[], None]:
             return lambda: step_profile(layers, width, steps, changes)
     except (ValueError, IndexError):
         raise SystemExit(f"recovery.py {command}: missing or malformed arguments {rest}; shapes are LAYERS:WIDTH "
-                         "(4:0.33) or LAYERS:HEADS:FFN (4:0.25:0.4), counts are integers (see the usage at the top of benchmarks/recovery.py)") from None
+                         "(4:0.33) or LAYERS:HEADS:FFN (4:0.25:0.4) with 2 to 6 layers, counts are integers "
+                         "(see the usage at the top of benchmarks/recovery.py)") from None
     raise SystemExit(__doc__)
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import WORDS, make_model_dir, sentence, ship
 from edgesmith.artifacts import sha256_file
+from edgesmith.bundle_io import encode
 from edgesmith.cli import main
 from edgesmith.errors import EdgesmithError
 from edgesmith.verify import verify
@@ -117,6 +118,7 @@ def _check_classifier(bundle: Path, model) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(bundle)
     assert tokenizer(TEXTS[1])["input_ids"].count(tokenizer.sep_token_id) == 2
+    assert list(encode(bundle, [TEXTS[1]])["input_ids"][0]).count(tokenizer.sep_token_id) == 2  # predict.py's tokenizer
     # one text a call on the library's side: predict.py runs a dynamic INT8 bundle so (texts_per_call), and batch
     # composition moves its logits by up to ~2e-4; other precisions give the same either way
     logits = np.concatenate([model(**tokenizer([text], return_tensors="pt")).logits.numpy() for text in TEXTS])

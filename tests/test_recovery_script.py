@@ -38,6 +38,9 @@ def test_step_profile_refuses_bad_arguments_before_loading(monkeypatch, steps, c
     ["shapes", "4:0.33", "nncf=bogus"],
     ["sts-slices", "4:1:x"],
     ["sts-slices", "4+recon:1"],
+    ["sts-slices", "1:1:1"],
+    ["shapes", "7:0.5"],
+    ["retrain-free", "1:0.5"],
 ])
 def test_malformed_command_lines_are_refused_in_one_line(argv):
     with pytest.raises(SystemExit) as err:

@@ -224,9 +224,11 @@ def test_a_tagger_ships_from_either_branch_and_call_size_and_verifies(ner_run, t
     want = run_as_predict(open_bundle_session(folder), folder, texts)
     tokens = encode(folder, texts)["attention_mask"].sum(-1)
     raw = subprocess.run([sys.executable, "predict.py", "--raw", *texts], cwd=folder, capture_output=True, text=True, check=True)
+    assert len(raw.stdout.splitlines()) == len(texts)
     for line, expected, n in zip(raw.stdout.splitlines(), want, tokens):
         assert np.array_equal(np.asarray(json.loads(line)["outputs"], dtype=np.float32), expected[:n])
     tagged = subprocess.run([sys.executable, "predict.py", *texts], cwd=folder, capture_output=True, text=True, check=True)
+    assert [json.loads(line)["text"] for line in tagged.stdout.splitlines()] == texts
     for text, line in zip(texts, tagged.stdout.splitlines()):
         assert all(text[e["start"]:e["end"]] == e["text"] for e in json.loads(line)["entities"])
 
@@ -249,8 +251,11 @@ def test_a_one_text_a_call_taggers_reference_leaves_padding_out(ner_run, tmp_pat
     assert len({len(t.split()) for t in texts}) > 1, "the case needs texts of different lengths"
     student = ner_run / ("01-teacher" if manifest["branch"] == "unpruned" else f"04-shrink-{manifest['branch']}") / "model"
     _write_reference(folder, student, [{"text": [t]} for t in texts], SimpleNamespace(task="token-classification"), False)
-    expected = np.asarray(json.loads((folder / "reference.json").read_text())["expected"])
+    ref = json.loads((folder / "reference.json").read_text())
+    expected, pytorch = np.asarray(ref["expected"]), np.asarray(ref["pytorch"])
     assert (expected == 0).all(-1).any(), "one-a-call outputs carry zero padding"
+    # and the case is real: counted with its padding, this reference would have been refused
+    assert not get("token-classification").fidelity(expected, pytorch)[0]
 
 
 def test_augmentation_is_refused_for_token_tags_before_any_work(tmp_path, tagged_data):
