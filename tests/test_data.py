@@ -3,9 +3,9 @@ import json
 import pytest
 
 from edgesmith.config import DataConfig
-from edgesmith.data import (encode_labels, label_ids, load_splits, normalize, pydoc_sentences, read_table, read_task_data,
-                            read_unlabeled)
+from edgesmith.data import load_splits, normalize, pydoc_sentences, read_table, read_task_data, read_unlabeled
 from edgesmith.errors import EdgesmithError
+from edgesmith.labels import encode_labels, label_ids
 from edgesmith.stages.common import read_rows, write_rows
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from ..config import Frozen, Recipe, Task, TeacherConfig
-from ..data import label_ids, read_task_data
+from ..data import read_task_data
+from ..labels import label_ids
 from ..errors import require
 from ..evaluate import outputs, quality
 from ..finetune import MIN_ROWS, FinetuneConfig

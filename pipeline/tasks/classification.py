@@ -26,7 +26,7 @@ class Classification(Task):
 
     def check_labels(self, train: list[dict[str, Any]], evals: list[dict[str, Any]], column: str,
                      where: str) -> tuple[list[str], bool]:
-        from ..data import check_labels
+        from ..labels import check_labels
 
         return check_labels(train, evals, column, where)
 

@@ -158,7 +158,7 @@ class TokenClassification(Task):
 
     def check_labels(self, train: list[dict[str, Any]], evals: list[dict[str, Any]], column: str,
                      where: str) -> tuple[list[str], bool]:
-        from ..data import sort_labels
+        from ..labels import sort_labels
 
         for rows, split in ((evals, "eval"), (train, "train")):
             missing = sum(r["label"] is None for r in rows)
