@@ -201,10 +201,10 @@ def sts_slices(specs: list[tuple[int, float, float]], recon: set[tuple[int, floa
     record({"experiment": "sts-slices", "layers": 6, "heads": 1.0, "ffn": 1.0, "spearman": score(teacher)})
     for spec in specs:
         layers, head_share, ffn_share = spec
-        kept, _ = choose_layers(teacher, calib, "embedding", layers if layers < 6 else 1.0)
+        kept, search = choose_layers(teacher, calib, "embedding", layers if layers < 6 else 1.0)
         plan = select(heads, ffn, StructuredConfig(keep_heads=head_share, keep_ffn=ffn_share, ffn_multiple_of=16), kept)
-        entry = {"experiment": "sts-slices", "layers": layers, "kept_layers": kept, "heads": head_share, "ffn": ffn_share,
-                 "spearman": score(slice_model(copy.deepcopy(teacher), plan))}
+        entry = {"experiment": "sts-slices", "layers": layers, "kept_layers": kept, "depth_search": search[:3],
+                 "heads": head_share, "ffn": ffn_share, "spearman": score(slice_model(copy.deepcopy(teacher), plan))}
         if spec in recon:
             entry["spearman_reconstructed"] = score(slice_model(copy.deepcopy(teacher), reconstruct(teacher, plan, calib)[0]))
         record(entry)

@@ -155,11 +155,12 @@ class DataConfig(Frozen):
 
 class StructuredConfig(Frozen):
     keep_layers: float = Field(1.0, gt=0, description="depth: share of encoder layers kept (<=1) or a layer count (>1); "
-                               "the layers whose removal changes the outputs least go first")
+                               "the set of layers that alone moves the outputs least is kept (every subset where there "
+                               "are few, else greedily)")
     # StrictInt: YAML's `true` must not be read as layer 1
     layers: tuple[StrictInt, ...] | None = Field(None, min_length=1, description="depth by hand: keep exactly these encoder "
                                            "layers (0-based, e.g. [0, 2, 4] for every other one, as DistilBERT was "
-                                           "initialised) instead of keep_layers' greedy choice")
+                                           "initialised) instead of keep_layers' measured choice")
     keep_heads: float = Field(0.5, gt=0, description="share of the kept layers' heads kept (<=1) or a total head count (>1)")
     keep_ffn: float = Field(0.5, gt=0, description="share of the kept layers' FFN neurons kept (<=1) or a total count (>1)")
     min_heads_per_layer: int = Field(1, ge=1)

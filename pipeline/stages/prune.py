@@ -49,7 +49,7 @@ class PruneStageConfig(Frozen):
         return cls(branch=branch, structured=prune.structured, task=task, max_length=max_length, fit=fit, fit_longest=longest)
 
 
-@stage("prune", PruneStageConfig, version=2)
+@stage("prune", PruneStageConfig, version=3)
 def run(cfg: PruneStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     teacher_dir = inputs["teacher"].path / "model"
     model = load_model(teacher_dir)
@@ -62,7 +62,7 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
     import torch
 
     from ..evaluate import batches
-    from ..importance import choose_layers, fisher_scores, schedule
+    from ..importance import choose_layers, depth_search, fisher_scores, schedule
 
     structured = cfg.structured
     if structured is None:  # the config's validator rules this out
@@ -94,8 +94,9 @@ def _structured(cfg: PruneStageConfig, model: Any, teacher_dir: Path, rows: list
         "layers": plan, "steps": steps, "head_scores": head_scores.tolist(), "ffn_scores_sum": ffn_scores.sum(1).tolist(),
     }))
     kept = [p for p in plan if not p.get("dropped")]
-    return {"layers_kept": kept_layers, "layers_chosen_by": "recipe" if structured.layers is not None else "greedy search",
-            "layers_total": len(plan), "depth_removals": depth_log,
+    return {"layers_kept": kept_layers,
+            "layers_chosen_by": "recipe" if structured.layers is not None else depth_search(len(plan), len(kept_layers)),
+            "layers_total": len(plan), "depth_search_log": depth_log,
             "heads_per_layer": [len(p["heads"]) for p in kept], "ffn_per_layer": [len(p["ffn"]) for p in kept],
             "steps_heads_total": [sum(len(p["heads"]) for p in s) for s in steps],
             "heads_total": head_scores.numel(), "ffn_total": ffn_scores.numel(), "importance_rows": len(rows), "fit": fit,
