@@ -64,6 +64,8 @@ def _label_free_loss(model: Any, batch: dict[str, Any], task: str) -> Any:
 
 def depth_search(layers: int, n_keep: int) -> str:
     """How `choose_layers` picks `n_keep` of `layers` layers."""
+    if n_keep == layers:
+        return "no depth pruning"
     return "every subset" if math.comb(layers, n_keep) <= EVERY_SUBSET_MAX else "greedy search"
 
 

@@ -95,6 +95,8 @@ def test_the_depth_search_keeps_the_closest_of_every_subset():
     kept, log = choose_layers(model, batches, "classification", 2)
     assert tuple(kept) == min(cost, key=cost.get)
     assert [e["divergence"] for e in log] == sorted(cost.values())[:5]
+    assert [importance.depth_search(*c) for c in ((4, 4), (6, 3), (12, 2), (12, 6))] == [
+        "no depth pruning", "every subset", "every subset", "greedy search"]  # C(12, 6) = 924
 
 
 def test_reconstruction_reduces_every_sublayer_error_and_is_reproduced_by_the_plan():
