@@ -7,10 +7,10 @@ to docs/recovery.jsonl:
         edgesmith.runtimes.openvino.nncf_settings, e.g. nncf=smoothquant-off; the teacher keeps NNCF's default)
     python benchmarks/recovery.py retrain-free 6:0.5 4:0.5    dev accuracy without training: plain vs reconstructed
     python benchmarks/recovery.py sts-slices 3:1 4:1:0.5      the packaged all-MiniLM-L6-v2 sliced, untrained: Spearman
-        x100 on all 1,500 STS-B dev pairs, PyTorch FP32 (Fisher scores and the depth search (importance.choose_layers) on the first 512
-        SST-2 training sentences of 10+ words, as recipes/minilm-sts.yaml's prune stage takes them; FFN kept in
-        multiples of 16, eager attention as the prune stage loads it); a shape followed by +recon is scored after
-        least-squares reconstruction as well
+        x100 on all 1,500 STS-B dev pairs, PyTorch FP32 (Fisher scores and the depth search, importance.choose_layers,
+        on the first 512 SST-2 training sentences of 10+ words, as recipes/minilm-sts.yaml's prune stage takes them;
+        FFN kept in multiples of 16, eager attention as the prune stage loads it); a shape followed by +recon is scored
+        after least-squares reconstruction as well
     python benchmarks/recovery.py fit-speedup 4 3.0           prune.structured.fit_speedup's walk on the SST-2 teacher
     python benchmarks/recovery.py distill 4:0.33 15000 attn,aug_attn
         short distillations of one shape; variants: base, attn, recon, recon_attn, aug_attn, labels_attn
