@@ -20,7 +20,7 @@ from .errors import EdgesmithError
 from .tasks import get as get_task
 
 # Every subset of layers is tried where there are at most this many (any keep count of a 6-layer MiniLM: C(6, 3) = 20;
-# 2 or 10 of 12 layers: 66), about what the greedy search costs on 12 layers (78 forward passes); greedy above it. On
+# 2 or 10 of 12 layers: 66), at most what the greedy search costs on 12 layers (75 passes to keep 2); greedy above. On
 # all-MiniLM-L6-v2 the greedy search kept layers 0, 1, 4, 5 where the best 4-layer subset by its own measure is
 # 0, 2, 4, 5, which also scores 0.6 Spearman points higher on STS-B untrained (docs/recovery.md).
 EVERY_SUBSET_MAX = 100
