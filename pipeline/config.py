@@ -153,6 +153,12 @@ class DataConfig(Frozen):
     added_defaults: ClassVar[dict[str, Any]] = {"min_words": None}  # came after data caches were written
 
 
+def keep_count(spec: float, total: int) -> int:
+    """How many of `total` units a keep setting keeps: spec <= 1 is a share of total (at least one), spec > 1 an
+    absolute count (at most total)."""
+    return max(1, min(total, round(spec * total) if spec <= 1 else int(spec)))
+
+
 class StructuredConfig(Frozen):
     keep_layers: float = Field(1.0, gt=0, description="depth: share of encoder layers kept (<=1) or a layer count (>1); "
                                "the set of layers that alone moves the outputs least is kept (every subset where there "
@@ -226,7 +232,7 @@ class StructuredConfig(Frozen):
     def kept_layer_count(self, layers: int) -> int:
         if self.layers is not None:
             return len(self.layers)
-        return max(1, round(self.keep_layers * layers)) if self.keep_layers <= 1 else int(self.keep_layers)
+        return keep_count(self.keep_layers, layers)
 
     def check_keep(self, layers: int, heads: int, ffn: int) -> None:
         """Against a model of `layers` layers with `heads` attention heads and `ffn` FFN neurons per layer: no count

@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from .arch import dims, get, arch_for, encoder_layers
-from .config import StructuredConfig
+from .config import StructuredConfig, keep_count
 from .errors import EdgesmithError
 from .tasks import get as get_task
 
@@ -79,7 +79,7 @@ def choose_layers(model: Any, batches: list[dict[str, Any]], task: str, keep: fl
     import torch
 
     layers = len(encoder_layers(model))
-    n_keep = _keep_count(keep, layers)
+    n_keep = keep_count(keep, layers)
     if n_keep == layers:
         return list(range(layers)), []
     with torch.no_grad():
@@ -119,18 +119,13 @@ def _identity(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output
     return (hidden,) + tuple(output[1:]) if isinstance(output, tuple) else hidden
 
 
-def _keep_count(spec: float, total: int) -> int:
-    """spec <= 1 is a share of total; spec > 1 is an absolute count."""
-    return max(1, min(total, round(spec * total) if spec <= 1 else int(spec)))
-
-
 def schedule(head_scores: Any, ffn_scores: Any, cfg: StructuredConfig, kept_layers: list[int] | None = None) -> list[list[dict[str, Any]]]:
     """Plans for gradual pruning: `cfg.steps` nested plans whose keep shares fall geometrically from 1 to the
     target (for 0.33 in two steps: 0.57, then 0.33). Nested because every step ranks by the same scores and
     per-layer counts only shrink, so each step only removes units the previous one kept."""
     n_layers = len(kept_layers) if kept_layers is not None else head_scores.shape[0]
     heads, ffn = n_layers * head_scores.shape[1], n_layers * ffn_scores.shape[1]
-    share_h, share_f = _keep_count(cfg.keep_heads, heads) / heads, _keep_count(cfg.keep_ffn, ffn) / ffn
+    share_h, share_f = keep_count(cfg.keep_heads, heads) / heads, keep_count(cfg.keep_ffn, ffn) / ffn
     plans = []
     for i in range(1, cfg.steps):
         frac = i / cfg.steps
@@ -167,7 +162,7 @@ def _select_width(head_scores: Any, ffn_scores: Any, cfg: StructuredConfig) -> l
     hs = head_scores / head_scores.sum(1, keepdim=True).clamp(min=1e-20)
     fs = ffn_scores / ffn_scores.sum(1, keepdim=True).clamp(min=1e-20)
     layers, heads = hs.shape
-    n_heads = _keep_count(cfg.keep_heads, layers * heads)
+    n_heads = keep_count(cfg.keep_heads, layers * heads)
     floor = min(cfg.min_heads_per_layer, heads)
     boosted = hs.clone()
     boosted[torch.arange(layers)[:, None], hs.argsort(1, descending=True)[:, :floor]] = float("inf")
@@ -175,7 +170,7 @@ def _select_width(head_scores: Any, ffn_scores: Any, cfg: StructuredConfig) -> l
     head_keep[boosted.flatten().argsort(descending=True)[: max(n_heads, floor * layers)]] = True
     head_keep = head_keep.view(layers, heads)
 
-    n_ffn = _keep_count(cfg.keep_ffn, fs.numel())
+    n_ffn = keep_count(cfg.keep_ffn, fs.numel())
     ffn_keep_flat = torch.zeros(fs.numel(), dtype=torch.bool)
     ffn_keep_flat[fs.flatten().argsort(descending=True)[:n_ffn]] = True
     widths = ffn_keep_flat.view(fs.shape).sum(1).tolist()
