@@ -7,6 +7,7 @@ device runs it (its own process, cwd = the bundle), gives bit for bit the output
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -278,6 +279,29 @@ def test_the_bundle_scripts_refuse_values_they_cannot_use(bundles, script, args,
     done = _run(folder, script, *args, check=False)
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr, done.stderr
     assert says in done.stderr.splitlines()[-1]
+
+
+def test_bench_py_refuses_a_batch_the_device_memory_cannot_hold(bundles, tmp_path):
+    """--batch 4096 at the bundle's longest input had run as asked, whatever the device's memory (red-team 7). The
+    tiny model's config.json is given 10,000 heads, so that one call's estimated attention scores are 82 MB a text."""
+    folder = shutil.copytree(bundles["onnxruntime-fp32"][0], tmp_path / "b")
+    config = json.loads((folder / "config.json").read_text()) | {"num_attention_heads": 10_000}
+    (folder / "config.json").write_text(json.dumps(config))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["config.json"] = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    per_text = 4 * 32 * (2 * 10_000 * 32 + 2 * config["intermediate_size"] + 6 * config["hidden_size"])
+    assert 4096 * per_text > memory / 2, "this machine holds the test's batch: give the config more heads"
+    done = _run(folder, "bench.py", "--batch", "4096", check=False)
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr, done.stderr
+    fits = int(memory / 2 // per_text)
+    assert done.stderr.splitlines()[-1] == (
+        f"bench.py: error: --batch 4096 at 32 tokens needs about {4096 * per_text / 2**30:.1f} GiB for one call's "
+        f"activations (estimated from config.json), more than half of this device's {memory / 2**30:.1f} GiB; use "
+        f"--batch {fits} or less")
+    ran = json.loads(_run(folder, "bench.py", "--batch", "2", "--warmup", "0", "--iterations", "2").stdout)
+    assert ran["batch"] == 2 and ran["longest"]["seq"] == 32  # a batch that fits runs, at the longest input too
 
 
 def test_bundle_io_runs_no_bundle_code(bundles, tmp_path):

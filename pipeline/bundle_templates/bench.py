@@ -6,7 +6,8 @@ opens it (--threads changes the thread count and nothing else). Prints the setti
 latency (ms) and throughput (sequences/s), as one JSON line. Without --seq, where the bundle accepts longer inputs
 than the profile's sequence length (manifest.json's inputs.max_length), "longest" holds p50/p90 at that length too:
 the figures the profile's p90 budget was held to. The bundle's files are checked against manifest.json's sha256
-first, as predict.py checks them. --batch B times calls of B texts; a bundle whose manifest says texts_per_call 1
+first, as predict.py checks them. --batch B times calls of B texts (refused where one call's activations, estimated
+from config.json, would take more than half the device's memory); a bundle whose manifest says texts_per_call 1
 (ONNX Runtime dynamic INT8) is run by predict.py one text a call, so for it batch 1 is the figure that applies.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +26,8 @@ except ImportError as err:
     sys.exit(f"bench.py: error: this bundle needs the Python package 'numpy' ({err}): pip install numpy")
 
 sys.dont_write_bytecode = True  # no __pycache__/ in the bundle: `edgesmith verify` refuses files the manifest does not list
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # predict.py beside it, also under `python -I` or -P
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # predict.py beside it, also under `python -I` or -P
 from predict import THREADS, Predictor, count, read_manifest, reporting  # noqa: E402
 
 
@@ -43,6 +46,10 @@ def main() -> None:
     a = p.parse_args()
     model = reporting(p, lambda: Predictor(threads=a.threads))
     seq = prof["seq_len"] if a.seq is None else a.seq
+    too_big = reporting(p, lambda: sizing_error(json.loads((HERE / "config.json").read_text(encoding="utf-8")),
+                                                a.batch, longest if a.seq is None else seq, device_memory()))
+    if too_big:
+        p.exit(2, f"{p.prog}: error: {too_big}\n")
     times = reporting(p, lambda: _times(model, a.batch, seq, a.warmup, a.iterations))
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
     out = {"session": model.settings, "batch": a.batch, "seq": seq, "p50_ms": round(p50, 3), "p90_ms": round(p90, 3),
@@ -51,6 +58,33 @@ def main() -> None:
         p50, p90 = np.percentile(reporting(p, lambda: _times(model, a.batch, longest, 3, max(10, a.iterations // 2))), [50, 90])
         out["longest"] = {"seq": longest, "p50_ms": round(p50, 3), "p90_ms": round(p90, 3)}
     print(json.dumps(out))
+
+
+def sizing_error(config: dict, batch: int, seq: int, memory: int | None) -> str | None:
+    """Why one call of `batch` texts of `seq` tokens would not fit in `memory` bytes (half of it: the runtime, the
+    model and the rest of the device need the other half), or None. The call's float32 activations are estimated
+    from config.json: a layer's attention scores and FFN intermediate, two copies each, and six hidden-size
+    buffers; runtimes fuse and reuse buffers, so this errs high. A device that cannot say its memory is not
+    checked."""
+    try:
+        heads, ffn, hidden = (int(config[k]) for k in ("num_attention_heads", "intermediate_size", "hidden_size"))
+    except (KeyError, TypeError, ValueError):
+        return None  # a config.json without these numbers says nothing about size: the call itself will tell
+    per_text = 4 * seq * (2 * heads * seq + 2 * ffn + 6 * hidden)
+    if memory is None or batch * per_text <= memory / 2:
+        return None
+    fits = max(1, int(memory / 2 // per_text))
+    return (f"--batch {batch} at {seq} tokens needs about {batch * per_text / 2**30:.1f} GiB for one call's activations "
+            f"(estimated from config.json), more than half of this device's {memory / 2**30:.1f} GiB; use --batch {fits} "
+            "or less")
+
+
+def device_memory() -> int | None:
+    """This device's physical memory in bytes, where the OS says it (Linux, Android, macOS)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        return None
 
 
 def _times(model: Predictor, batch: int, seq: int, warmup: int, iterations: int) -> list[float]:
