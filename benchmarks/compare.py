@@ -10,7 +10,7 @@
                                                       10-20 minutes; writes runs/compare-smoke/, never docs/)
 
 Every level of `benchmarks/levels.py` (recipes/sst2.yaml, recipes/sst2-fast.yaml, recipes/minilm-sts.yaml) runs with
-3 seeds. Against them: the teacher in PyTorch FP32, the teacher quantized the way Optimum and optimum-intel users
+3 seeds, and recipes/sst2-sparse.yaml (structured against sparse on the same rows) with seed 0. Against them: the teacher in PyTorch FP32, the teacher quantized the way Optimum and optimum-intel users
 do it (`benchmarks/peers.py`, SST-2), and edgesmith's own quantized-teacher candidates of every run. All at 1
 thread, batch 1: p50/p90 at seq 128 (interleaved rounds, medians), latency at the held-out sentences' own lengths,
 batch-8 throughput, quality, file size, peak memory and the physical floor. Writes docs/benchmarks.md,
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     timing = {"runs": run_seconds, "peers": peer_seconds, "measure": time.time() - t, "total": time.time() - start}
     levels = [{"key": x.key, "recipe": str(x.recipe.relative_to(ROOT) if x.recipe.is_relative_to(ROOT) else x.recipe),
                "suite": x.suite, "target": dataclasses.asdict(x.target), "overrides": x.overrides | (lv.SMOKE if a.smoke else {}),
-               "seeds": [r.seed for r in runs if r.level.key == x.key]} for x in chosen]
+               "seeds": [r.seed for r in runs if r.level.key == x.key]} for x in chosen
+              if any(r.level.key == x.key for r in runs)]  # a level whose seeds --seeds left out (sst2-sparse: 0 only)
     meta = {"date": str(datetime.date.today()), "threads": plan.threads, "plan": dataclasses.asdict(plan), "gemm_gflops": gemm,
             "seconds": timing["total"], "started": start, "timing": timing, "cold": cold, "smoke": a.smoke, "only": ",".join(a.levels) if a.only else None,
             "work": str(work.relative_to(ROOT)), "eval_rows": {s: len(d["rows"]) for s, d in suites.items()}, "levels": levels}

@@ -1,4 +1,4 @@
-"""Write docs/structural-vs-sparse.md from docs/benchmarks.json: the structured and sparse branches of the sst2
+"""Write docs/structural-vs-sparse.md from docs/benchmarks.json: the structured and sparse branches of the sst2-sparse
 level's seed 0 (distilled on the same rows), the depth-and-width sst2-fast level, and the peers, all measured side
 by side in one run of benchmarks/compare.py. Every figure and every "pays / does not pay" comes from that file.
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+LEVEL = "sst2-sparse"  # benchmarks/levels.py: seed 0 distils a width-only structured and an 80% sparse student on the same rows
 
 MB = 2**20
 
@@ -32,7 +34,7 @@ def _pays(ratio: float) -> str:
 def structured_part(ov: dict[str, Any], ort: dict[str, Any] | None, peer_ov: dict[str, Any], peer_ort: dict[str, Any]) -> list[str]:
     r = peer_ov["p50_ms"] / ov["p50_ms"]
     text = (f"**Structured pruning {_pays(r)} on dense runtimes.** Removing heads and FFN neurons and slicing the weights out "
-            f"changes the shapes every kernel sees: the sst2 level keeps {ov['gflop'] / peer_ov['gflop']:.0%} of the encoder's FLOPs "
+            f"changes the shapes every kernel sees: the {LEVEL} level keeps {ov['gflop'] / peer_ov['gflop']:.0%} of the encoder's FLOPs "
             f"({peer_ov['gflop']:.2f} → {ov['gflop']:.2f} GFLOP at seq 128), and its OpenVINO INT8 build runs {r:.2f}x the "
             f"optimum-intel NNCF INT8 peer ({ov['p50_ms']:.2f} vs {peer_ov['p50_ms']:.2f} ms p50)")
     if ort:
@@ -59,7 +61,7 @@ def depth_part(fast: dict[str, Any], wide: dict[str, Any], peer_ov: dict[str, An
     cheaper = floors[1] < floors[0] * 0.95
     return [f"**Cutting whole layers as well (`recipes/sst2-fast.yaml`)** leaves {fast['gflop']:.2f} GFLOP and runs its OpenVINO "
             f"INT8 build at {fast['p50_ms']:.2f} ms, {r:.2f}x the NNCF INT8 peer. Its p50/floor is {floors[1]:.1f}x against "
-            f"{floors[0]:.1f}x for the width-only sst2 level: "
+            f"{floors[0]:.1f}x for the width-only {LEVEL} level: "
             + ("removing layers also removes their fixed per-layer costs, so it buys more speed per FLOP removed than thinning them."
                if cheaper else "in this run, removing layers did not buy more speed per FLOP removed than thinning them."), ""]
 
@@ -137,7 +139,7 @@ def choose_part(ov: dict[str, Any], sp_ov: dict[str, Any], peer_ov: dict[str, An
     lines += ["- Download size or flash storage, with latency already acceptable: **sparse** pruning plus compression of the file "
               "(gzip/zstd of the INT8 model), accepting its accuracy cost at high sparsity.", kernels,
               f"- Short inputs: at the real lengths of SST-2 dev sentences ({ov['real_mean_len']:.1f} tokens on average) the structured "
-              f"sst2 build runs at {ov['real_p50_ms']:.2f} ms p50, {real_gain:.2f}x the fastest quantized teacher there, against "
+              f"{LEVEL} build runs at {ov['real_p50_ms']:.2f} ms p50, {real_gain:.2f}x the fastest quantized teacher there, against "
               f"{gain:.2f}x over the OpenVINO INT8 peer at seq 128"
               + (": fixed per-call costs dominate short inputs, and pruning moves latency less." if real_gain < gain else ".")]
     return lines + [""]
@@ -149,29 +151,30 @@ def render(src: Path, docs: Path) -> bool:
 
     data = json.loads(src.read_text())
     meta, entries = data["meta"], data["entries"]
-    ov = _find(entries, level="sst2", seed=0, artifact="structured:openvino-int8-static")
-    sp_ov = _find(entries, level="sst2", seed=0, artifact="sparse:openvino-int8-static")
+    ov = _find(entries, level=LEVEL, seed=0, artifact="structured:openvino-int8-static")
+    sp_ov = _find(entries, level=LEVEL, seed=0, artifact="sparse:openvino-int8-static")
     if not (ov and sp_ov):
-        print("structural-vs-sparse.md not written: this run has no sst2 seed-0 structured and sparse OpenVINO INT8 rows")
+        print(f"structural-vs-sparse.md not written: this run has no {LEVEL} seed-0 structured and sparse OpenVINO INT8 rows")
         return False
-    ort = _find(entries, level="sst2", seed=0, artifact="structured:onnxruntime-int8-dynamic")
-    sp_ort = _find(entries, level="sst2", seed=0, artifact="sparse:onnxruntime-int8-dynamic")
+    ort = _find(entries, level=LEVEL, seed=0, artifact="structured:onnxruntime-int8-dynamic")
+    sp_ort = _find(entries, level=LEVEL, seed=0, artifact="sparse:onnxruntime-int8-dynamic")
     fast = _find(entries, level="sst2-fast", seed=0, artifact="structured:openvino-int8-static")
     peer_ov = reference(entries, "sst2", "ov-int8")
     peer_ort = next(e for e in entries if e["name"] == "Optimum ONNX + ORTQuantizer INT8")
     t, real_best = teacher(entries, "sst2"), reference(entries, "sst2", "best-peer", "real_p50_ms")
-    rows = next(lv for lv in meta["levels"] if lv["key"] == "sst2")["overrides"].get("data.max_train_samples", "the recipe's")
+    level = next(lv for lv in meta["levels"] if lv["key"] == LEVEL)
+    rows = level["overrides"].get("data.max_train_samples", "the recipe's")
     lines = ["# Structural or sparse pruning: which pays on these runtimes?", "",
              f"The question that started edgesmith, answered from one run of `python benchmarks/compare.py` on {meta['date']} "
              f"(`docs/benchmarks.md`: MiniLM-L6 fine-tuned on SST-2, CPU {meta['cpu']}, {meta['threads']} thread, batch 1, sequence "
-             f"128; seed 0 of `recipes/sst2.yaml` with its structured and sparse branches distilled on the same rows, and seed 0 of "
+             f"128; seed 0 of `{level['recipe']}` with its structured and sparse branches distilled on the same rows, and seed 0 of "
              "`recipes/sst2-fast.yaml`). This page is written by `benchmarks/sparse_doc.py` from `docs/benchmarks.json`. Read "
              f"ratios, not absolute milliseconds: every p50 is the median of {meta['plan']['rounds']} interleaved rounds on a shared "
              "machine.", "", "## What the numbers say", ""]
     lines += structured_part(ov, ort, peer_ov, peer_ort)
     lines += depth_part(fast, ov, peer_ov) if fast else []
     depth_cheaper = bool(fast) and fast["p50_ms"] / fast["floor_ms"] < 0.95 * ov["p50_ms"] / ov["floor_ms"]  # type: ignore[index]
-    dense_ov = _find(entries, level="sst2", seed=0, artifact="unpruned:openvino-int8-static") or peer_ov
+    dense_ov = _find(entries, level=LEVEL, seed=0, artifact="unpruned:openvino-int8-static") or peer_ov
     lines += sparse_part(sp_ov, sp_ort, dense_ov, peer_ov, peer_ort) + accuracy_part(ov, sp_ov, t, rows)
     lines += runtime_part(peer_ov, peer_ort, t, real_best) + choose_part(ov, sp_ov, peer_ov, real_best, depth_cheaper)
     (docs / "structural-vs-sparse.md").write_text("\n".join(lines))

@@ -1,7 +1,7 @@
 """The harness's verdicts over seeds: one lucky seed, or two, is not a claim; a seed far from the mean fails it."""
 
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -53,6 +53,19 @@ def test_the_first_seed_of_each_level_stands_for_it(tmp_path):
     assert [(r.level.key, r.seed) for r in lv.first_runs(runs)] == [("sst2-fast", 1), ("sts", 0)]
 
 
+def test_the_sparse_comparison_runs_seed_0_alone_both_branches_on_20k_rows(tmp_path):
+    import yaml
+
+    runs = lv.plan([lv.LEVELS["sst2"], lv.LEVELS["sst2-sparse"]], [0, 1, 2], tmp_path, smoke=False)
+    assert [r.name for r in runs] == ["sst2-seed0", "sst2-seed1", "sst2-seed2", "sst2-sparse-seed0"]
+    recipes = {r.name: yaml.safe_load(r.recipe.read_text()) for r in runs}
+    assert recipes["sst2-sparse-seed0"]["prune"]["branches"] == ["structured", "sparse"]
+    assert recipes["sst2-sparse-seed0"]["data"]["max_train_samples"] == lv.TRAIN_ROWS
+    assert all(recipes[f"sst2-seed{s}"]["prune"]["branches"] == ["structured"] for s in range(3))
+    assert all("max_train_samples" not in recipes[f"sst2-seed{s}"]["data"] for s in range(3))  # the recipe's own rows
+    assert lv.plan([lv.LEVELS["sst2-sparse"]], [1, 2], tmp_path, smoke=False) == []
+
+
 def test_some_seeds_write_beside_the_full_report_never_over_it():
     assert compare.docs_folder(compare.parse([])) == compare.ROOT / "docs"
     assert compare.docs_folder(compare.parse(["--only", "sst2-fast"])).name == "only-sst2-fast"
@@ -69,7 +82,7 @@ def test_runs_side_by_side_start_longest_first_and_redo_contended_benches_alone(
 
     import edgesmith.cli
 
-    sst2, fast = lv.LEVELS["sst2"], lv.LEVELS["sst2-fast"]
+    sst2, fast = replace(lv.LEVELS["sst2"], minutes=10.0), lv.LEVELS["sst2-fast"]
     runs = [lv.Run(sst2, 0, tmp_path / "a.yaml", tmp_path / "sst2-seed0"), lv.Run(sst2, 1, tmp_path / "c.yaml", tmp_path / "sst2-seed1"),
             lv.Run(fast, 0, tmp_path / "b.yaml", tmp_path / "fast-seed0")]
     done_before = runs[1].out / f"07-bench-{lv.PROFILE}" / "manifest.json"  # a run the harness finished earlier
