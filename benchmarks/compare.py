@@ -140,6 +140,19 @@ def measure_all(entries: list[dict[str, Any]], suites: dict[str, Any], plan: Any
     return gemm
 
 
+def level_meta(chosen: list[Any], runs: list[Any], smoke: bool) -> list[dict[str, Any]]:
+    """Each level that ran, as the page records it; a level none of whose seeds ran (sst2-sparse runs seed 0 only,
+    so `--seeds 1,2` leaves it out) has no figures and no entry."""
+    import dataclasses
+
+    import levels as lv
+
+    return [{"key": x.key, "recipe": str(x.recipe.relative_to(ROOT) if x.recipe.is_relative_to(ROOT) else x.recipe),
+             "suite": x.suite, "target": dataclasses.asdict(x.target), "overrides": x.overrides | (lv.SMOKE if smoke else {}),
+             "seeds": [r.seed for r in runs if r.level.key == x.key]}
+            for x in chosen if any(r.level.key == x.key for r in runs)]
+
+
 def docs_folder(a: argparse.Namespace) -> Path:
     """docs/ for the full harness; docs/only-<levels>[-seeds-<seeds>]/ for a part of it, never over the full report."""
     part = ("+".join(a.levels) if a.only else "") + (f"-seeds-{'+'.join(map(str, a.seeds))}" if a.seeds != list(SEEDS) else "")
@@ -167,10 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     t = time.time()
     gemm = measure_all(entries, suites, plan)
     timing = {"runs": run_seconds, "peers": peer_seconds, "measure": time.time() - t, "total": time.time() - start}
-    levels = [{"key": x.key, "recipe": str(x.recipe.relative_to(ROOT) if x.recipe.is_relative_to(ROOT) else x.recipe),
-               "suite": x.suite, "target": dataclasses.asdict(x.target), "overrides": x.overrides | (lv.SMOKE if a.smoke else {}),
-               "seeds": [r.seed for r in runs if r.level.key == x.key]} for x in chosen
-              if any(r.level.key == x.key for r in runs)]  # a level whose seeds --seeds left out (sst2-sparse: 0 only)
+    levels = level_meta(chosen, runs, a.smoke)
     meta = {"date": str(datetime.date.today()), "threads": plan.threads, "plan": dataclasses.asdict(plan), "gemm_gflops": gemm,
             "seconds": timing["total"], "started": start, "timing": timing, "cold": cold, "smoke": a.smoke, "only": ",".join(a.levels) if a.only else None,
             "work": str(work.relative_to(ROOT)), "eval_rows": {s: len(d["rows"]) for s, d in suites.items()}, "levels": levels}

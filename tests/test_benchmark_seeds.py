@@ -64,6 +64,11 @@ def test_the_sparse_comparison_runs_seed_0_alone_both_branches_on_20k_rows(tmp_p
     assert all(recipes[f"sst2-seed{s}"]["prune"]["branches"] == ["structured"] for s in range(3))
     assert all("max_train_samples" not in recipes[f"sst2-seed{s}"]["data"] for s in range(3))  # the recipe's own rows
     assert lv.plan([lv.LEVELS["sst2-sparse"]], [1, 2], tmp_path, smoke=False) == []
+    chosen = [lv.LEVELS["sst2"], lv.LEVELS["sst2-sparse"]]
+    assert [m["key"] for m in compare.level_meta(chosen, runs, smoke=False)] == ["sst2", "sst2-sparse"]
+    some = lv.plan(chosen, [1, 2], tmp_path, smoke=False)  # --seeds 1,2: the sparse level has no run, so no entry
+    meta = compare.level_meta(chosen, some, smoke=False)
+    assert [(m["key"], m["seeds"], m["recipe"]) for m in meta] == [("sst2", [1, 2], "recipes/sst2.yaml")]
 
 
 def test_some_seeds_write_beside_the_full_report_never_over_it():
