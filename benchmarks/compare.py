@@ -9,8 +9,8 @@
     python benchmarks/compare.py --smoke             (1 seed, 300 rows, few iterations: checks the code paths in
                                                       10-20 minutes; writes runs/compare-smoke/, never docs/)
 
-Every level of `benchmarks/levels.py` (recipes/sst2.yaml, recipes/sst2-fast.yaml, recipes/minilm-sts.yaml) runs with
-3 seeds, and recipes/sst2-sparse.yaml (structured against sparse on the same rows) with seed 0. Against them: the teacher in PyTorch FP32, the teacher quantized the way Optimum and optimum-intel users
+Every level of `benchmarks/levels.py` (recipes/sst2.yaml, recipes/sst2-fast.yaml, recipes/minilm-sts.yaml) runs
+with 3 seeds, and recipes/sst2-sparse.yaml (structured against sparse on the same rows) with seed 0. Against them: the teacher in PyTorch FP32, the teacher quantized the way Optimum and optimum-intel users
 do it (`benchmarks/peers.py`, SST-2), and edgesmith's own quantized-teacher candidates of every run. All at 1
 thread, batch 1: p50/p90 at seq 128 (interleaved rounds, medians), latency at the held-out sentences' own lengths,
 batch-8 throughput, quality, file size, peak memory and the physical floor. Writes docs/benchmarks.md,
@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     chosen = [dataclasses.replace(lv.LEVELS[k], recipe=Path(swaps[k]).resolve()) if k in swaps else lv.LEVELS[k] for k in a.levels]
     cold = not work.exists()
     runs = lv.plan(chosen, [0] if a.smoke else a.seeds, work, a.smoke)
+    if not runs:  # e.g. --only sst2-sparse --seeds 1,2: that level runs seed 0 only
+        raise SystemExit(f"no run to do: {', '.join(x.key for x in chosen)} with seeds {a.seeds} (sst2-sparse runs seed 0 only)")
     run_seconds = lv.run_all(runs, log, a.jobs)
     entries, suites, peer_seconds = collect(runs, work, a.smoke)
     plan = measure.Plan(rounds=2, iterations=20, warmup=5, b8_iterations=3) if a.smoke else measure.Plan()

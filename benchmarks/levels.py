@@ -264,7 +264,9 @@ def run_entries(runs: list[Run]) -> list[dict[str, Any]]:
     entries = [bundle_entry(r) for r in runs]
     firsts = first_runs(runs)
     for r in runs:
-        for branch in ("structured", "sparse", "unpruned") if r in firsts else ("structured",):
+        # the branches of the run's recipe as written now: a branch the recipe dropped leaves its old folders behind
+        branches = yaml.safe_load(r.recipe.read_text())["prune"]["branches"] + ["unpruned"]
+        for branch in [b for b in ("structured", "sparse", "unpruned") if b in branches] if r in firsts else ("structured",):
             if (r.out / f"06-quantize-{branch}").is_dir():
                 entries += [e for e in candidate_entries(r, branch) if r in firsts or e["artifact"] == STUDENT]
     for e in entries:

@@ -122,6 +122,13 @@ def _timing(meta: dict[str, Any]) -> list[str]:
     return lines + [f"| {name} | {s / 60:.1f} |" for name, s in t["runs"].items()] + [""]
 
 
+def _fewer_seeds(meta: dict[str, Any], seeds: list[int]) -> str:
+    """' (sst2-sparse: seed 0 only)' for the levels that ran fewer of the seeds."""
+    few = [f"{lv['key']}: seed{'s' * (len(lv['seeds']) > 1)} {', '.join(map(str, lv['seeds']))} only"
+           for lv in meta["levels"] if sorted(lv["seeds"]) != seeds]
+    return f" ({'; '.join(few)})" if few else ""
+
+
 def render(src: Path, docs: Path) -> None:
     data = json.loads(src.read_text())
     meta, entries = data["meta"], data["entries"]
@@ -133,7 +140,7 @@ def render(src: Path, docs: Path) -> None:
              f"CPU {meta['cpu']}, {meta['threads']} thread, batch 1, sequence 128 unless stated. Harness wall time "
              f"**{meta['seconds'] / 60:.1f} min**; {_cache_note(meta, root)}",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
-             f"Every edgesmith level ran with distill.seed {', '.join(map(str, seeds))} (run folders `{meta['work']}/<level>-seed<N>`, "
+             f"Every edgesmith level ran with distill.seed {', '.join(map(str, seeds))}{_fewer_seeds(meta, seeds)} (run folders `{meta['work']}/<level>-seed<N>`, "
              "the `embedded` profile: 1 thread). A target counts as met only on the mean over at least 3 seeds, with every seed's drop "
              "within 0.5 points of that mean.", "",
              f"Seq-128 latency: each round runs every artifact once, in its own process, {plan['iterations']} timed runs after "

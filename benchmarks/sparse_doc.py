@@ -105,7 +105,7 @@ def accuracy_part(ov: dict[str, Any], sp_ov: dict[str, Any], teacher: dict[str, 
     return [f"**Accuracy at the same training budget** ({rows} distillation rows, seed 0, after OpenVINO INT8): the structured "
             f"student lost {d_st:.2f} points (±{ov.get('drop_se', 0):.2f} paired SE) and the 80% sparse one {d_sp:.2f} "
             f"(±{sp_ov.get('drop_se', 0):.2f}) against the teacher's {teacher['quality']:.2f}%: {better} pruning kept more. "
-            "One seed; docs/benchmarks.md gives the structured level's spread over three.", ""]
+            "One seed: the harness runs this comparison at seed 0 only.", ""]
 
 
 def runtime_part(peer_ov: dict[str, Any], peer_ort: dict[str, Any], teacher: dict[str, Any], real_best: dict[str, Any]) -> list[str]:

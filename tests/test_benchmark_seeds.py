@@ -71,6 +71,19 @@ def test_the_sparse_comparison_runs_seed_0_alone_both_branches_on_20k_rows(tmp_p
     assert [(m["key"], m["seeds"], m["recipe"]) for m in meta] == [("sst2", [1, 2], "recipes/sst2.yaml")]
 
 
+def test_a_branch_the_recipe_dropped_is_not_listed_from_its_old_folders(tmp_path, monkeypatch):
+    """runs/compare/sst2-seed0 from before 2026-12-07 holds 06-quantize-sparse: the sst2 recipe no longer has it."""
+    run = lv.plan([lv.LEVELS["sst2"]], [0], tmp_path, smoke=False)[0]
+    for branch in ("structured", "sparse", "unpruned"):
+        (run.out / f"06-quantize-{branch}").mkdir(parents=True)
+    monkeypatch.setattr(lv, "bundle_entry", lambda r: {"artifact": "structured:openvino-int8-static", "level": r.level.key,
+                                                        "seed": r.seed, "bundle": True})
+    monkeypatch.setattr(lv, "candidate_entries", lambda r, b: [{"artifact": f"{b}:openvino-int8-static", "level": r.level.key, "seed": r.seed}])
+    monkeypatch.setattr(lv, "mark_copies", lambda entries: entries)
+    listed = {e["artifact"] for e in lv.run_entries([run]) if not e.get("bundle")}
+    assert listed == {"structured:openvino-int8-static", "unpruned:openvino-int8-static"}
+
+
 def test_some_seeds_write_beside_the_full_report_never_over_it():
     assert compare.docs_folder(compare.parse([])) == compare.ROOT / "docs"
     assert compare.docs_folder(compare.parse(["--only", "sst2-fast"])).name == "only-sst2-fast"

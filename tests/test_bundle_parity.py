@@ -283,16 +283,17 @@ def test_the_bundle_scripts_refuse_values_they_cannot_use(bundles, script, args,
 
 def test_bench_py_refuses_a_batch_the_device_memory_cannot_hold(bundles, tmp_path):
     """--batch 4096 at the bundle's longest input had run as asked, whatever the device's memory (red-team 7). The
-    tiny model's config.json is given 10,000 heads, so that one call's estimated attention scores are 82 MB a text."""
+    tiny model's config.json is given enough heads that 4096 texts of 32 tokens take this machine's whole memory."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    heads = memory // (4096 * 4 * 32 * 2 * 32) + 1
     folder = shutil.copytree(bundles["onnxruntime-fp32"][0], tmp_path / "b")
-    config = json.loads((folder / "config.json").read_text()) | {"num_attention_heads": 10_000}
+    config = json.loads((folder / "config.json").read_text()) | {"num_attention_heads": heads}
     (folder / "config.json").write_text(json.dumps(config))
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["config.json"] = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    per_text = 4 * 32 * (2 * 10_000 * 32 + 2 * config["intermediate_size"] + 6 * config["hidden_size"])
-    assert 4096 * per_text > memory / 2, "this machine holds the test's batch: give the config more heads"
+    per_text = 4 * 32 * (2 * heads * 32 + 2 * config["intermediate_size"] + 6 * config["hidden_size"])
+    assert 4096 * per_text > memory / 2 and 2 * per_text < memory / 2
     done = _run(folder, "bench.py", "--batch", "4096", check=False)
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr, done.stderr
     fits = int(memory / 2 // per_text)
@@ -302,6 +303,23 @@ def test_bench_py_refuses_a_batch_the_device_memory_cannot_hold(bundles, tmp_pat
         f"--batch {fits} or less")
     ran = json.loads(_run(folder, "bench.py", "--batch", "2", "--warmup", "0", "--iterations", "2").stdout)
     assert ran["batch"] == 2 and ran["longest"]["seq"] == 32  # a batch that fits runs, at the longest input too
+
+
+def test_bench_py_sizing_reads_distilbert_names_and_ignores_numbers_that_say_nothing():
+    import importlib.util
+
+    template = Path(__file__).resolve().parents[1] / "pipeline" / "bundle_templates" / "bench.py"
+    spec = importlib.util.spec_from_file_location("bundle_bench", template)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bert = {"num_attention_heads": 12, "intermediate_size": 1536, "hidden_size": 384}
+    distil = {"n_heads": 12, "hidden_dim": 1536, "dim": 384}  # DistilBERT's config.json names
+    gib = 2**30
+    assert bench.sizing_error(bert, 4096, 128, gib) == bench.sizing_error(distil, 4096, 128, gib) is not None
+    assert bench.sizing_error(bert, 1, 128, 16 * gib) is None and bench.sizing_error(bert, 4096, 128, None) is None
+    assert "even one text of this length does not fit" in bench.sizing_error(bert, 1, 128, 2**20)
+    for odd in ({"num_attention_heads": -5}, {"num_attention_heads": 10**400}, {"num_attention_heads": "many"}, {}):
+        assert bench.sizing_error(bert | odd if odd else {}, 4096, 128, gib) is None  # no traceback, no false claim
 
 
 def test_bundle_io_runs_no_bundle_code(bundles, tmp_path):

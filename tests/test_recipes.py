@@ -20,6 +20,8 @@ def test_the_repository_ships_its_recipes():
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_a_shipped_recipe_plans_every_stage(recipe, tmp_path, monkeypatch):
+    if "../shared/" in recipe.read_text() and not (ROOT.parent / "shared").is_dir():
+        pytest.skip("the benchmark teachers and data (../shared) are not beside this checkout")
     monkeypatch.chdir(ROOT)  # the recipes' paths are relative to the repository root, where the README runs them
     out = tmp_path / "run"
     plan = edgesmith.plan(recipe, out=out)

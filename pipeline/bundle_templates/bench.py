@@ -47,7 +47,7 @@ def main() -> None:
     model = reporting(p, lambda: Predictor(threads=a.threads))
     seq = prof["seq_len"] if a.seq is None else a.seq
     too_big = reporting(p, lambda: sizing_error(json.loads((HERE / "config.json").read_text(encoding="utf-8")),
-                                                a.batch, longest if a.seq is None else seq, device_memory()))
+                                                a.batch, max(seq, longest) if a.seq is None else seq, device_memory()))
     if too_big:
         p.exit(2, f"{p.prog}: error: {too_big}\n")
     times = reporting(p, lambda: _times(model, a.batch, seq, a.warmup, a.iterations))
@@ -65,18 +65,19 @@ def sizing_error(config: dict, batch: int, seq: int, memory: int | None) -> str 
     model and the rest of the device need the other half), or None. The call's float32 activations are estimated
     from config.json: a layer's attention scores and FFN intermediate, two copies each, and six hidden-size
     buffers; runtimes fuse and reuse buffers, so this errs high. A device that cannot say its memory is not
-    checked."""
-    try:
-        heads, ffn, hidden = (int(config[k]) for k in ("num_attention_heads", "intermediate_size", "hidden_size"))
-    except (KeyError, TypeError, ValueError):
-        return None  # a config.json without these numbers says nothing about size: the call itself will tell
-    per_text = 4 * seq * (2 * heads * seq + 2 * ffn + 6 * hidden)
-    if memory is None or batch * per_text <= memory / 2:
+    checked; inside a container whose memory limit is below the machine's, the check is lenient."""
+    try:  # BERT, RoBERTa and ELECTRA name them so; DistilBERT as n_heads, hidden_dim and dim
+        heads, ffn, hidden = (int(config[k] if k in config else config[alt]) for k, alt in
+                              (("num_attention_heads", "n_heads"), ("intermediate_size", "hidden_dim"), ("hidden_size", "dim")))
+        per_text = 4 * seq * (2 * heads * seq + 2 * ffn + 6 * hidden)
+        if memory is None or min(heads, ffn, hidden) < 1 or batch * per_text <= memory / 2:
+            return None  # no memory figure, or numbers that say nothing about size: the call itself will tell
+        need, fits = f"{batch * per_text / 2**30:.1f}", int(memory / 2 // per_text)
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    fits = max(1, int(memory / 2 // per_text))
-    return (f"--batch {batch} at {seq} tokens needs about {batch * per_text / 2**30:.1f} GiB for one call's activations "
-            f"(estimated from config.json), more than half of this device's {memory / 2**30:.1f} GiB; use --batch {fits} "
-            "or less")
+    fix = f"use --batch {fits} or less" if fits else "even one text of this length does not fit; use a shorter --seq"
+    return (f"--batch {batch} at {seq} tokens needs about {need} GiB for one call's activations (estimated from "
+            f"config.json), more than half of this device's {memory / 2**30:.1f} GiB; {fix}")
 
 
 def device_memory() -> int | None:
