@@ -14,7 +14,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED = ("p50_ms", "p90_ms", "rounds", "real_p50_ms", "real_p90_ms", "real_mean_len", "throughput_b8", "peak_rss_mb",
-            "load_ms", "quality", "drop_se", "bytes", "gzip_bytes", "gflop", "floor_ms", "ops")
+            "load_ms", "quality", "texts_per_call", "drop_se", "bytes", "gzip_bytes", "gflop", "floor_ms", "ops")
 
 
 SUITE_TASKS = {"sst2": "classification", "sts": "embedding"}  # each suite's edgesmith task (edgesmith.tasks)
@@ -75,10 +75,10 @@ def latency(entries: list[dict[str, Any]], plan: Plan, log: Any) -> None:
 
 def quality(entries: list[dict[str, Any]], suites: dict[str, dict[str, Any]]) -> None:
     """Quality on the suite's held-out rows, the same code for every artifact: accuracy (%) on SST-2 dev with the
-    paired standard error of the drop against the teacher; Spearman x100 on STS-B dev pairs. Every artifact, the
-    peers' included, is scored 32 rows a call, the protocol of every page in docs/ so far; the product scores ONNX
-    Runtime's dynamic INT8 one text a call (Runtime.texts_per_call), as its bundles run it, which moves a logit by
-    about 1e-4 (not re-measured here)."""
+    paired standard error of the drop against the teacher; Spearman x100 on STS-B dev pairs. Each artifact is scored
+    `texts_per_call` texts a call: one for ONNX Runtime's dynamic INT8 (its scales come from each call's whole
+    input), as edgesmith's bundles run it and as a batch-1 device would, the peers' too; 32 for the others, whose
+    outputs do not depend on the texts beside them."""
     from edgesmith.evaluate import outputs
     from edgesmith.evaluate import quality as score
     from edgesmith.runtimes import open_session
@@ -89,8 +89,9 @@ def quality(entries: list[dict[str, Any]], suites: dict[str, dict[str, Any]]) ->
         reference = None
         for e in [teacher] + [e for e in ours if e is not teacher]:
             task = SUITE_TASKS[suite]
+            e["texts_per_call"] = texts_per_call(e)
             out = outputs(open_session(e["runtime"], Path(e["path"]), threads=2, output=output_name(e)), s["rows"],
-                          s["tokenizer"], 128, task)
+                          s["tokenizer"], 128, task, e["texts_per_call"])
             reference = out if reference is None else reference
             e["quality"] = score(out, s["rows"], task, reference)["metric"]
             if task == "classification":
@@ -99,6 +100,27 @@ def quality(entries: list[dict[str, Any]], suites: dict[str, dict[str, Any]]) ->
         for e in ours:
             if "right" in e:
                 e["drop_se"] = paired_drop_se(teacher_right, e.pop("right"))
+
+
+def precision(entry: dict[str, Any]) -> str:
+    """The entry's precision as edgesmith's runtimes name it: edgesmith's from its artifact name (branch:runtime-precision);
+    the peers' ONNX Runtime INT8 builds are dynamic (ORTQuantizer with is_static=False, or quantize_dynamic where it
+    failed, benchmarks/peers.py), their OpenVINO INT8 is NNCF's static quantization."""
+    if "artifact" in entry:
+        return entry["artifact"].split(":", 1)[1].removeprefix(f"{entry['runtime']}-")
+    if not entry["int8"]:
+        return "fp32"
+    return "int8-dynamic" if entry["runtime"] == "onnxruntime" else "int8-static"
+
+
+def texts_per_call(entry: dict[str, Any]) -> int:
+    """How many held-out texts go into one call when the entry is scored: the runtime's own rule
+    (Runtime.texts_per_call), the one edgesmith scores and ships with; PyTorch (the teacher) 32 a call."""
+    from edgesmith.runtimes import RUNTIMES
+    from edgesmith.tasks.base import EVAL_BATCH
+
+    runtime = RUNTIMES.get(entry["runtime"])
+    return runtime.texts_per_call(precision(entry)) if runtime else EVAL_BATCH
 
 
 def paired_drop_se(teacher_right: list[int], right: list[int]) -> float:

@@ -80,6 +80,19 @@ def _command(meta: dict[str, Any]) -> str:
 SUITES = {"sst2": ("SST-2 dev accuracy (%)", "acc."), "sts": ("STS-B dev Spearman x100", "Spearman")}
 
 
+def _scoring_note(entries: list[dict[str, Any]]) -> str:
+    """How many held-out texts went into one call when each artifact was scored (a harness run that did not record
+    it, before texts_per_call, scored every artifact 32 a call)."""
+    counts = {e.get("texts_per_call", 32) for e in entries}
+    if counts == {1}:
+        return " Quality was scored one text a call for every artifact."
+    if 1 not in counts:
+        return f" Quality was scored {max(counts)} texts a call for every artifact."
+    return (" Quality was scored one text a call for ONNX Runtime's dynamic INT8 builds, whose quantization scales come from "
+            "each call's whole input (as edgesmith's bundles run them, and as a batch-1 device would), and "
+            f"{max(counts)} a call for the others.")
+
+
 def _table(entries: list[dict[str, Any]], suite: str, rows: int | None) -> list[str]:
     """Every artifact of one suite; copies of a file measured once repeat its figures."""
     t = teacher(entries, suite)
@@ -157,7 +170,8 @@ def render(src: Path, docs: Path) -> None:
               "the fastest of the peers' INT8 builds and edgesmith's own quantized-teacher candidates.", ""]
     lines += _levels_table(entries, meta)
     lines += ["## Every artifact", "", "`drop` is against the teacher in PyTorch FP32, with the paired standard error of "
-              "that drop on the same sentences (SST-2). Rows marked as the same file as another were measured once.", ""]
+              "that drop on the same sentences (SST-2). Rows marked as the same file as another were measured once."
+              + _scoring_note(entries), ""]
     for suite in SUITES:
         if any(e["suite"] == suite for e in entries):
             lines += _table(entries, suite, meta.get("eval_rows", {}).get(suite))
