@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     timing = {"runs": run_seconds, "peers": peer_seconds, "measure": time.time() - t, "total": time.time() - start}
     levels = level_meta(chosen, runs, a.smoke)
     meta = {"date": str(datetime.date.today()), "threads": plan.threads, "plan": dataclasses.asdict(plan), "gemm_gflops": gemm,
-            "seconds": timing["total"], "started": start, "timing": timing, "cold": cold, "smoke": a.smoke, "only": ",".join(a.levels) if a.only else None,
+            "seconds": timing["total"], "started": start, "timing": timing, "cold": cold, "jobs": a.jobs,
+            "stage_seconds": lv.stage_seconds(runs), "smoke": a.smoke, "only": ",".join(a.levels) if a.only else None,
             "work": str(work.relative_to(ROOT)), "eval_rows": {s: len(d["rows"]) for s, d in suites.items()}, "levels": levels}
     write(entries, meta, docs)
 

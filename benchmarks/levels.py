@@ -146,6 +146,18 @@ def run_all(runs: list[Run], log: Any, jobs: int = 1) -> dict[str, float]:
     return seconds
 
 
+def stage_seconds(runs: list[Run]) -> dict[str, dict[str, float]]:
+    """Each run's stages and the seconds their manifests record for building them, whenever that was: what the run
+    costs from nothing, where the harness resumed from stages an earlier run built."""
+    from edgesmith.runfolder import STAGE_FOLDER
+
+    out: dict[str, dict[str, float]] = {}
+    for r in runs:
+        stages = sorted(p for p in r.out.glob("*/manifest.json") if STAGE_FOLDER.fullmatch(p.parent.name))
+        out[r.name] = {p.parent.name: float(json.loads(p.read_text()).get("seconds", 0.0)) for p in stages}
+    return out
+
+
 def _contended(r: Run) -> Path:
     """Marks a run whose bench stage may have run beside another run until it is redone alone; kept on disk, so a
     harness killed before that redo still does it when started again."""

@@ -125,14 +125,28 @@ def _levels_table(entries: list[dict[str, Any]], meta: dict[str, Any]) -> list[s
 
 
 def _timing(meta: dict[str, Any]) -> list[str]:
-    """Where the wall time went: the numbers to budget the next run by."""
-    t = meta["timing"]
+    """Where the wall time went: the numbers to budget the next run by. With the stages' own build times (recorded by
+    the harness from every stage's manifest, whenever the stage was built), also what the runs cost from nothing."""
+    t, built = meta["timing"], meta.get("stage_seconds", {})
     lines = ["## Where the harness time went", "",
              f"Wall time {t['total'] / 60:.1f} min on {meta['cpu']}: edgesmith runs {sum(t['runs'].values()) / 60:.1f} min, "
              f"peers {t['peers'] / 60:.1f} min, measurement (latency rounds, op counters, quality, sizes) {t['measure'] / 60:.1f} min. "
-             "Per run (a run resumed from cached stages counts only what it rebuilt):", "",
-             "| run | minutes |", "|---|---|"]
-    return lines + [f"| {name} | {s / 60:.1f} |" for name, s in t["runs"].items()] + [""]
+             "Per run (a run resumed from cached stages counts only what it rebuilt"
+             + ("; `stages, whenever built`: the build times its stage manifests record, this run's or an earlier one's" if built else "")
+             + "):", ""]
+    if not built:
+        return lines + ["| run | minutes |", "|---|---|"] + [f"| {name} | {s / 60:.1f} |" for name, s in t["runs"].items()] + [""]
+    lines += ["| run | minutes | stages, whenever built, minutes | of which distillation |", "|---|---|---|---|"]
+    for name, s in t["runs"].items():
+        stages = built.get(name, {})
+        distill = sum(v for k, v in stages.items() if "-distill-" in k)
+        lines.append(f"| {name} | {s / 60:.1f} | {sum(stages.values()) / 60:.1f} | {distill / 60:.1f} |")
+    total = sum(sum(v.values()) for v in built.values())
+    jobs = meta.get("jobs", 1)
+    return lines + ["", f"The stages' own build times add up to {total / 60:.1f} run-minutes. From nothing, with {jobs} "
+                    f"run{'s' * (jobs > 1)} at a time, the runs would take about {total / jobs / 60:.0f} min of wall time, plus the peers "
+                    "and the measurement (estimated from those build times, each taken under whatever else shared the cores "
+                    "then; not a run from nothing).", ""]
 
 
 def _fewer_seeds(meta: dict[str, Any], seeds: list[int]) -> str:

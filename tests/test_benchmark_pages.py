@@ -31,3 +31,31 @@ def test_each_page_renders_again_from_its_json(folder: Path, tmp_path: Path, cap
     committed = [line for line in figures(folder / "benchmarks.md") if not line.startswith("- ") or "**" in line]
     rendered = [line for line in figures(tmp_path / "benchmarks.md") if not line.startswith("- ") or "**" in line]
     assert rendered == committed
+
+
+def test_the_time_page_adds_up_the_stages_whenever_they_were_built(tmp_path: Path) -> None:
+    """A harness run that resumed from an earlier one's stages still says what its runs cost from nothing, from the
+    seconds every stage manifest records, and calls the wall-time figure an estimate."""
+    import levels as lv
+    from report import _timing
+
+    runs = []
+    for name, distill in (("sst2-seed0", 3000.0), ("sst2-seed1", 2400.0)):
+        out = tmp_path / name
+        for stage, seconds in (("00-data", 60.0), ("03-distill-structured", distill), ("07-bench-embedded", 120.0)):
+            (out / stage).mkdir(parents=True)
+            (out / stage / "manifest.json").write_text(f'{{"stage": "x", "seconds": {seconds}}}')
+        (out / "notes").mkdir()  # not a stage folder: left out
+        (out / "notes" / "manifest.json").write_text('{"seconds": 9999}')
+        runs.append(lv.Run(lv.LEVELS["sst2"], int(name[-1]), tmp_path / f"{name}.yaml", out))
+    built = lv.stage_seconds(runs)
+    assert built == {"sst2-seed0": {"00-data": 60.0, "03-distill-structured": 3000.0, "07-bench-embedded": 120.0},
+                     "sst2-seed1": {"00-data": 60.0, "03-distill-structured": 2400.0, "07-bench-embedded": 120.0}}
+    meta = {"cpu": "test CPU", "jobs": 2, "stage_seconds": built,
+            "timing": {"total": 600.0, "peers": 0.0, "measure": 480.0, "runs": {"sst2-seed0": 6.0, "sst2-seed1": 6.0}}}
+    page = "\n".join(_timing(meta))
+    assert "| sst2-seed0 | 0.1 | 53.0 | 50.0 |" in page and "| sst2-seed1 | 0.1 | 43.0 | 40.0 |" in page
+    assert "add up to 96.0 run-minutes" in page and "about 48 min of wall time" in page and "estimated" in page
+    # a page from a harness run that did not record them keeps its one-column table
+    old = "\n".join(_timing({k: v for k, v in meta.items() if k != "stage_seconds"}))
+    assert "| run | minutes |" in old and "run-minutes" not in old
