@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     if not runs:  # e.g. --only sst2-sparse --seeds 1,2: that level runs seed 0 only
         raise SystemExit(f"no run to do: {', '.join(x.key for x in chosen)} with seeds {a.seeds} (sst2-sparse runs seed 0 only)")
     run_seconds = lv.run_all(runs, log, a.jobs)
+    built = lv.stage_seconds(runs)  # final now: read before the measurement, so an odd manifest costs no measured figures
     entries, suites, peer_seconds = collect(runs, work, a.smoke)
     plan = measure.Plan(rounds=2, iterations=20, warmup=5, b8_iterations=3) if a.smoke else measure.Plan()
     t = time.time()
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     levels = level_meta(chosen, runs, a.smoke)
     meta = {"date": str(datetime.date.today()), "threads": plan.threads, "plan": dataclasses.asdict(plan), "gemm_gflops": gemm,
             "seconds": timing["total"], "started": start, "timing": timing, "cold": cold, "jobs": a.jobs,
-            "stage_seconds": lv.stage_seconds(runs), "smoke": a.smoke, "only": ",".join(a.levels) if a.only else None,
+            "stage_seconds": built, "smoke": a.smoke, "only": ",".join(a.levels) if a.only else None,
             "work": str(work.relative_to(ROOT)), "eval_rows": {s: len(d["rows"]) for s, d in suites.items()}, "levels": levels}
     write(entries, meta, docs)
 

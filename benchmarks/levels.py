@@ -148,13 +148,21 @@ def run_all(runs: list[Run], log: Any, jobs: int = 1) -> dict[str, float]:
 
 def stage_seconds(runs: list[Run]) -> dict[str, dict[str, float]]:
     """Each run's stages and the seconds their manifests record for building them, whenever that was: what the run
-    costs from nothing, where the harness resumed from stages an earlier run built."""
-    from edgesmith.runfolder import STAGE_FOLDER
-
+    costs from nothing, where the harness resumed from stages an earlier run built. Only the stages the run's recipe
+    has now: a branch it dropped, or another profile, leaves folders behind that it no longer builds; a manifest
+    that cannot be read counts nothing rather than losing the page."""
     out: dict[str, dict[str, float]] = {}
     for r in runs:
-        stages = sorted(p for p in r.out.glob("*/manifest.json") if STAGE_FOLDER.fullmatch(p.parent.name))
-        out[r.name] = {p.parent.name: float(json.loads(p.read_text()).get("seconds", 0.0)) for p in stages}
+        suffixes = set(yaml.safe_load(r.recipe.read_text())["prune"]["branches"]) | {"unpruned", PROFILE}
+        out[r.name] = {}
+        for p in sorted(r.out.glob("[0-9][0-9]-*/manifest.json")):
+            suffix = p.parent.name.split("-", 2)[2:]  # 00-data: none; 03-distill-structured: structured
+            if suffix and suffix[0] not in suffixes:
+                continue
+            try:
+                out[r.name][p.parent.name] = float(json.loads(p.read_text())["seconds"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
     return out
 
 
@@ -227,6 +235,7 @@ def _plan_dir(out: Path, branch: str) -> Path:
 def _entry(r: Run, branch: str, artifact: str, runtime: str, path: Path) -> dict[str, Any]:
     return {"suite": r.level.suite, "level": r.level.key, "seed": r.seed, "runtime": runtime, "path": str(path),
             "plan": str(_plan_dir(r.out, branch)), "artifact": f"{branch}:{artifact}", "int8": "int8" in artifact,
+            "precision": artifact.removeprefix(f"{runtime}-"),
             "label": LABELS.get(artifact, artifact)}
 
 

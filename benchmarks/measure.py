@@ -78,7 +78,7 @@ def quality(entries: list[dict[str, Any]], suites: dict[str, dict[str, Any]]) ->
     paired standard error of the drop against the teacher; Spearman x100 on STS-B dev pairs. Each artifact is scored
     `texts_per_call` texts a call: one for ONNX Runtime's dynamic INT8 (its scales come from each call's whole
     input), as edgesmith's bundles run it and as a batch-1 device would, the peers' too; 32 for the others, whose
-    outputs do not depend on the texts beside them."""
+    outputs do not depend on the texts beside them beyond float rounding."""
     from edgesmith.evaluate import outputs
     from edgesmith.evaluate import quality as score
     from edgesmith.runtimes import open_session
@@ -103,9 +103,12 @@ def quality(entries: list[dict[str, Any]], suites: dict[str, dict[str, Any]]) ->
 
 
 def precision(entry: dict[str, Any]) -> str:
-    """The entry's precision as edgesmith's runtimes name it: edgesmith's from its artifact name (branch:runtime-precision);
+    """The entry's precision as edgesmith's runtimes name it: edgesmith's as `levels._entry` records it (older entries:
+    from the artifact name, branch:runtime-precision);
     the peers' ONNX Runtime INT8 builds are dynamic (ORTQuantizer with is_static=False, or quantize_dynamic where it
     failed, benchmarks/peers.py), their OpenVINO INT8 is NNCF's static quantization."""
+    if "precision" in entry:
+        return entry["precision"]
     if "artifact" in entry:
         return entry["artifact"].split(":", 1)[1].removeprefix(f"{entry['runtime']}-")
     if not entry["int8"]:

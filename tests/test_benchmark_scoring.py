@@ -61,3 +61,15 @@ def test_the_page_says_how_quality_was_scored():
     assert _scoring_note([TEACHER | {"texts_per_call": 32}, OURS_OV | {"texts_per_call": 32}]).endswith("32 texts a call for every artifact.")
     # a page re-rendered from a harness run that did not record it: every artifact was scored 32 a call then
     assert _scoring_note([TEACHER, OURS_DYNAMIC]).endswith("32 texts a call for every artifact.")
+
+
+def test_the_harness_entries_carry_the_precision_they_are_scored_by(tmp_path):
+    """Entries as benchmarks/levels.py builds them record their precision, so a change to the artifact names cannot
+    quietly send dynamic INT8 back to 32 texts a call."""
+    import levels as lv
+
+    run = lv.Run(lv.LEVELS["sst2"], 0, tmp_path / "r.yaml", tmp_path / "sst2-seed0")
+    dynamic = lv._entry(run, "structured", "onnxruntime-int8-dynamic", "onnxruntime", tmp_path / "m.onnx")
+    static = lv._entry(run, "unpruned", "openvino-int8-static", "openvino", tmp_path / "m.xml")
+    assert (dynamic["precision"], measure.texts_per_call(dynamic)) == ("int8-dynamic", 1)
+    assert (static["precision"], measure.texts_per_call(static)) == ("int8-static", 32)
