@@ -810,7 +810,15 @@ def test_metadata_of_an_unexpected_shape_is_one_line(bundle: Path) -> None:
     (bundle / "config.json").write_text(json.dumps(config | {"model_type": []}, indent=2, sort_keys=True) + "\n")  # as edgesmith writes it
     rehash(bundle)
     assert_refused(edgesmith("verify", bundle), "model_type")
+
+
+@pytest.mark.xfail(strict=True, reason="known defect (2026-12-07): ONNX Runtime's is_edgesmiths accepts any list of "
+                   "providers, so [[]] passes verify and predict.py falls back to the CPU; the fix changes bundle code "
+                   "(edgesmith_runtime.py) and waits for the harness runs in flight")
+def test_providers_that_are_not_names_are_refused(bundle: Path) -> None:
+    """A list where a provider name goes is not a setting edgesmith makes; with the rest of the bundle intact (an
+    earlier test only passed because its config.json was still broken from the case before)."""
     manifest = manifest_of(bundle)
     manifest["session"]["settings"]["providers"] = [[]]
     write_manifest(bundle, manifest)
-    assert_refused(edgesmith("verify", bundle))
+    assert_refused(edgesmith("verify", bundle), "session settings")
