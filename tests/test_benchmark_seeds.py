@@ -84,13 +84,14 @@ def test_a_branch_the_recipe_dropped_is_not_listed_from_its_old_folders(tmp_path
     assert listed == {"structured:openvino-int8-static", "unpruned:openvino-int8-static"}
 
 
-def test_some_seeds_write_beside_the_full_report_never_over_it():
+def test_some_seeds_write_beside_the_full_report_never_over_it(capsys):
     assert compare.docs_folder(compare.parse([])) == compare.ROOT / "docs"
     assert compare.docs_folder(compare.parse(["--only", "sst2-fast"])).name == "only-sst2-fast"
     assert compare.docs_folder(compare.parse(["--only", "sst2-fast", "--seeds", "2,1"])).name == "only-sst2-fast-seeds-1+2"
     assert compare.docs_folder(compare.parse(["--seeds", "0"])).name == "only-seeds-0"
     with pytest.raises(SystemExit):
         compare.parse(["--seeds", "1,x"])
+    assert "--seeds takes comma-separated integers" in capsys.readouterr().err
 
 
 def test_runs_side_by_side_start_longest_first_and_redo_contended_benches_alone(tmp_path, monkeypatch):
@@ -155,6 +156,7 @@ def test_a_failed_run_side_by_side_stops_the_harness_naming_its_log(tmp_path, mo
     assert len(started) <= 2  # the two started together may both fail; no queued run starts after a failure
 
 
-def test_jobs_below_one_are_refused():
+def test_jobs_below_one_are_refused(capsys):
     with pytest.raises(SystemExit):
         compare.parse(["--jobs", "0"])
+    assert "--jobs takes a whole number of runs at a time" in capsys.readouterr().err

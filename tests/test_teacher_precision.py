@@ -37,6 +37,15 @@ def test_an_unknown_precision_is_refused():
         DistillConfig(teacher_precision="fp16")
 
 
+@pytest.mark.parametrize(("avx512_bf16", "amx", "native"), [(False, False, False), (True, False, True), (False, True, True)])
+def test_native_bf16_reads_the_cpus_own_flags(monkeypatch, avx512_bf16, amx, native):
+    """The real check (the tests below stub it): bf16 counts as native on a CPU with AVX512-BF16 or AMX tiles, not
+    where oneDNN would only emulate it."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert training.native_bf16(torch.device("cpu")) is native
+
+
 def test_bf16_only_where_the_device_runs_it_natively(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(training, "native_bf16", lambda device: False)
