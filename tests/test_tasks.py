@@ -199,12 +199,15 @@ def test_a_tiny_token_classification_run_bundles_and_verifies(ner_run):
 
 def test_the_bundles_predict_prints_entities_with_character_spans(ner_run):
     bundle = next((ner_run / "08-bundle-tiny-ort").glob("edgesmith-*/"))
-    text = "the good  movie was dull"
-    proc = subprocess.run([sys.executable, "predict.py", text], cwd=bundle, capture_output=True, text=True, check=True)
-    line = json.loads(proc.stdout)
-    assert line["text"] == text and isinstance(line["entities"], list)
-    for e in line["entities"]:
+    texts = ["the good  movie was dull", "a superb happy film and a story", "plot"]
+    proc = subprocess.run([sys.executable, "predict.py", *texts], cwd=bundle, capture_output=True, text=True, check=True)
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["text"] for line in lines] == texts and all(isinstance(line["entities"], list) for line in lines)
+    found = [(line["text"], e) for line in lines for e in line["entities"]]
+    assert found, "the span checks below need an entity: the student tagged none in the three texts"
+    for text, e in found:
         assert text[e["start"]:e["end"]] == e["text"] and e["type"] in {"POS", "THING"} and 0 < e["score"] <= 1
+    text = texts[0]
     raw = subprocess.run([sys.executable, "predict.py", "--raw", text], cwd=bundle, capture_output=True, text=True, check=True)
     assert np.asarray(json.loads(raw.stdout)["outputs"]).shape[-1] == 4  # per token, one logit per tag
 
@@ -229,8 +232,9 @@ def test_a_tagger_ships_from_either_branch_and_call_size_and_verifies(ner_run, t
         assert np.array_equal(np.asarray(json.loads(line)["outputs"], dtype=np.float32), expected[:n])
     tagged = subprocess.run([sys.executable, "predict.py", *texts], cwd=folder, capture_output=True, text=True, check=True)
     assert [json.loads(line)["text"] for line in tagged.stdout.splitlines()] == texts
-    for text, line in zip(texts, tagged.stdout.splitlines()):
-        assert all(text[e["start"]:e["end"]] == e["text"] for e in json.loads(line)["entities"])
+    entities = [(text, e) for text, line in zip(texts, tagged.stdout.splitlines()) for e in json.loads(line)["entities"]]
+    assert entities, "the span check needs an entity: the tagger found none in the three texts"
+    assert all(text[e["start"]:e["end"]] == e["text"] for text, e in entities)
 
 
 def test_a_one_text_a_call_taggers_reference_leaves_padding_out(ner_run, tmp_path):
@@ -258,13 +262,16 @@ def test_a_one_text_a_call_taggers_reference_leaves_padding_out(ner_run, tmp_pat
     assert not get("token-classification").fidelity(expected, pytorch)[0]
 
 
-def test_augmentation_is_refused_for_token_tags_before_any_work(tmp_path, tagged_data):
+def test_augmentation_is_refused_for_token_tags_before_any_work(tmp_path, tagged_data, tiny_profiles, capsys):
     from edgesmith.cli import main
 
     model = make_model_dir(tmp_path / "bare", task="embedding")
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"task: token-classification\nteacher: {{model: {model}}}\ndata: {{source: {tagged_data}, augment: {{copies: 1}}}}\n")
+    # a profile the tiny model's 64 positions fit, so the refusal can only be the augmentation's
+    recipe.write_text(f"task: token-classification\nteacher: {{model: {model}}}\ndata: {{source: {tagged_data}, augment: {{copies: 1}}}}\n"
+                      f"profiles: ['{tiny_profiles / 'tiny-ort.yaml'}']\n")
     assert main(["run", str(recipe), "--out", str(tmp_path / "out")]) == 2
+    assert "data.augment replaces words" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
