@@ -146,6 +146,12 @@ def run_all(runs: list[Run], log: Any, jobs: int = 1) -> dict[str, float]:
     return seconds
 
 
+def branches(r: Run) -> list[str]:
+    """The branches of the run's recipe as written now, and `unpruned`: a branch the recipe dropped leaves its old
+    folders behind, which neither the page nor the time count reads."""
+    return yaml.safe_load(r.recipe.read_text())["prune"]["branches"] + ["unpruned"]
+
+
 def stage_seconds(runs: list[Run]) -> dict[str, dict[str, float]]:
     """Each run's stages and the seconds their manifests record for building them, whenever that was: what the run
     costs from nothing, where the harness resumed from stages an earlier run built. Only the stages the run's recipe
@@ -153,7 +159,7 @@ def stage_seconds(runs: list[Run]) -> dict[str, dict[str, float]]:
     that cannot be read counts nothing rather than losing the page."""
     out: dict[str, dict[str, float]] = {}
     for r in runs:
-        suffixes = set(yaml.safe_load(r.recipe.read_text())["prune"]["branches"]) | {"unpruned", PROFILE}
+        suffixes = set(branches(r)) | {PROFILE}
         out[r.name] = {}
         for p in sorted(r.out.glob("[0-9][0-9]-*/manifest.json")):
             suffix = p.parent.name.split("-", 2)[2:]  # 00-data: none; 03-distill-structured: structured
@@ -286,8 +292,7 @@ def run_entries(runs: list[Run]) -> list[dict[str, Any]]:
     firsts = first_runs(runs)
     for r in runs:
         # the branches of the run's recipe as written now: a branch the recipe dropped leaves its old folders behind
-        branches = yaml.safe_load(r.recipe.read_text())["prune"]["branches"] + ["unpruned"]
-        for branch in [b for b in ("structured", "sparse", "unpruned") if b in branches] if r in firsts else ("structured",):
+        for branch in [b for b in ("structured", "sparse", "unpruned") if b in branches(r)] if r in firsts else ("structured",):
             if (r.out / f"06-quantize-{branch}").is_dir():
                 entries += [e for e in candidate_entries(r, branch) if r in firsts or e["artifact"] == STUDENT]
     for e in entries:

@@ -103,14 +103,11 @@ def quality(entries: list[dict[str, Any]], suites: dict[str, dict[str, Any]]) ->
 
 
 def precision(entry: dict[str, Any]) -> str:
-    """The entry's precision as edgesmith's runtimes name it: edgesmith's as `levels._entry` records it (older entries:
-    from the artifact name, branch:runtime-precision);
-    the peers' ONNX Runtime INT8 builds are dynamic (ORTQuantizer with is_static=False, or quantize_dynamic where it
-    failed, benchmarks/peers.py), their OpenVINO INT8 is NNCF's static quantization."""
+    """The entry's precision as edgesmith's runtimes name it: edgesmith's as `levels._entry` records it; the peers'
+    ONNX Runtime INT8 builds are dynamic (ORTQuantizer with is_static=False, or quantize_dynamic where it failed,
+    benchmarks/peers.py), their OpenVINO INT8 is NNCF's static quantization."""
     if "precision" in entry:
         return entry["precision"]
-    if "artifact" in entry:
-        return entry["artifact"].split(":", 1)[1].removeprefix(f"{entry['runtime']}-")
     if not entry["int8"]:
         return "fp32"
     return "int8-dynamic" if entry["runtime"] == "onnxruntime" else "int8-static"

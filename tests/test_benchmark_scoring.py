@@ -19,11 +19,11 @@ PEER_OV = {"name": "optimum-intel OpenVINO NNCF INT8", "group": "peer", "suite":
 PEER_FP32 = {"name": "optimum-intel OpenVINO FP32", "group": "peer", "suite": "sst2", "runtime": "openvino", "int8": False,
              "path": "p3"}
 OURS_DYNAMIC = {"name": "student ORT", "group": "edgesmith", "suite": "sst2", "runtime": "onnxruntime", "int8": True,
-                "artifact": "structured:onnxruntime-int8-dynamic", "path": "s1"}
+                "artifact": "structured:onnxruntime-int8-dynamic", "precision": "int8-dynamic", "path": "s1"}
 OURS_STATIC = {"name": "student ORT static", "group": "edgesmith", "suite": "sst2", "runtime": "onnxruntime", "int8": True,
-               "artifact": "unpruned:onnxruntime-int8-static", "path": "s2"}
+               "artifact": "unpruned:onnxruntime-int8-static", "precision": "int8-static", "path": "s2"}
 OURS_OV = {"name": "student OV", "group": "edgesmith", "suite": "sst2", "runtime": "openvino", "int8": True,
-           "artifact": "structured:openvino-int8-static", "path": "s3"}
+           "artifact": "structured:openvino-int8-static", "precision": "int8-static", "path": "s3"}
 
 
 @pytest.mark.parametrize("entry, precision, per_call", [
