@@ -376,6 +376,21 @@ class Measurement(Frozen):
                 raise ValueError(f"{name} has no {', '.join(lacking)}; it builds {', '.join(RUNTIMES[name].precisions)}")
         return v
 
+    @field_validator("execution_providers")
+    @classmethod
+    def _known_providers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        """Provider names ONNX Runtime knows, each once: a misspelt one would be dropped at run time, and the profile
+        measured on the CPU while it names a GPU."""
+        import onnxruntime as ort
+
+        known = ort.get_all_providers()
+        unknown = [p for p in v if p not in known]
+        if not v or unknown or len(set(v)) != len(v):
+            raise ValueError(f"execution_providers {list(v)} must be distinct ONNX Runtime provider names "
+                             f"({'unknown: ' + ', '.join(unknown) if unknown else 'none given or one repeated'}); "
+                             f"known: {', '.join(known)}")
+        return v
+
     @model_validator(mode="after")
     def _some_candidate(self) -> "Measurement":
         from .runtimes import RUNTIMES

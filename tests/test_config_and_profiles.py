@@ -165,3 +165,20 @@ def test_an_override_through_a_yaml_alias_bomb_fails_fast(tmp_path):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize(("providers", "says"), [
+    ("[CUDAExecutionProviderr]", "unknown: CUDAExecutionProviderr"),  # had been dropped at run time: a GPU profile measured on the CPU
+    ("[]", "none given or one repeated"),
+    ("[CPUExecutionProvider, CPUExecutionProvider]", "none given or one repeated"),
+])
+def test_execution_providers_must_be_distinct_names_onnx_runtime_knows(tmp_path, providers, says):
+    from edgesmith.config import parse, read_yaml
+
+    p = tmp_path / "p.yaml"
+    p.write_text("name: p\ndescription: d\ndevice: cpu\nruntimes: {onnxruntime: [int8-dynamic]}\nthreads: 1\n"
+                 f"execution_providers: {providers}\n")
+    with pytest.raises(EdgesmithError, match=rf"execution_providers.*{says}.*known: .*CPUExecutionProvider"):
+        parse(Profile, read_yaml(p), str(p))
+    p.write_text(p.read_text().replace(f"execution_providers: {providers}", "execution_providers: [CPUExecutionProvider]"))
+    assert parse(Profile, read_yaml(p), str(p)).execution_providers == ("CPUExecutionProvider",)

@@ -31,9 +31,16 @@ def edgesmith_settings(threads: int, providers: Any = ("CPUExecutionProvider",))
 
 def is_edgesmiths(settings: Any) -> bool:
     """Whether `settings` are edgesmith_settings(n, providers) for a whole thread count n (1 to 1024) and a providers
-    list: the only settings open_model applies. Each is set on SessionOptions by name, and others, such as
-    optimized_model_filepath or enable_profiling, would write files."""
-    if not isinstance(settings, dict) or not isinstance(settings.get("providers"), list):
+    list of distinct execution provider names: the only settings open_model applies. Each is set on SessionOptions by
+    name, and others, such as optimized_model_filepath or enable_profiling, would write files. A provider that is not
+    a name (a list, say) had passed and left the session on the CPU, unlike what was measured."""
+    if not isinstance(settings, dict):
+        return False
+    providers = settings.get("providers")
+    if not isinstance(providers, list) or not providers:
+        return False
+    if not all(isinstance(p, str) and p.isidentifier() and p.endswith("ExecutionProvider") for p in providers) \
+            or len(set(providers)) != len(providers):
         return False
     n = settings.get("intra_op_num_threads")
     return type(n) is int and 1 <= n <= 1024 and settings == edgesmith_settings(n, settings["providers"])

@@ -123,7 +123,7 @@ def left_out(rows: list[dict[str, Any]], chosen: dict[str, Any], teacher_metric:
 
 # 10: the profile's size, memory and p90 budgets narrow the choice (`eligible`)
 # 9: a pruned artifact ships only if faster than the quantized teacher in every paired round (edgesmith.confirm)
-@stage("bundle", BundleStageConfig, version=15)  # 15: predict.py checks sha256s, marks cut texts, --file, runs texts_per_call texts a call; the runtime opener applies only edgesmith's settings; 14: at least bench.min_speedup faster in every round, reference texts cut to REFERENCE_CHARS; 13: the paired rounds time the longest input too, `alternative` recorded; 12: token entities by whitespace words, as scored; bench.py times the longest input too; 11: predict.py refuses text that is not UTF-8; 8: token entities by the tokenizer's words; 7: files named for HF tools
+@stage("bundle", BundleStageConfig, version=16)  # 16: the runtime opener refuses providers that are not distinct provider names; 15: predict.py checks sha256s, marks cut texts, --file, runs texts_per_call texts a call; the runtime opener applies only edgesmith's settings; 14: at least bench.min_speedup faster in every round, reference texts cut to REFERENCE_CHARS; 13: the paired rounds time the longest input too, `alternative` recorded; 12: token entities by whitespace words, as scored; bench.py times the longest input too; 11: predict.py refuses text that is not UTF-8; 8: token entities by the tokenizer's words; 7: files named for HF tools
 def run(cfg: BundleStageConfig, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     bench, teacher = inputs["bench"], inputs["teacher"]
     run_folder = bench.path.parent  # bench rows name their models relative to it (bench.model_path)

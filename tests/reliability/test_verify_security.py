@@ -812,13 +812,12 @@ def test_metadata_of_an_unexpected_shape_is_one_line(bundle: Path) -> None:
     assert_refused(edgesmith("verify", bundle), "model_type")
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (2026-12-07): ONNX Runtime's is_edgesmiths accepts any list of "
-                   "providers, so [[]] passes verify and predict.py falls back to the CPU; the fix changes bundle code "
-                   "(edgesmith_runtime.py) and waits for the harness runs in flight")
-def test_providers_that_are_not_names_are_refused(bundle: Path) -> None:
-    """A list where a provider name goes is not a setting edgesmith makes; with the rest of the bundle intact (an
-    earlier test only passed because its config.json was still broken from the case before)."""
+@pytest.mark.parametrize("providers", [[[]], [], ["CPUExecutionProvider", "CPUExecutionProvider"], ["--help"]])
+def test_providers_that_are_not_names_are_refused(bundle: Path, providers: list) -> None:
+    """A list where a provider name goes, no provider, one twice or a non-name is not a setting edgesmith makes; with
+    the rest of the bundle intact (an earlier test only passed because its config.json was still broken from the case
+    before). [[]] had passed verify, and predict.py then ran on the CPU (2026-12-07)."""
     manifest = manifest_of(bundle)
-    manifest["session"]["settings"]["providers"] = [[]]
+    manifest["session"]["settings"]["providers"] = providers
     write_manifest(bundle, manifest)
     assert_refused(edgesmith("verify", bundle), "session settings")
