@@ -102,22 +102,18 @@ def _prune_for_speedup(root, inputs, name, speedup):
     return run_stage("prune", cfg, inputs, root / name, False, print)
 
 
-def test_a_speedup_target_needs_no_budget_and_is_measured_against_the_quantized_teacher(teacher):
+def test_a_speedup_target_needs_no_budget_and_is_measured_against_the_quantized_teacher(teacher, monkeypatch):
+    """Programmed readings (the real ones of a tiny model are noise around 1x, and an earlier version of this test
+    passed on a refusal too): the profile has no budget, the teacher is timed before the walk and again to confirm,
+    and each point's speed-up is the fastest teacher reading over its own."""
+    from edgesmith import fit as fit_module
+
+    monkeypatch.setattr(fit_module, "_measurer", _programmed([10.0, 9.0], {"keep-0.9": [8.0]}))
     root, inputs = teacher
-    try:
-        fit = _prune_for_speedup(root, inputs, "02-speedup", 1.0)
-    except EdgesmithError as err:  # no ratio of the tiny model read 1.0x here (noise): refused, naming the closest point
-        assert "1x faster (p50) than the unpruned teacher" in str(err) and "even at keep 0.1 (closest: keep" in str(err)
-        assert not (root / "02-speedup").exists()
-        return
-    assert fit.facts["fit"]["speedup"] == 1.0 and "budget_p90_ms" not in fit.facts["fit"]
-    teacher_p50 = fit.facts["fit"]["teacher_p50_ms"]
-    assert teacher_p50 and all(t > 0 for t in teacher_p50)
-    for point in fit.facts["fit"]["curve"]:  # each speed-up is a ratio of two measurements of this run
-        assert point["speedup"] > 0 and point["p50_ms"] > 0
-    chosen = fit.facts["fit"]["curve"][-1]  # confirmed against a second teacher measurement, the faster one counting
-    assert fit.facts["fit"]["met"] and len(teacher_p50) >= 2 and chosen["speedup"] == pytest.approx(min(teacher_p50) / chosen["p50_ms"])
-    assert chosen["speedup"] >= 1.0 and chosen["keep"] == fit.facts["fit"]["keep"]
+    fit = _prune_for_speedup(root, inputs, "02-speedup", 1.0).facts["fit"]
+    assert fit["speedup"] == 1.0 and "budget_p90_ms" not in fit and fit["met"] and fit["keep"] == 0.9
+    assert fit["teacher_p50_ms"] == [10.0, 9.0] and len(fit["curve"]) == 1
+    assert fit["curve"][0]["speedup"] == pytest.approx(9.0 / 8.0) and fit["curve"][0]["keep"] == fit["keep"]
 
 
 @pytest.mark.parametrize("target", ["p90", "speedup"])

@@ -155,7 +155,7 @@ def balance_activation_ranges(model: Any) -> int:
     further below zero than above it (high < -low <= MAX_WIDENING * high) to [low, -low]; returns how many were
     widened.
 
-    Why: OpenVINO 2026.4's CPU plugin runs such a matmul on a slower quantized path, and the whole graph ran 7-11%
+    Why: OpenVINO 2026.4's CPU plugin runs such a matmul on a slower quantized path, and the whole graph ran 8-12%
     slower with one or two of them (sst2-fast's three students on an Intel Xeon with AMX, docs/recovery.md). Which
     intervals come out that way depends only on the calibration rows. In the models measured the two ends were within
     4% of each other, so the widening costs little resolution; the quantize stage measures the model after this, so

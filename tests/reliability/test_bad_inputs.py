@@ -326,7 +326,8 @@ def test_bad_input_is_refused_before_any_work(name: str, mode: str, tmp_path: Pa
     out = tmp_path / "out"
     if mode == "rerun":
         shutil.copytree(request.getfixturevalue("finished_run"), out)
-    before = digests(out)
+    before, existed = digests(out), out.exists()
     assert_refused(edgesmith("run", recipe, "--out", out, *setup.get("args", [])), *needles)
     assert digests(out) == before and (mode == "rerun" or before == {})
+    assert out.exists() == existed  # fresh: not even an empty folder (digests lists files only)
     assert not (tmp_path / "pwned").exists()  # the malicious pickle ran nothing

@@ -200,6 +200,31 @@ def test_failed_rerun_keeps_the_recipe_json_that_describes_the_stages(clean_run:
     assert (out / "recipe.json").read_text() == before
 
 
+def test_a_rerun_that_fails_in_a_stage_keeps_the_recipe_json_of_the_stages_on_disk(clean_run: Path, inputs: Path, tmp_path: Path, monkeypatch) -> None:
+    """The case above fails before any stage (preflight); here a changed recipe passes preflight and its bench stage
+    fails: recipe.json still describes the stages on disk, not the recipe that did not finish."""
+    from edgesmith import stages  # noqa: F401  (registers the stages)
+    from edgesmith.cli import main
+    from edgesmith.errors import EdgesmithError
+    from edgesmith.registry import STAGES, Stage
+
+    out = tmp_path / "run"
+    shutil.copytree(clean_run, out)
+    before, bench = (out / "recipe.json").read_text(), sha256_file(out / "07-bench-tiny" / MANIFEST)
+    changed = tmp_path / "changed.yaml"
+    changed.write_text((inputs / "recipe.yaml").read_text().replace("iterations: 5}", "iterations: 6}"))
+    assert changed.read_text() != (inputs / "recipe.yaml").read_text()
+    real = STAGES["bench"]
+
+    def refuse(*_: object) -> dict:
+        raise EdgesmithError("bench refused (injected)")
+
+    monkeypatch.setitem(STAGES, "bench", Stage(real.name, refuse, real.config, real.version))
+    assert main(["run", str(changed), "--out", str(out)]) == 2
+    assert (out / "recipe.json").read_text() == before and sha256_file(out / "07-bench-tiny" / MANIFEST) == bench
+    assert not list(out.glob(".*.tmp"))
+
+
 def test_swap_interrupted_between_renames_is_recovered(tmp_path: Path) -> None:
     """A kill after the old folder was renamed aside but before the new one arrived: the old one comes back."""
     stage = tmp_path / "05-export-x"
