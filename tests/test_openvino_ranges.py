@@ -1,5 +1,5 @@
 """Activation quantizers in front of weight matmuls whose interval reaches further below zero than above it are
-widened to [low, -low] (OpenVINO's CPU plugin ran such graphs 7-11% slower, docs/recovery.md); nothing else moves."""
+widened to [low, -low] (OpenVINO's CPU plugin ran such graphs 8-12% slower, docs/recovery.md); nothing else moves."""
 
 import numpy as np
 import pytest

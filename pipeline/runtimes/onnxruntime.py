@@ -101,6 +101,16 @@ def open_model(path: Path, settings: dict[str, Any], threads: int | None = None,
 BUNDLE = (edgesmith_settings, is_edgesmiths, with_threads, usable_providers, open_model)
 
 
+def made_by_this_edgesmith(settings: Any) -> bool:
+    """is_edgesmiths, and every provider one this ONNX Runtime knows: edgesmith writes only a profile's providers,
+    checked so when the profile is read (config.Measurement), so verify refuses any other name. The bundle's own copy
+    checks the names' form only, so that a device's older or newer ONNX Runtime still opens it (dropping, with a
+    note, what the device lacks)."""
+    import onnxruntime as ort
+
+    return is_edgesmiths(settings) and set(settings["providers"]) <= set(ort.get_all_providers())
+
+
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     modules = ("onnxruntime",)
@@ -110,7 +120,7 @@ class OnnxRuntime(Runtime):
     bundle_file = "model.onnx"  # optimum.onnxruntime.ONNX_WEIGHTS_NAME
     bundle_functions = BUNDLE
     open_model = staticmethod(open_model)
-    made_here = staticmethod(is_edgesmiths)
+    made_here = staticmethod(made_by_this_edgesmith)
     per_call_scales = ("int8-dynamic",)
 
     def settings(self, threads: int, providers: tuple[str, ...] = CPU_ONLY) -> dict[str, Any]:

@@ -812,11 +812,13 @@ def test_metadata_of_an_unexpected_shape_is_one_line(bundle: Path) -> None:
     assert_refused(edgesmith("verify", bundle), "model_type")
 
 
-@pytest.mark.parametrize("providers", [[[]], [], ["CPUExecutionProvider", "CPUExecutionProvider"], ["--help"]])
+@pytest.mark.parametrize("providers", [[[]], [], ["CPUExecutionProvider", "CPUExecutionProvider"], ["--help"],
+                                       ["EvilExecutionProvider", "CPUExecutionProvider"]])
 def test_providers_that_are_not_names_are_refused(bundle: Path, providers: list) -> None:
-    """A list where a provider name goes, no provider, one twice or a non-name is not a setting edgesmith makes; with
-    the rest of the bundle intact (an earlier test only passed because its config.json was still broken from the case
-    before). [[]] had passed verify, and predict.py then ran on the CPU (2026-12-07)."""
+    """A list where a provider name goes, no provider, one twice, a non-name or a name ONNX Runtime does not know is
+    not a setting edgesmith makes; with the rest of the bundle intact (an earlier test only passed because its
+    config.json was still broken from the case before). [[]] had passed verify, and predict.py then ran on the CPU
+    (2026-12-07)."""
     manifest = manifest_of(bundle)
     manifest["session"]["settings"]["providers"] = providers
     write_manifest(bundle, manifest)
