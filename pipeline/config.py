@@ -386,7 +386,7 @@ class Measurement(Frozen):
         known = ort.get_all_providers()
         unknown = [p for p in v if p not in known]
         if not v or unknown or len(set(v)) != len(v):
-            raise ValueError(f"execution_providers {list(v)} must be distinct ONNX Runtime provider names "
+            raise ValueError(f"{list(v)} must be distinct ONNX Runtime provider names "
                              f"({'unknown: ' + ', '.join(unknown) if unknown else 'none given or one repeated'}); "
                              f"known: {', '.join(known)}")
         return v
